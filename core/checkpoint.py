@@ -1,0 +1,101 @@
+"""Checkpoints as `save_pretrained`-style folders: config.json + model.safetensors + manifest.json.
+
+Saving is atomic (the whole folder is written beside the target, then renamed into place), so an interrupted
+run never leaves half a checkpoint. Loading verifies every file against the manifest's SHA-256 before reading
+it, and never unpickles anything.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from core.errors import CheckpointError
+
+FORMAT_VERSION = 1
+FILES = ("config.json", "model.safetensors")
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def save_checkpoint(folder, config: dict, tensors: dict[str, torch.Tensor]) -> Path:
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        config = {**config, "format_version": FORMAT_VERSION}
+        (staging / "config.json").write_text(json.dumps(config, indent=2, sort_keys=False) + "\n")
+        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, staging / "model.safetensors")
+        manifest = {"files": {name: _sha256(staging / name) for name in FILES}}
+        (staging / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+        for name in (*FILES, "manifest.json"):
+            with open(staging / name, "rb") as handle:
+                os.fsync(handle.fileno())
+        old = None
+        if folder.exists():
+            old = folder.with_name(f".{folder.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(folder, old)
+        os.replace(staging, folder)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except OSError as error:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise CheckpointError(f"could not save the checkpoint to {folder}: {error.strerror or error}") from None
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return folder
+
+
+def load_checkpoint(folder, model: str | None = None, fingerprint: str | None = None):
+    """(config, tensors) of a verified checkpoint; CheckpointError naming the file otherwise."""
+    folder = Path(folder)
+    if not (folder / "config.json").exists():
+        hint = f" (train one with `python -m core train --model {model}`)" if model else ""
+        raise CheckpointError(f"no checkpoint at {folder}{hint}")
+    try:
+        manifest = json.loads((folder / "manifest.json").read_text())["files"]
+    except (OSError, ValueError, KeyError):
+        raise CheckpointError(f"{folder / 'manifest.json'} is missing or unreadable; the checkpoint cannot be "
+                              "verified") from None
+    for name in FILES:
+        path = folder / name
+        if not path.exists():
+            raise CheckpointError(f"{path} is missing")
+        if _sha256(path) != manifest.get(name):
+            raise CheckpointError(f"{path} is corrupt or was modified (its SHA-256 does not match "
+                                  f"{folder / 'manifest.json'}); retrain or restore it")
+    try:
+        config = json.loads((folder / "config.json").read_text())
+    except ValueError as error:
+        raise CheckpointError(f"{folder / 'config.json'} is not valid JSON: {error}") from None
+    if config.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(f"{folder / 'config.json'} has format version {config.get('format_version')}, "
+                              f"this code reads version {FORMAT_VERSION}")
+    if model is not None and config.get("model") != model:
+        raise CheckpointError(f"{folder / 'config.json'} holds a {config.get('model')!r} model, "
+                              f"expected {model!r}")
+    if fingerprint is not None and config.get("data", {}).get("fingerprint") != fingerprint:
+        raise CheckpointError(f"{folder / 'config.json'} was trained on other data "
+                              f"({config.get('data', {}).get('name')}, fingerprint "
+                              f"{config.get('data', {}).get('fingerprint')}) than the dataset loaded now "
+                              f"(fingerprint {fingerprint})")
+    try:
+        tensors = load_file(folder / "model.safetensors")
+    except (SafetensorError, OSError, ValueError) as error:
+        raise CheckpointError(f"{folder / 'model.safetensors'} cannot be read: {error}") from None
+    return config, tensors

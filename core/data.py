@@ -1,0 +1,333 @@
+"""Datasets: MovieLens-100K from the installed `recbole` wheel, or the user's own files by path.
+
+Every loader ends in `Dataset.build`, which owns the two choices that every number depends on:
+- interactions are ordered by (user, timestamp) with a *stable* sort, so ratings that share a second keep the
+  file's order (an item-id tie-break would plant an order that the model learns and the test split rewards);
+- leave-one-out: last item = test target, second-to-last = validation target, the rest = training.
+
+Internal ids start at 1; 0 is padding. External ids are the dataset's own, kept as strings.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import importlib.util
+import io
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from core.errors import DataFormatError, SteerRecError
+
+DEFAULT_DATASET = "ml-100k"
+MIN_INTERACTIONS = 3  # a user needs a training item, a validation target and a test target
+TAGS_PER_ITEM = 10
+
+
+@dataclass
+class Dataset:
+    name: str
+    user_ids: list[str]  # external id per internal user id; index 0 is padding
+    item_ids: list[str]  # external id per internal item id; index 0 is padding
+    titles: list[str]
+    years: list[str]
+    genres: list[tuple[str, ...]]
+    tags: list[tuple[str, ...]]
+    sequences: list[np.ndarray]  # per internal user: internal item ids in time order
+    timestamps: list[np.ndarray]
+    ratings: list[np.ndarray]
+    fingerprint: str = ""
+    _user_index: dict = field(default_factory=dict, repr=False)
+    _item_index: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def num_users(self) -> int:
+        return len(self.user_ids) - 1
+
+    @property
+    def num_items(self) -> int:
+        return len(self.item_ids) - 1
+
+    @property
+    def default_max_len(self) -> int:
+        return 200 if self.name.startswith("ml-1m") else 50
+
+    def user_index(self, user) -> int:
+        """Internal id of an external user id (int or str)."""
+        key = str(user).strip()
+        if key not in self._user_index:
+            raise SteerRecError(f"unknown user {str(user)[:40]!r} in {self.name} "
+                                f"(ids are the dataset's own, e.g. {self.user_ids[1]!r})")
+        return self._user_index[key]
+
+    def item_index(self, item) -> int:
+        key = str(item).strip()
+        if key not in self._item_index:
+            raise SteerRecError(f"unknown item {str(item)[:40]!r} in {self.name} "
+                                f"(ids are the dataset's own, e.g. {self.item_ids[1]!r})")
+        return self._item_index[key]
+
+    def item_text(self, item: int) -> str:
+        """The one string that text encoders see for an item."""
+        text = f"{self.titles[item]} ({self.years[item]})" if self.years[item] else self.titles[item]
+        text += ". Genres: " + (", ".join(self.genres[item]) or "unknown")
+        if self.tags[item]:
+            text += ". Tags: " + ", ".join(self.tags[item])
+        return text
+
+    def split(self, user: int, part: str) -> tuple[np.ndarray, int]:
+        """(history, target) of a user for 'valid' or 'test'; training uses `sequences[u][:-2]`."""
+        seq = self.sequences[user]
+        if part == "valid":
+            return seq[:-2], int(seq[-2])
+        if part == "test":
+            return seq[:-1], int(seq[-1])
+        raise SteerRecError(f"unknown split {part!r}: expected 'valid' or 'test'")
+
+    def attributes(self, item: int) -> tuple[str, ...]:
+        return self.genres[item] + self.tags[item]
+
+    @classmethod
+    def build(cls, name: str, inter: pd.DataFrame, items: pd.DataFrame) -> "Dataset":
+        """inter: user, item, timestamp (float), rating (float, may be NaN), in file order.
+        items: item, title, year, genres (tuple), tags (tuple)."""
+        counts = inter["user"].value_counts()
+        inter = inter[inter["user"].map(counts) >= MIN_INTERACTIONS]
+        if inter.empty:
+            raise SteerRecError(f"{name}: no user has {MIN_INTERACTIONS} or more interactions")
+
+        item_ids = ["<pad>"] + list(dict.fromkeys(list(items["item"]) + list(inter["item"])))
+        item_index = {item: i for i, item in enumerate(item_ids)}
+        meta = items.drop_duplicates("item").set_index("item")
+        titles, years, genres, tags = ["<pad>"], [""], [()], [()]
+        for item in item_ids[1:]:
+            if item in meta.index:
+                row = meta.loc[item]
+                titles.append(row["title"]); years.append(row["year"])
+                genres.append(row["genres"]); tags.append(row["tags"])
+            else:
+                titles.append(f"Item {item}"); years.append(""); genres.append(()); tags.append(())
+
+        user_ids = ["<pad>"] + list(dict.fromkeys(inter["user"]))
+        user_index = {user: u for u, user in enumerate(user_ids)}
+        users = inter["user"].map(user_index).to_numpy()
+        time = inter["timestamp"].to_numpy(dtype=np.float64)
+        order = np.lexsort((time, users))  # lexsort is stable: ties keep the file's order
+        users, time = users[order], time[order]
+        item_col = inter["item"].map(item_index).to_numpy()[order].astype(np.int64)
+        rating_col = inter["rating"].to_numpy(dtype=np.float64)[order]
+        bounds = np.flatnonzero(np.diff(users)) + 1
+        sequences = [np.zeros(0, np.int64)] + np.split(item_col, bounds)
+        timestamps = [np.zeros(0)] + np.split(time, bounds)
+        ratings = [np.zeros(0)] + np.split(rating_col, bounds)
+
+        digest = hashlib.sha256()
+        for part in (users, item_col, time):
+            digest.update(np.ascontiguousarray(part).tobytes())
+        digest.update("\n".join(item_ids).encode())
+        return cls(name, user_ids, item_ids, titles, years, genres, tags, sequences, timestamps, ratings,
+                   digest.hexdigest()[:16], user_index, item_index)
+
+
+# ---------------------------------------------------------------------------------------------- readers
+
+def _display_title(title: str) -> tuple[str, str]:
+    """'Usual Suspects, The (1995)' -> ('The Usual Suspects', '1995')."""
+    title = title.strip()
+    year = ""
+    match = re.search(r"\s*\((\d{4})\)\s*$", title)
+    if match:
+        year, title = match.group(1), title[: match.start()]
+    match = re.match(r"^(.*), (The|A|An|Les|La|Le|L'|Il|Das|Der|Die|El)$", title)
+    if match:
+        title = f"{match.group(2)} {match.group(1)}".replace("L' ", "L'")
+    return title, year
+
+
+def _read_table(path: Path, names=None, sep="\t", text=None, quoting=csv.QUOTE_NONE) -> pd.DataFrame:
+    """Read a delimited file as strings; a ragged line becomes a DataFormatError naming it."""
+    try:
+        source = io.StringIO(text) if text is not None else path
+        return pd.read_csv(source, sep=sep, names=names, header=None if names else 0, dtype=str,
+                           keep_default_na=False, quoting=quoting, encoding="utf-8", skip_blank_lines=True)
+    except pd.errors.ParserError as error:
+        match = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(error))
+        if match:
+            raise DataFormatError(path, match.group(2), f"{match.group(1)} fields",
+                                  f"{match.group(3)} fields") from None
+        raise DataFormatError(path, None, "a delimited text table", str(error)[:80]) from None
+    except pd.errors.EmptyDataError:
+        raise DataFormatError(path, 1, "a header line and data", "an empty file") from None
+    except UnicodeDecodeError as error:
+        raise DataFormatError(path, None, "UTF-8 text", f"byte {error.object[error.start]:#x}") from None
+
+
+def _require_columns(frame: pd.DataFrame, path: Path, columns: list[str]):
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise DataFormatError(path, 1, f"columns {', '.join(columns)}",
+                              ", ".join(map(str, frame.columns)) or "no columns")
+
+
+def _numbers(frame: pd.DataFrame, column: str, path: Path, first_line: int, optional=False) -> pd.Series:
+    """Column as floats; the first non-number is reported with its line number."""
+    raw = frame[column]
+    values = pd.to_numeric(raw.where(raw != "", None) if optional else raw, errors="coerce")
+    bad = values.isna() & (raw != "" if optional else True)
+    if bad.any():
+        row = int(np.flatnonzero(bad.to_numpy())[0])
+        raise DataFormatError(path, first_line + row, f"a number in column {column!r}", raw.iloc[row])
+    return values.astype(float)
+
+
+def _ids(frame: pd.DataFrame, column: str, path: Path, first_line: int) -> pd.Series:
+    values = frame[column].str.strip()
+    empty = values == ""
+    if empty.any():
+        row = int(np.flatnonzero(empty.to_numpy())[0])
+        raise DataFormatError(path, first_line + row, f"an id in column {column!r}", "")
+    return values
+
+
+def _items_frame(ids, raw_titles, years, genres, tags) -> pd.DataFrame:
+    titles, parsed_years = zip(*(_display_title(t) for t in raw_titles)) if len(raw_titles) else ((), ())
+    years = [y or p for y, p in zip(years, parsed_years)]
+    return pd.DataFrame({"item": list(ids), "title": list(titles), "year": years,
+                         "genres": list(genres), "tags": list(tags)})
+
+
+def _top_tags(tags: pd.DataFrame | None) -> dict[str, tuple[str, ...]]:
+    if tags is None or tags.empty:
+        return {}
+    tags = tags.assign(tag=tags["tag"].str.strip().str.lower())
+    tags = tags[tags["tag"] != ""]
+    counts = tags.groupby(["item", "tag"]).size().reset_index(name="n")
+    counts = counts.sort_values(["item", "n", "tag"], ascending=[True, False, True], kind="stable")
+    return {item: tuple(group["tag"].head(TAGS_PER_ITEM)) for item, group in counts.groupby("item")}
+
+
+def load_atomic(inter_path: Path) -> Dataset:
+    """RecBole atomic files: NAME.inter (user_id, item_id, timestamp[, rating]) + NAME.item beside it."""
+    inter_path = Path(inter_path)
+    frame = _read_table(inter_path)
+    frame.columns = [c.split(":")[0] for c in frame.columns]
+    _require_columns(frame, inter_path, ["user_id", "item_id", "timestamp"])
+    inter = pd.DataFrame({
+        "user": _ids(frame, "user_id", inter_path, 2),
+        "item": _ids(frame, "item_id", inter_path, 2),
+        "timestamp": _numbers(frame, "timestamp", inter_path, 2),
+        "rating": _numbers(frame, "rating", inter_path, 2) if "rating" in frame else np.nan,
+    })
+    item_path = inter_path.with_suffix(".item")
+    if item_path.exists():
+        meta = _read_table(item_path)
+        meta.columns = [c.split(":")[0] for c in meta.columns]
+        _require_columns(meta, item_path, ["item_id"])
+        title_col = next((c for c in ("movie_title", "title") if c in meta), None)
+        year_col = next((c for c in ("release_year", "year") if c in meta), None)
+        genre_col = next((c for c in ("class", "genre", "genres") if c in meta), None)
+        ids = _ids(meta, "item_id", item_path, 2)
+        titles = meta[title_col] if title_col else "Item " + ids
+        years = meta[year_col].where(meta[year_col].str.fullmatch(r"\d{4}"), "") if year_col else [""] * len(ids)
+        genres = [tuple(g for g in s.split() if g != "unknown") for s in meta[genre_col]] if genre_col \
+            else [()] * len(ids)
+        items = _items_frame(ids, list(titles), list(years), genres, [()] * len(ids))
+    else:
+        items = _items_frame([], [], [], [], [])
+    return Dataset.build(inter_path.stem, inter, items)
+
+
+def load_dat(folder: Path) -> Dataset:
+    """MovieLens .dat (ML-1M, ML-10M): ratings.dat 'user::item::rating::time' + movies.dat 'item::title::a|b'."""
+    folder = Path(folder)
+    ratings_path, movies_path = folder / "ratings.dat", folder / "movies.dat"
+    text = ratings_path.read_text(encoding="latin-1").replace("::", "\t")
+    frame = _read_table(ratings_path, names=["user", "item", "rating", "timestamp"], text=text)
+    inter = pd.DataFrame({
+        "user": _ids(frame, "user", ratings_path, 1), "item": _ids(frame, "item", ratings_path, 1),
+        "timestamp": _numbers(frame, "timestamp", ratings_path, 1),
+        "rating": _numbers(frame, "rating", ratings_path, 1),
+    })
+    ids, titles, genres = [], [], []
+    if movies_path.exists():
+        for number, line in enumerate(movies_path.read_text(encoding="latin-1").splitlines(), start=1):
+            if not line.strip():
+                continue
+            parts = line.split("::")
+            if len(parts) != 3:
+                raise DataFormatError(movies_path, number, "3 fields 'id::title::genre|genre'",
+                                      f"{len(parts)} fields")
+            ids.append(parts[0].strip()); titles.append(parts[1])
+            genres.append(tuple(g for g in parts[2].strip().split("|") if g and g != "(no genres listed)"))
+    tags = None
+    if (folder / "tags.dat").exists():
+        text = (folder / "tags.dat").read_text(encoding="latin-1").replace("::", "\t")
+        tags = _read_table(folder / "tags.dat", names=["user", "item", "tag", "timestamp"], text=text)
+    top = _top_tags(tags)
+    items = _items_frame(ids, titles, [""] * len(ids), genres, [top.get(i, ()) for i in ids])
+    return Dataset.build(folder.name, inter, items)
+
+
+def load_csv(folder: Path) -> Dataset:
+    """MovieLens CSV (ml-latest, ML-20M/25M/32M): ratings.csv + movies.csv, optional tags.csv."""
+    folder = Path(folder)
+    ratings_path, movies_path, tags_path = folder / "ratings.csv", folder / "movies.csv", folder / "tags.csv"
+    frame = _read_table(ratings_path, sep=",", quoting=csv.QUOTE_MINIMAL)
+    _require_columns(frame, ratings_path, ["userId", "movieId", "rating", "timestamp"])
+    inter = pd.DataFrame({
+        "user": _ids(frame, "userId", ratings_path, 2), "item": _ids(frame, "movieId", ratings_path, 2),
+        "timestamp": _numbers(frame, "timestamp", ratings_path, 2),
+        "rating": _numbers(frame, "rating", ratings_path, 2),
+    })
+    tags = None
+    if tags_path.exists():
+        raw = _read_table(tags_path, sep=",", quoting=csv.QUOTE_MINIMAL)
+        _require_columns(raw, tags_path, ["userId", "movieId", "tag"])
+        tags = pd.DataFrame({"item": raw["movieId"].str.strip(), "tag": raw["tag"]})
+    top = _top_tags(tags)
+    if movies_path.exists():
+        movies = _read_table(movies_path, sep=",", quoting=csv.QUOTE_MINIMAL)
+        _require_columns(movies, movies_path, ["movieId", "title", "genres"])
+        ids = list(_ids(movies, "movieId", movies_path, 2))
+        genres = [tuple(g for g in s.split("|") if g and g != "(no genres listed)") for s in movies["genres"]]
+        items = _items_frame(ids, list(movies["title"]), [""] * len(ids), genres, [top.get(i, ()) for i in ids])
+    else:
+        items = _items_frame([], [], [], [], [])
+    return Dataset.build(folder.name, inter, items)
+
+
+def recbole_dataset_folder() -> Path:
+    """The ML-100K atomic files shipped inside the recbole wheel (found without importing recbole)."""
+    spec = importlib.util.find_spec("recbole")
+    if spec is None or not spec.submodule_search_locations:
+        raise SteerRecError("the default dataset comes from the 'recbole' package, which is not installed: "
+                            "run `pip install --no-deps recbole==1.2.1` (or `make setup`)")
+    folder = Path(list(spec.submodule_search_locations)[0]) / "dataset_example" / DEFAULT_DATASET
+    if not (folder / f"{DEFAULT_DATASET}.inter").exists():
+        raise SteerRecError(f"the recbole package has no {folder}/{DEFAULT_DATASET}.inter: reinstall recbole==1.2.1")
+    return folder
+
+
+def load_dataset(path=None) -> Dataset:
+    """The default dataset (None or 'ml-100k'), or a folder/file in any supported format."""
+    if path is None or str(path) == DEFAULT_DATASET:
+        return load_atomic(recbole_dataset_folder() / f"{DEFAULT_DATASET}.inter")
+    path = Path(path)
+    if not path.exists():
+        raise SteerRecError(f"dataset path {path} does not exist")
+    if path.is_file():
+        if path.suffix == ".inter":
+            return load_atomic(path)
+        path = path.parent
+    if (path / "ratings.dat").exists():
+        return load_dat(path)
+    if (path / "ratings.csv").exists():
+        return load_csv(path)
+    inters = sorted(path.glob("*.inter"))
+    if len(inters) == 1:
+        return load_atomic(inters[0])
+    raise SteerRecError(f"no dataset found in {path}: expected ratings.dat + movies.dat (MovieLens .dat), "
+                        "ratings.csv + movies.csv (MovieLens CSV) or one NAME.inter + NAME.item (RecBole atomic)")

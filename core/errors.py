@@ -1,0 +1,20 @@
+"""The project's own exception types. Every message is written for a person, not a stack trace."""
+
+
+class SteerRecError(Exception):
+    """Any problem a user can fix: bad input, a broken file, a missing asset."""
+
+
+class DataFormatError(SteerRecError):
+    """A dataset file that does not have the expected format; names the file and the line."""
+
+    def __init__(self, path, line, expected, found=None):
+        where = f"{path}, line {line}" if line else str(path)
+        message = f"{where}: expected {expected}"
+        if found is not None:
+            message += f", found {found!r}"
+        super().__init__(message)
+
+
+class CheckpointError(SteerRecError):
+    """A checkpoint that is missing, truncated, tampered with or made for other data."""

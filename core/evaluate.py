@@ -1,0 +1,89 @@
+"""Full-ranking evaluation: every item is ranked, the user's history is excluded (except the target).
+
+Rank of the target = items with a higher score + items with the same score and a smaller id (ties broken by
+item id, as retrieval does). A target whose score is -inf (excluded, filtered out, outside a candidate list)
+is a miss however the ties fall, and NaN scores are an error, never a hit.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from core.data import Dataset
+from core.errors import SteerRecError
+
+KS = (10, 20)
+
+
+def pad_left(sequences: list[np.ndarray], length: int) -> torch.Tensor:
+    """Right-align each sequence (its last `length` items) in a zero-padded (batch, length) tensor."""
+    batch = np.zeros((len(sequences), length), dtype=np.int64)
+    for row, seq in enumerate(sequences):
+        tail = seq[-length:]
+        if len(tail):
+            batch[row, length - len(tail):] = tail
+    return torch.from_numpy(batch)
+
+
+def exclude_history(scores: torch.Tensor, histories: list[np.ndarray], targets=None) -> torch.Tensor:
+    """Set the scores of already-seen items to -inf (in place), keeping each target's own score."""
+    kept = scores.gather(1, torch.as_tensor(targets)[:, None]).clone() if targets is not None else None
+    for row, history in enumerate(histories):
+        if len(history):
+            scores[row, torch.from_numpy(np.asarray(history, dtype=np.int64))] = float("-inf")
+    if kept is not None:
+        scores.scatter_(1, torch.as_tensor(targets)[:, None], kept)
+    return scores
+
+
+def target_ranks(scores: torch.Tensor, targets) -> torch.Tensor:
+    """0-based rank of each target under (score desc, item id asc); +inf for a target scored -inf."""
+    if torch.isnan(scores).any():
+        raise SteerRecError("the model produced NaN scores; refusing to evaluate them")
+    targets = torch.as_tensor(targets, dtype=torch.long)
+    target_scores = scores.gather(1, targets[:, None])
+    ids = torch.arange(scores.shape[1], device=scores.device)
+    ahead = (scores > target_scores) | ((scores == target_scores) & (ids[None] < targets[:, None]))
+    ranks = ahead.sum(1).double()
+    ranks[torch.isneginf(target_scores[:, 0])] = math.inf
+    return ranks
+
+
+def metrics_from_ranks(ranks: torch.Tensor, ks=KS) -> dict[str, float]:
+    ranks = ranks.double()
+    result = {}
+    for k in ks:
+        hit = ranks < k
+        result[f"ndcg@{k}"] = float(torch.where(hit, 1 / torch.log2(ranks + 2), 0.0).mean())
+        result[f"recall@{k}"] = float(hit.double().mean())
+        result[f"mrr@{k}"] = float(torch.where(hit, 1 / (ranks + 1), 0.0).mean())
+    return result
+
+
+def share_with_attribute(top_items: torch.Tensor, has_attribute: torch.Tensor) -> float:
+    """Mean share of each top-k list that carries the row's attribute (compliance / violation)."""
+    return float(has_attribute.gather(1, top_items).double().mean())
+
+
+def split_batches(dataset: Dataset, part: str, users=None, batch_size: int = 512):
+    """Yield (users, histories, targets) for leave-one-out evaluation."""
+    users = list(range(1, dataset.num_users + 1)) if users is None else list(users)
+    for start in range(0, len(users), batch_size):
+        chunk = users[start:start + batch_size]
+        pairs = [dataset.split(u, part) for u in chunk]
+        yield chunk, [h for h, _ in pairs], [t for _, t in pairs]
+
+
+@torch.no_grad()
+def evaluate_sequential(model, dataset: Dataset, part: str = "valid", users=None) -> dict[str, float]:
+    """Full-ranking metrics of a sequential model (anything with `full_sort_predict`)."""
+    model.eval()
+    device = next(model.parameters()).device
+    ranks = []
+    for _, histories, targets in split_batches(dataset, part, users):
+        sequences = pad_left(histories, model.config.max_len).to(device)
+        scores = exclude_history(model.full_sort_predict(sequences).float().cpu(), histories, targets)
+        ranks.append(target_ranks(scores, targets))
+    return metrics_from_ranks(torch.cat(ranks))

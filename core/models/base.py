@@ -1,0 +1,41 @@
+"""What every ID-based sequential recommender shares: an item table, a user vector, full-softmax training.
+
+A subclass only says how a left-padded sequence of item ids becomes one hidden state per position
+(`forward`); scoring, the loss and full ranking are the same for all of them, so the trainer and the
+evaluator treat them alike (RecBole's interface: forward, calculate_loss, full_sort_predict).
+"""
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class SequentialRecommender(nn.Module):
+    def __init__(self, num_items: int, hidden: int):
+        super().__init__()
+        self.item_embedding = nn.Embedding(num_items + 1, hidden, padding_idx=0)
+
+    def forward(self, sequences: torch.Tensor) -> torch.Tensor:
+        """(batch, length) item ids, 0 = padding on the left -> (batch, length, hidden)."""
+        raise NotImplementedError
+
+    def user_vector(self, sequences: torch.Tensor) -> torch.Tensor:
+        """The state at the last position: the query for next-item retrieval."""
+        return self.forward(sequences)[:, -1]
+
+    def item_vectors(self) -> torch.Tensor:
+        return self.item_embedding.weight
+
+    def logits(self, states: torch.Tensor) -> torch.Tensor:
+        scores = states @ self.item_vectors().T
+        scores[..., 0] = float("-inf")  # padding is never recommended
+        return scores
+
+    def calculate_loss(self, sequences: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Full-softmax cross-entropy at every non-padding position (targets 0 are ignored)."""
+        states = self.forward(sequences)
+        mask = targets > 0
+        return F.cross_entropy(self.logits(states[mask]), targets[mask])
+
+    def full_sort_predict(self, sequences: torch.Tensor) -> torch.Tensor:
+        """Scores of every item (column 0 = padding, -inf) for the next position."""
+        return self.logits(self.user_vector(sequences))
