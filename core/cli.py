@@ -1,0 +1,131 @@
+"""`python -m core recommend|train|evaluate`: a thin layer over the engine and the training modules.
+
+Errors a person can fix (unknown user, bad file, missing checkpoint) exit with status 2 and one line on
+stderr; no traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+from core.errors import SteerRecError  # noqa: E402
+
+MODELS = ["sasrec", "gru4rec", "dpr", "mixrec"]
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="python -m core", description=__doc__.splitlines()[0])
+    commands = root.add_subparsers(dest="command", required=True)
+
+    rec = commands.add_parser("recommend", help="rank items for a user or a made-up history")
+    rec.add_argument("--model", choices=MODELS, required=True)
+    who = rec.add_mutually_exclusive_group(required=True)
+    who.add_argument("--user", help="the dataset's own user id")
+    who.add_argument("--history", help="comma-separated item ids, oldest first")
+    rec.add_argument("--want", action="append", default=[], help="what to see more of (repeatable)")
+    rec.add_argument("--avoid", action="append", default=[], help="what to leave out (repeatable)")
+    rec.add_argument("--backbone", choices=["sasrec", "gru4rec"], default="sasrec")
+    rec.add_argument("-k", type=int, default=10)
+    rec.add_argument("--data", help="dataset folder or file (default: ML-100K from the recbole package)")
+    rec.add_argument("--checkpoints", help="checkpoint folder (default: checkpoints/<dataset>/)")
+    rec.add_argument("--json", action="store_true", help="print one JSON object")
+
+    train = commands.add_parser("train", help="train a model and save its checkpoint")
+    train.add_argument("--model", choices=MODELS, required=True)
+    train.add_argument("--backbone", choices=["sasrec", "gru4rec"], default="sasrec")
+    train.add_argument("--data")
+    train.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    train.add_argument("--out", help="checkpoint folder (default: checkpoints/<dataset>/)")
+    train.add_argument("--epochs", type=int, help="maximum epochs (backbones) or steering epochs (DPR)")
+    train.add_argument("--seed", type=int, default=42)
+    train.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    ev = commands.add_parser("evaluate", help="full-ranking metrics on validation or test users")
+    ev.add_argument("--model", choices=MODELS, required=True)
+    ev.add_argument("--backbone", choices=["sasrec", "gru4rec"], default="sasrec")
+    ev.add_argument("--task", choices=["sequential", "positive", "negative"], default="sequential")
+    ev.add_argument("--split", choices=["valid", "test"], default="test")
+    ev.add_argument("--data")
+    ev.add_argument("--checkpoints")
+    ev.add_argument("--json", action="store_true")
+    return root
+
+
+def run_recommend(args) -> int:
+    from core.engine import Engine
+
+    models = [args.model] if args.model != "dpr" else ["dpr"]
+    engine = Engine(data=args.data, checkpoints=args.checkpoints, models=models)
+    result = engine.recommend(args.model, user=args.user, history=args.history, want=args.want,
+                              avoid=args.avoid, k=args.k, backbone=args.backbone)
+    if args.json:
+        print(json.dumps(result.to_dict(), ensure_ascii=False))
+        return 0
+    steering = "".join(f"  want: {w}\n" for w in result.want) + "".join(f"  avoid: {a}\n" for a in result.avoid)
+    print(f"{result.model} for {'user ' + result.user if result.user else 'the given history'} "
+          f"({result.latency_ms:.1f} ms)\n{steering}", end="")
+    for item in result.items:
+        print(f"{item.rank:3d}. {item.title} ({item.year})  [{', '.join(item.genres)}]  {item.score:.3f}")
+    return 0
+
+
+def run_train(args) -> int:
+    import torch
+
+    from core.data import load_dataset
+    from core.train import TrainConfig, train_backbone
+
+    torch.set_num_threads(min(torch.get_num_threads(), os.cpu_count() or 1))
+    dataset = load_dataset(args.data)
+    out = Path(args.out) if args.out else Path(__file__).resolve().parent.parent / "checkpoints" / dataset.name
+    progress = not args.quiet
+    if args.model in ("sasrec", "gru4rec"):
+        config = TrainConfig(device=args.device, seed=args.seed,
+                             **({"epochs": args.epochs} if args.epochs else {}))
+        _, record = train_backbone(args.model, dataset, out, config, data_path=args.data, progress=progress)
+        print(f"{args.model}: best epoch {record['best_epoch']} after {record['seconds_to_best']} s; "
+              f"test ndcg@10 {record['test']['ndcg@10']:.4f} recall@10 {record['test']['recall@10']:.4f}; "
+              f"saved to {out / args.model}")
+    elif args.model == "dpr":
+        from core.train_dpr import DPRTrainConfig, dpr_folder, train_dpr
+
+        config = DPRTrainConfig(device=args.device, seed=args.seed,
+                                **({"steer_epochs": args.epochs} if args.epochs else {}))
+        _, record = train_dpr(dataset, args.backbone, out, config, data_path=args.data, progress=progress)
+        print(f"dpr over {args.backbone}: trained in {record['seconds_total']} s; saved to "
+              f"{dpr_folder(out, args.backbone)}")
+    else:
+        raise SteerRecError("MixRec training is not part of this build yet")
+    return 0
+
+
+def run_evaluate(args) -> int:
+    from core.run_evaluation import evaluate_model
+
+    result = evaluate_model(args.model, args.task, args.split, backbone=args.backbone, data=args.data,
+                            checkpoints=args.checkpoints)
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    print(f"{result['task']} task, {result['split']} split, {result['users']} users")
+    for method, metrics in result["methods"].items():
+        print(f"  {method:12s} " + "  ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+    return 0
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return {"recommend": run_recommend, "train": run_train, "evaluate": run_evaluate}[args.command](args)
+    except SteerRecError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

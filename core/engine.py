@@ -1,0 +1,282 @@
+"""The one inference core that the app, the CLI and the benchmarks call, so all three always agree.
+
+`Engine()` loads the dataset, the backbones, DPR and MixRec once; `recommend(...)` is thread-safe (models are
+read-only in eval mode, FAISS searches are read-only, the text encoder has its own lock). A model whose
+checkpoint is missing or broken is reported by `unavailable`, never silently replaced.
+"""
+from __future__ import annotations
+
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from core.data import Dataset, load_dataset
+from core.errors import SteerRecError
+from core.evaluate import pad_left
+from core.index import ItemIndex
+from core.prompts import Prompt, build_prompts
+from core.train import load_backbone
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CHECKPOINTS = ROOT / "checkpoints"
+BACKBONE_NAMES = ("sasrec", "gru4rec")
+MODEL_NAMES = ("sasrec", "gru4rec", "dpr", "mixrec")
+MAX_HISTORY = 10_000
+
+
+@dataclass
+class RankedItem:
+    rank: int
+    item_id: str
+    title: str
+    year: str
+    genres: tuple[str, ...]
+    score: float
+    prompt_similarity: list[float] = field(default_factory=list)  # cosine to each prompt, in prompt order
+
+    def to_dict(self) -> dict:
+        return {"rank": self.rank, "item_id": self.item_id, "title": self.title, "year": self.year,
+                "genres": list(self.genres), "score": round(self.score, 6)}
+
+
+@dataclass
+class Recommendation:
+    model: str
+    user: str | None
+    want: list[str]
+    avoid: list[str]
+    items: list[RankedItem]
+    latency_ms: float
+    backbone: str | None = None
+    gates: list[dict] = field(default_factory=list)  # per prompt: its text, polarity and expert weights
+
+    def to_dict(self) -> dict:
+        return {"model": self.model, "user": self.user, "want": self.want, "avoid": self.avoid,
+                "latency_ms": round(self.latency_ms, 3), "items": [item.to_dict() for item in self.items]}
+
+
+class Engine:
+    def __init__(self, data=None, checkpoints=None, models=MODEL_NAMES, index_kind: str = "exact"):
+        torch.set_grad_enabled(False)
+        self.dataset: Dataset = load_dataset(data)
+        self.checkpoints = Path(checkpoints) if checkpoints else DEFAULT_CHECKPOINTS / self.dataset.name
+        self.index_kind = index_kind
+        self.backbones, self.indexes, self.dpr, self.unavailable = {}, {}, {}, {}
+        self._encoder = None
+        self._encoder_lock = threading.Lock()
+        self.mixrec = None
+        for name in BACKBONE_NAMES:
+            if name in models or "dpr" in models:
+                self._load_backbone(name)
+        if "dpr" in models:
+            for name in self.backbones:
+                self._load_dpr(name)
+        if "mixrec" in models:
+            self._load_mixrec()
+
+    # ------------------------------------------------------------------------------------------ loading
+
+    def _load_backbone(self, name: str):
+        try:
+            model, config = load_backbone(self.checkpoints, name, self.dataset)
+        except SteerRecError as error:
+            self.unavailable[name] = str(error)
+            return
+        self.backbones[name] = model
+        self.indexes[name] = ItemIndex(model.item_vectors().numpy(), self.index_kind)
+
+    def _load_dpr(self, backbone: str):
+        from core.text import item_text_embeddings
+        from core.train_dpr import load_dpr
+
+        key = f"dpr-{backbone}"
+        try:
+            model, _ = load_dpr(self.checkpoints, backbone, self.dataset)
+            self.item_text = item_text_embeddings(self.dataset, self.checkpoints, self.encoder)
+        except SteerRecError as error:
+            self.unavailable[key] = str(error)
+            return
+        semantics = model.item_semantics(self.item_text)
+        vectors = torch.cat([self.backbones[backbone].item_vectors(), semantics], 1)
+        self.dpr[backbone] = (model, ItemIndex(vectors.numpy(), self.index_kind))
+
+    def _load_mixrec(self):
+        try:
+            from core.models.mixrec import load_mixrec  # noqa: F401  (present once MixRec is trained)
+        except ImportError:
+            self.unavailable["mixrec"] = "MixRec is not part of this build yet"
+            return
+        try:
+            self.mixrec = load_mixrec(self.checkpoints, self.dataset)
+        except SteerRecError as error:
+            self.unavailable["mixrec"] = str(error)
+
+    @property
+    def encoder(self):
+        with self._encoder_lock:
+            if self._encoder is None:
+                from core.text import shared_encoder
+                self._encoder = shared_encoder()
+        return self._encoder
+
+    def is_available(self, model: str, backbone: str = "sasrec") -> bool:
+        return self._unavailable_reason(model, backbone) is None
+
+    def _unavailable_reason(self, model: str, backbone: str) -> str | None:
+        key = f"dpr-{backbone}" if model == "dpr" else model
+        if model == "dpr" and backbone not in self.backbones:
+            key = backbone
+        if key in self.unavailable:
+            return self.unavailable[key]
+        loaded = {"sasrec": "sasrec" in self.backbones, "gru4rec": "gru4rec" in self.backbones,
+                  "dpr": backbone in self.dpr, "mixrec": self.mixrec is not None}
+        return None if loaded.get(model) else f"{model} was not loaded by this engine"
+
+    # ------------------------------------------------------------------------------------------- inputs
+
+    def resolve(self, user=None, history=None) -> tuple[str | None, np.ndarray]:
+        """(external user id or None, internal item ids of the history) from a user or a made-up history."""
+        if (user is None) == (history is None):
+            raise SteerRecError("give either a user or a history (a list of item ids), not both and not neither")
+        if user is not None:
+            index = self.dataset.user_index(user)
+            return self.dataset.user_ids[index], self.dataset.sequences[index]
+        if isinstance(history, str):
+            history = [h for h in history.replace(";", ",").split(",") if h.strip()]
+        history = list(history)
+        if not history:
+            raise SteerRecError("the history is empty: add at least one item")
+        if len(history) > MAX_HISTORY:
+            raise SteerRecError(f"a history may have at most {MAX_HISTORY} items; this one has {len(history)}")
+        return None, np.array([self.dataset.item_index(item) for item in history], dtype=np.int64)
+
+    def _check_k(self, k) -> int:
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
+            try:
+                k = int(str(k).strip())
+            except ValueError:
+                raise SteerRecError(f"k must be a whole number, got {str(k)[:20]!r}") from None
+        if k <= 0:
+            raise SteerRecError(f"k must be at least 1, got {k}")
+        return min(int(k), self.dataset.num_items)
+
+    # ---------------------------------------------------------------------------------------- serving
+
+    def recommend(self, model: str, user=None, history=None, want=(), avoid=(), k: int = 10,
+                  backbone: str = "sasrec") -> Recommendation:
+        started = time.perf_counter()
+        model = str(model).lower()
+        if model not in MODEL_NAMES:
+            raise SteerRecError(f"unknown model {model!r}: expected one of {', '.join(MODEL_NAMES)}")
+        if model in BACKBONE_NAMES:
+            backbone = model
+        if backbone not in BACKBONE_NAMES:
+            raise SteerRecError(f"unknown backbone {backbone!r}: expected one of {', '.join(BACKBONE_NAMES)}")
+        k = self._check_k(k)
+        prompts = build_prompts(want, avoid)
+        user_id, items = self.resolve(user, history)
+        reason = self._unavailable_reason(model, backbone)
+        if reason:
+            raise SteerRecError(f"{model} is not available: {reason}")
+        if model == "mixrec":
+            ids, scores, gates = self.mixrec.recommend(items, prompts, k)
+            vectors = None
+        else:
+            ids, scores, gates, vectors = self._rank_steered(backbone, items, prompts if model == "dpr" else [], k)
+        similarity = self._prompt_similarity(ids, vectors) if vectors is not None else None
+        ranked = [RankedItem(rank + 1, self.dataset.item_ids[i], self.dataset.titles[i], self.dataset.years[i],
+                             self.dataset.genres[i], float(s),
+                             similarity[rank].tolist() if similarity is not None else [])
+                  for rank, (i, s) in enumerate(zip(ids, scores))]
+        return Recommendation(model, user_id, [p.text for p in prompts if not p.negative],
+                              [p.text for p in prompts if p.negative], ranked,
+                              (time.perf_counter() - started) * 1000, backbone if model != "mixrec" else None,
+                              gates)
+
+    def user_vector(self, backbone: str, items: np.ndarray) -> torch.Tensor:
+        model = self.backbones[backbone]
+        return model.user_vector(pad_left([items], model.config.max_len))
+
+    def _rank_steered(self, backbone: str, items: np.ndarray, prompts: list[Prompt], k: int):
+        """Backbone retrieval, steered by DPR when there are prompts (no prompt: the backbone itself)."""
+        user = self.user_vector(backbone, items)
+        if not prompts:
+            ((ids, scores),) = self.indexes[backbone].search(user.numpy(), k, [items])
+            return ids, scores, [], None
+        model, index = self.dpr[backbone]
+        texts = torch.from_numpy(np.stack([self.encoder.encode_one(p.text) for p in prompts]))[None]
+        negative = torch.tensor([[p.negative for p in prompts]])
+        steered, query, gates = model.steer(user, texts, negative, torch.ones_like(negative))
+        ((ids, scores),) = index.search(torch.cat([steered, query], 1).numpy(), k, [items])
+        experts = model.config.positive_experts
+        gate_rows = [{"prompt": p.text, "polarity": "avoid" if p.negative else "want",
+                      "experts": {(f"avoid {j + 1}" if p.negative else f"want {j + 1}"): float(g)
+                                  for j, g in enumerate(gates[0, n, experts:] if p.negative
+                                                        else gates[0, n, :experts])}}
+                     for n, p in enumerate(prompts)]
+        return ids, scores, gate_rows, texts[0]
+
+    def _prompt_similarity(self, ids: np.ndarray, prompt_vectors: torch.Tensor) -> np.ndarray:
+        return (self.item_text[torch.from_numpy(ids)] @ prompt_vectors.T).numpy()
+
+    # ------------------------------------------------------------------------------- what the UI shows
+
+    def history_rows(self, user) -> list[dict]:
+        """The user's history, oldest first: title, year, genres, date, rating."""
+        index = self.dataset.user_index(user)
+        rows = []
+        for item, stamp, rating in zip(self.dataset.sequences[index], self.dataset.timestamps[index],
+                                       self.dataset.ratings[index]):
+            rows.append({"item_id": self.dataset.item_ids[item], "title": self.dataset.titles[item],
+                         "year": self.dataset.years[item], "genres": ", ".join(self.dataset.genres[item]),
+                         "date": datetime.fromtimestamp(stamp, timezone.utc).strftime("%Y-%m-%d"),
+                         "rating": None if np.isnan(rating) else float(rating)})
+        return rows
+
+    def genre_counts(self, items) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for item in items:
+            for genre in self.dataset.genres[item]:
+                counts[genre] = counts.get(genre, 0) + 1
+        return dict(sorted(counts.items(), key=lambda pair: (-pair[1], pair[0])))
+
+    def profile(self, user) -> str:
+        """One line: how many interactions and the favourite genres."""
+        index = self.dataset.user_index(user)
+        sequence = self.dataset.sequences[index]
+        top = list(self.genre_counts(sequence))[:3]
+        return f"user {self.dataset.user_ids[index]}: {len(sequence)} ratings; favourite genres {', '.join(top)}"
+
+    def search_titles(self, query: str, limit: int = 20) -> list[tuple[str, str]]:
+        """(label, item id) of titles containing the query, case-insensitive."""
+        query = (query or "").strip().lower()
+        matches = []
+        for item in range(1, self.dataset.num_items + 1):
+            if query in self.dataset.titles[item].lower():
+                matches.append((self.item_label(item), self.dataset.item_ids[item]))
+                if len(matches) >= limit:
+                    break
+        return matches
+
+    def item_label(self, item: int) -> str:
+        year = f" ({self.dataset.years[item]})" if self.dataset.years[item] else ""
+        return f"{self.dataset.titles[item]}{year}"
+
+    def nearest_history(self, item_id, user=None, history=None, backbone: str = "sasrec", count: int = 3):
+        """The history items closest to a recommended item in the backbone's item space: why it is there."""
+        _, items = self.resolve(user, history)
+        if backbone not in self.backbones:
+            raise SteerRecError(f"{backbone} is not available: {self.unavailable.get(backbone, '')}")
+        table = self.backbones[backbone].item_vectors()
+        target = table[self.dataset.item_index(item_id)]
+        unique = np.unique(items)
+        similarity = torch.nn.functional.cosine_similarity(table[torch.from_numpy(unique)], target[None], dim=1)
+        order = torch.argsort(similarity, descending=True)[:count]
+        return [(self.item_label(int(unique[i])), float(similarity[i])) for i in order]

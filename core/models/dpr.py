@@ -1,0 +1,103 @@
+"""DPR, Decoupled Promptable Recommendation (our reconstruction of arXiv 2602.18929 from its abstract).
+
+The backbone's user vector `h` is steered by text prompts inside the retrieval space. Every item has a
+collaborative vector `e_i` (the backbone's item table) and a semantic vector `a_i` (its text embedding `z_i`
+projected to a few dimensions); the query is `[h', q]` and the score `h'·e_i + q·a_i`, so retrieval stays one
+inner-product search over `[e_i, a_i]`.
+
+For each prompt with text embedding `t` and polarity (want / avoid):
+- fusion: `P t` is the prompt projected into the collaborative space (aligned with item ID embeddings in
+  stage 2); each expert is a small MLP on `[h, P t, h * P t]` that proposes a shift of `h` and of `q`;
+- mixture of experts: a router on `[t, h]` weighs the positive experts (want) or the negative experts (avoid);
+- the semantic query starts from the aligned prompt direction `S t` (stage 2), signed by polarity.
+Several prompts add up; no prompt gives `h' = h`, `q = 0`: exactly the backbone.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+@dataclass
+class DPRConfig:
+    backbone: str = "sasrec"
+    hidden: int = 64
+    text_dim: int = 384
+    semantic_dim: int = 32
+    fusion_hidden: int = 256
+    positive_experts: int = 2
+    negative_experts: int = 2
+
+
+class Expert(nn.Module):
+    """One candidate steering: from [h, Pt, h*Pt] to a shift of the user vector and a semantic query."""
+
+    def __init__(self, config: DPRConfig):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(3 * config.hidden, config.fusion_hidden), nn.GELU(),
+                                 nn.Linear(config.fusion_hidden, config.hidden + config.semantic_dim))
+        nn.init.zeros_(self.net[-1].weight)
+        nn.init.zeros_(self.net[-1].bias)
+
+    def forward(self, fused: torch.Tensor) -> torch.Tensor:
+        return self.net(fused)
+
+
+class ExpertGroup(nn.Module):
+    """Experts of one polarity with their router."""
+
+    def __init__(self, config: DPRConfig, count: int):
+        super().__init__()
+        self.experts = nn.ModuleList(Expert(config) for _ in range(count))
+        self.router = nn.Linear(config.text_dim + config.hidden, count)
+
+    def forward(self, fused, text, user):
+        gates = torch.softmax(self.router(torch.cat([text, user], -1)), -1)
+        shifts = torch.stack([expert(fused) for expert in self.experts], -2)  # (..., experts, out)
+        return (gates.unsqueeze(-1) * shifts).sum(-2), gates
+
+
+class DPR(nn.Module):
+    def __init__(self, config: DPRConfig):
+        super().__init__()
+        self.config = config
+        self.prompt_to_collaborative = nn.Linear(config.text_dim, config.hidden)  # P
+        self.prompt_to_semantic = nn.Linear(config.text_dim, config.semantic_dim)  # S
+        self.item_to_semantic = nn.Linear(config.text_dim, config.semantic_dim)  # z_i -> a_i
+        self.norm = nn.LayerNorm(config.hidden)
+        self.positive = ExpertGroup(config, config.positive_experts)
+        self.negative = ExpertGroup(config, config.negative_experts)
+        self.polarity_scale = nn.Parameter(torch.tensor([1.0, -1.0]))  # want, avoid
+
+    def item_semantics(self, item_text: torch.Tensor) -> torch.Tensor:
+        """(items, semantic_dim) vectors a_i; row 0 (padding) is zero text, so close to the bias only."""
+        return self.item_to_semantic(item_text)
+
+    def steer(self, user: torch.Tensor, texts: torch.Tensor, negative: torch.Tensor, present: torch.Tensor):
+        """user (B, d); texts (B, P, 384); negative, present (B, P) booleans.
+
+        Returns (h' (B, d), q (B, semantic_dim), gates (B, P, experts)) with absent prompts contributing
+        nothing, so a row without prompts gives exactly (h, 0)."""
+        prompts = texts.shape[1]
+        users = user.unsqueeze(1).expand(-1, prompts, -1)
+        projected = self.prompt_to_collaborative(texts)
+        fused = torch.cat([users, projected, self.norm(users) * projected], -1)
+        want_shift, want_gates = self.positive(fused, texts, users)
+        avoid_shift, avoid_gates = self.negative(fused, texts, users)
+        is_negative = negative.unsqueeze(-1)
+        shift = torch.where(is_negative, avoid_shift, want_shift)
+        scale = torch.where(negative, self.polarity_scale[1], self.polarity_scale[0]).unsqueeze(-1)
+        semantic = scale * self.prompt_to_semantic(texts)
+        weight = present.unsqueeze(-1).to(user.dtype)
+        hidden = self.config.hidden
+        steered_user = user + (weight * shift[..., :hidden]).sum(1)
+        query = (weight * (shift[..., hidden:] + semantic)).sum(1)
+        gates = torch.cat([want_gates * (~is_negative), avoid_gates * is_negative], -1) * weight
+        return steered_user, query, gates
+
+    def scores(self, steered_user, query, item_vectors, item_semantics) -> torch.Tensor:
+        scores = steered_user @ item_vectors.T + query @ item_semantics.T
+        scores[..., 0] = float("-inf")
+        return scores

@@ -1,0 +1,140 @@
+"""The prompt-guided evaluation tasks and their baselines, on the same users and the same prompts.
+
+positive: the prompt asks for the target's attribute least present in the history; metrics of the target plus
+          compliance@10 (share of the top 10 carrying the attribute).
+negative: the prompt bans an attribute the target lacks, the one most present in the history; metrics plus
+          violation@10 (share of the top 10 carrying the banned attribute).
+
+Every method is a scorer `(batch) -> scores (B, items + 1)` with -inf for what it removes; the history is
+excluded afterwards for all of them alike, and a -inf target is a miss (see core.evaluate).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from core.data import Dataset
+from core.evaluate import exclude_history, metrics_from_ranks, pad_left, target_ranks
+from core.prompts import negative_attribute, pick_phrasing, positive_attribute
+
+RERANK_CANDIDATES = 100
+RERANK_TEXT_WEIGHT = 1.0
+
+
+@dataclass
+class PromptBatch:
+    users: list[int]
+    histories: list[np.ndarray]
+    targets: list[int]
+    attributes: torch.Tensor  # (B,) attribute index
+    texts: torch.Tensor  # (B, 384) prompt embeddings
+    phrases: list[str]
+    negative: bool
+    sequences: torch.Tensor | None = None  # (B, max_len) left-padded histories, filled by the evaluator
+
+    def __len__(self):
+        return len(self.users)
+
+    def slice(self, start: int, stop: int) -> "PromptBatch":
+        return PromptBatch(self.users[start:stop], self.histories[start:stop], self.targets[start:stop],
+                           self.attributes[start:stop], self.texts[start:stop], self.phrases[start:stop],
+                           self.negative)
+
+
+def build_prompt_cases(dataset: Dataset, task: str, part: str, matrix: np.ndarray, vocab: list[str], encoder,
+                       phrasing: str = "eval", users=None) -> PromptBatch:
+    """One prompt per user (users whose target allows none are skipped), phrased from the given set."""
+    negative = task == "negative"
+    chooser = negative_attribute if negative else positive_attribute
+    rows = []
+    for user in (users if users is not None else range(1, dataset.num_users + 1)):
+        history, target = dataset.split(user, part)
+        attribute = chooser(history, target, matrix)
+        if attribute is not None:
+            rows.append((user, history, target, attribute,
+                         pick_phrasing(vocab[attribute], negative, phrasing, dataset.user_ids[user])))
+    phrases = [r[4] for r in rows]
+    unique = sorted(set(phrases))
+    table = dict(zip(unique, encoder.encode(unique))) if unique else {}
+    return PromptBatch([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows],
+                       torch.tensor([r[3] for r in rows], dtype=torch.long),
+                       torch.from_numpy(np.stack([table[p] for p in phrases])) if rows else torch.zeros(0, 384),
+                       phrases, negative)
+
+
+# ----------------------------------------------------------------------------------------------- methods
+
+def backbone_scorer(backbone):
+    def score(batch: PromptBatch) -> torch.Tensor:
+        return backbone.full_sort_predict(batch.sequences)
+    return score
+
+
+def filter_scorer(backbone, matrix: torch.Tensor, candidates: int | None = None):
+    """Oracle hard filter: knows the exact attribute; optionally only over the backbone's top candidates."""
+    def score(batch: PromptBatch) -> torch.Tensor:
+        scores = backbone.full_sort_predict(batch.sequences)
+        if candidates is not None:
+            scores = keep_top(exclude_history(scores, batch.histories), candidates)
+        carries = matrix[batch.attributes]
+        removed = carries if batch.negative else ~carries
+        return scores.masked_fill(removed, float("-inf"))
+    return score
+
+
+def keep_top(scores: torch.Tensor, count: int) -> torch.Tensor:
+    """-inf everywhere but each row's `count` best items."""
+    top = scores.topk(min(count, scores.shape[1]), dim=1).indices
+    kept = torch.full_like(scores, float("-inf"))
+    return kept.scatter_(1, top, scores.gather(1, top))
+
+
+def rerank_scorer(backbone, item_text: torch.Tensor):
+    """Backbone top-100 reranked by standardized backbone score + signed prompt-item text similarity."""
+    def score(batch: PromptBatch) -> torch.Tensor:
+        scores = keep_top(exclude_history(backbone.full_sort_predict(batch.sequences), batch.histories),
+                          RERANK_CANDIDATES)
+        finite = torch.isfinite(scores)
+        similarity = batch.texts @ item_text.T
+        sign = -1.0 if batch.negative else 1.0
+        blended = standardize(scores, finite) + sign * RERANK_TEXT_WEIGHT * standardize(similarity, finite)
+        return blended.masked_fill(~finite, float("-inf"))
+    return score
+
+
+def standardize(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    count = mask.sum(1, keepdim=True).clamp(min=1)
+    filled = torch.where(mask, values, 0.0)
+    mean = filled.sum(1, keepdim=True) / count
+    spread = (torch.where(mask, (values - mean) ** 2, 0.0).sum(1, keepdim=True) / count).sqrt().clamp(min=1e-6)
+    return (values - mean) / spread
+
+
+# ------------------------------------------------------------------------------------------- evaluation
+
+@torch.no_grad()
+def evaluate_prompt_task(cases: PromptBatch, methods: dict, matrix: torch.Tensor, max_len: int,
+                         batch_size: int = 256) -> dict[str, dict[str, float]]:
+    """Metrics of every method on the same cases; compliance@10 or violation@10 from each top 10."""
+    share_name = "violation@10" if cases.negative else "compliance@10"
+    ranks = {name: [] for name in methods}
+    shares = {name: [] for name in methods}
+    for start in range(0, len(cases), batch_size):
+        batch = cases.slice(start, start + batch_size)
+        batch.sequences = pad_left(batch.histories, max_len)
+        carries = matrix[batch.attributes]
+        for name, scorer in methods.items():
+            scores = exclude_history(scorer(batch).float(), batch.histories, batch.targets)
+            ranks[name].append(target_ranks(scores, batch.targets))
+            top_scores, top_items = scores.topk(10, dim=1)
+            listed = torch.isfinite(top_scores)
+            flagged = carries.gather(1, top_items) & listed
+            shares[name].append(flagged.sum(1).double() / listed.sum(1).clamp(min=1))
+    results = {}
+    for name in methods:
+        metrics = metrics_from_ranks(torch.cat(ranks[name]))
+        metrics[share_name] = float(torch.cat(shares[name]).mean())
+        results[name] = metrics
+    return results

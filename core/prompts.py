@@ -1,0 +1,200 @@
+"""Prompts: the attribute vocabulary, phrasings split into training and evaluation sets, polarity inference,
+and the construction of the two prompt-guided tasks (DESIGN.md, "Prompt-guided tasks").
+
+Evaluation phrasings share no template and no wording of an attribute with training phrasings, so the
+prompt benchmarks measure unseen wording.
+"""
+from __future__ import annotations
+
+import hashlib
+import random
+import re
+from collections import Counter
+from dataclasses import dataclass
+
+import numpy as np
+
+from core.data import Dataset
+from core.errors import SteerRecError
+
+MAX_PROMPT_CHARS = 300
+MAX_PROMPTS = 8
+MIN_TAG_ITEMS = 20  # a tag becomes an attribute once this many items carry it
+
+# Per genre: (training wordings, evaluation wordings); bare noun phrases that fit "I want ..." and "no ...".
+GENRE_WORDS = {
+    "Action": (["action", "action movies", "action-packed films", "explosions and fights"],
+               ["adrenaline-fuelled action", "high-octane films", "fight scenes and car chases"]),
+    "Adventure": (["adventure", "adventure films", "adventures", "epic quests"],
+                  ["swashbuckling journeys", "exploration and treasure hunts", "daring expeditions"]),
+    "Animation": (["animation", "animated films", "cartoons", "animated movies"],
+                  ["hand-drawn or computer-animated features", "anime and cartoons", "animated features"]),
+    "Children's": (["kids movies", "children's films", "family films", "movies for children"],
+                   ["something the whole family can watch", "films for young kids", "family-friendly stories"]),
+    "Comedy": (["comedy", "comedies", "funny movies", "humorous films"],
+               ["something that makes me laugh", "a good laugh", "hilarious films"]),
+    "Crime": (["crime", "crime films", "gangster movies", "heists and criminals"],
+              ["mobsters and robberies", "stories about criminals", "detective and crime stories"]),
+    "Documentary": (["documentaries", "documentary films", "non-fiction films", "real-life stories on film"],
+                    ["factual films about the real world", "a true-story documentary", "docs"]),
+    "Drama": (["drama", "dramas", "serious dramatic films", "emotional stories"],
+              ["a moving, serious story", "tearjerkers", "character-driven dramatic films"]),
+    "Fantasy": (["fantasy", "fantasy films", "magic and wizards", "fairy tales"],
+                ["dragons and sorcery", "magical worlds", "mythical creatures and enchanted lands"]),
+    "Film-Noir": (["film noir", "noir films", "dark crime noir", "hard-boiled detective noir"],
+                  ["shadowy 1940s noir", "classic black-and-white noir thrillers", "femme fatales and private eyes"]),
+    "Horror": (["horror", "horror films", "scary movies", "frightening films"],
+               ["something terrifying", "slasher flicks", "creepy, spine-chilling films"]),
+    "Musical": (["musicals", "musical films", "song and dance", "movies with singing"],
+                ["Broadway-style shows", "films full of songs", "singing and dancing"]),
+    "Mystery": (["mystery", "mysteries", "whodunits", "puzzling mysteries"],
+                ["a mystery to solve", "detective puzzles", "enigmatic stories"]),
+    "Romance": (["romance", "romantic films", "love stories", "romantic movies"],
+                ["something romantic", "a date-night love story", "romcoms and love affairs"]),
+    "Sci-Fi": (["science fiction", "sci-fi", "sci-fi movies", "space and aliens"],
+               ["futuristic worlds", "robots and time travel", "science-fiction films"]),
+    "Thriller": (["thrillers", "thriller films", "suspense", "suspenseful movies"],
+                 ["edge-of-your-seat suspense", "nail-biting tension", "gripping thrillers"]),
+    "War": (["war films", "war movies", "battles and soldiers", "military stories"],
+            ["combat films", "stories of soldiers at the front", "movies about wartime"]),
+    "Western": (["westerns", "western films", "cowboys", "cowboy movies"],
+                ["gunslingers in the Wild West", "frontier cowboy tales", "the old West"]),
+}
+
+POSITIVE_TEMPLATES = (
+    ["I want {x}", "show me {x}", "give me {x}", "I'm in the mood for {x}", "looking for {x}", "{x}",
+     "recommend {x}", "I feel like watching {x}"],
+    ["I'd love some {x}", "can you find me {x}?", "tonight I'm craving {x}", "{x}, please",
+     "something along the lines of {x}"],
+)
+NEGATIVE_TEMPLATES = (
+    ["no {x}", "nothing with {x}", "I don't want {x}", "avoid {x}", "without {x}", "not {x}",
+     "I hate {x}", "skip {x}"],
+    ["anything but {x}", "please, no {x}", "I'm not in the mood for {x}", "keep {x} away from me",
+     "I can't stand {x}"],
+)
+
+NEGATION = re.compile(
+    r"\b(no|not|don'?t|do not|doesn'?t|nothing|none|without|avoid\w*|except|anything but|hate|dislike|never|"
+    r"skip|exclude\w*|rather not|sick of|tired of|fed up with|can'?t stand|keep .+ away|less)\b",
+    re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Prompt:
+    text: str
+    negative: bool
+
+
+def infer_negative(text: str) -> bool:
+    """True for phrasings that ask to exclude something ("no horror", "anything but musicals")."""
+    return NEGATION.search(text) is not None
+
+
+def clean_prompt(text) -> str:
+    """Normalise one phrase; reject what cannot be a prompt with a message for a person."""
+    if not isinstance(text, str):
+        raise SteerRecError(f"a prompt must be text, got {type(text).__name__}")
+    text = "".join(ch if ch.isprintable() else " " for ch in text)
+    text = " ".join(text.split())
+    if len(text) > MAX_PROMPT_CHARS:
+        raise SteerRecError(f"a prompt may have at most {MAX_PROMPT_CHARS} characters; this one has {len(text)}")
+    return text
+
+
+def split_phrases(text: str) -> list[str]:
+    """A box may hold several phrases, separated by commas, semicolons or new lines."""
+    return [p for p in (clean_prompt(part) for part in re.split(r"[,;\n]+", text or "")) if p]
+
+
+def build_prompts(want=(), avoid=()) -> list[Prompt]:
+    """The prompts of a request. A 'want' phrase that is phrased negatively ("no horror") is an avoid."""
+    if isinstance(want, str):
+        want = [want]
+    if isinstance(avoid, str):
+        avoid = [avoid]
+    prompts = []
+    for phrase in want:
+        text = clean_prompt(phrase)
+        if text:
+            prompts.append(Prompt(text, infer_negative(text)))
+    for phrase in avoid:
+        text = clean_prompt(phrase)
+        if text:
+            prompts.append(Prompt(text, True))
+    if len(prompts) > MAX_PROMPTS:
+        raise SteerRecError(f"at most {MAX_PROMPTS} prompts at once; got {len(prompts)}")
+    if (want or avoid) and not prompts:
+        raise SteerRecError("the prompt is empty: type what you want or want to avoid, e.g. 'something funny'")
+    return prompts
+
+
+# ------------------------------------------------------------------------------------------- vocabulary
+
+def attribute_vocabulary(dataset: Dataset) -> list[str]:
+    """Genres, plus tags carried by at least MIN_TAG_ITEMS items."""
+    genres = Counter(g for item in dataset.genres for g in item)
+    tags = Counter(t for item in dataset.tags for t in item)
+    vocab = sorted(g for g in genres if g != "unknown")
+    vocab += sorted(t for t, n in tags.items() if n >= MIN_TAG_ITEMS and t not in genres)
+    if not vocab:
+        raise SteerRecError(f"{dataset.name} has no genres or tags: prompts need item attributes")
+    return vocab
+
+
+def attribute_matrix(dataset: Dataset, vocab: list[str]) -> np.ndarray:
+    """(attributes, num_items + 1) booleans: which item carries which attribute."""
+    position = {a: i for i, a in enumerate(vocab)}
+    matrix = np.zeros((len(vocab), dataset.num_items + 1), dtype=bool)
+    for item in range(1, dataset.num_items + 1):
+        for attribute in dataset.attributes(item):
+            if attribute in position:
+                matrix[position[attribute], item] = True
+    return matrix
+
+
+def wordings(attribute: str, part: str) -> list[str]:
+    train, evaluation = GENRE_WORDS.get(attribute, ([attribute.lower(), f"{attribute.lower()} movies"],
+                                                    [f"films that are {attribute.lower()}"]))
+    return train if part == "train" else evaluation
+
+
+def phrasings(attribute: str, negative: bool, part: str) -> list[str]:
+    """Every phrasing of an attribute for one polarity and one part ('train' or 'eval')."""
+    templates = (NEGATIVE_TEMPLATES if negative else POSITIVE_TEMPLATES)[0 if part == "train" else 1]
+    return [t.format(x=w) for t in templates for w in wordings(attribute, part)]
+
+
+def pick_phrasing(attribute: str, negative: bool, part: str, key) -> str:
+    """A deterministic choice among the phrasings, keyed by e.g. the user id."""
+    options = phrasings(attribute, negative, part)
+    seed = int(hashlib.sha256(f"{key}|{attribute}|{negative}".encode()).hexdigest()[:8], 16)
+    return options[random.Random(seed).randrange(len(options))]
+
+
+# ---------------------------------------------------------------------------------------------- tasks
+
+def history_counts(history: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    """How many history items carry each attribute."""
+    return matrix[:, history].sum(1) if len(history) else np.zeros(len(matrix), dtype=np.int64)
+
+
+def positive_attribute(history: np.ndarray, target: int, matrix: np.ndarray) -> int | None:
+    """The target's attribute least present in the history (first in vocabulary order on ties)."""
+    carried = np.flatnonzero(matrix[:, target])
+    if not len(carried):
+        return None
+    counts = history_counts(history, matrix)[carried]
+    return int(carried[np.argmin(counts)])
+
+
+def negative_attribute(history: np.ndarray, target: int, matrix: np.ndarray) -> int | None:
+    """An attribute the target lacks, the one most present in the history."""
+    lacking = np.flatnonzero(~matrix[:, target])
+    if not len(lacking):
+        return None
+    counts = history_counts(history, matrix)[lacking]
+    return int(lacking[np.argmax(counts)])
+
+
+TASKS = ("sequential", "positive", "negative")

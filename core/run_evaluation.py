@@ -1,0 +1,61 @@
+"""`python -m core evaluate`: one model on one task, with every baseline on the same users and prompts."""
+from __future__ import annotations
+
+import torch
+
+from core.engine import Engine
+from core.errors import SteerRecError
+from core.evaluate import evaluate_sequential
+from core.prompt_tasks import (backbone_scorer, build_prompt_cases, evaluate_prompt_task, filter_scorer,
+                               rerank_scorer)
+from core.prompts import attribute_matrix, attribute_vocabulary
+
+
+def evaluate_model(model: str, task: str, split: str = "test", backbone: str = "sasrec", data=None,
+                   checkpoints=None, engine: Engine | None = None, users=None) -> dict:
+    if model in ("sasrec", "gru4rec"):
+        backbone = model
+    engine = engine or Engine(data=data, checkpoints=checkpoints,
+                              models=[backbone] + (["dpr"] if model == "dpr" else [])
+                              + (["mixrec"] if model == "mixrec" else []))
+    if not engine.is_available(model, backbone):
+        raise SteerRecError(f"{model} is not available: {engine._unavailable_reason(model, backbone)}")
+    if backbone not in engine.backbones:
+        raise SteerRecError(f"{backbone} is not available: {engine.unavailable.get(backbone)}")
+    dataset = engine.dataset
+    net = engine.backbones[backbone]
+    result = {"task": task, "model": model, "backbone": backbone if model != "mixrec" else None,
+              "split": split, "methods": {}}
+    with torch.no_grad():
+        if task == "sequential":
+            if model == "mixrec":
+                result["methods"]["mixrec"] = engine.mixrec.evaluate(split, users)
+            else:
+                # DPR without a prompt is the backbone by construction (h' = h, q = 0)
+                result["methods"][model] = evaluate_sequential(net, dataset, split, users)
+            result["users"] = dataset.num_users if users is None else len(users)
+            return result
+        if task not in ("positive", "negative"):
+            raise SteerRecError(f"unknown task {task!r}: expected sequential, positive or negative")
+        vocab = attribute_vocabulary(dataset)
+        matrix = attribute_matrix(dataset, vocab)
+        carries = torch.from_numpy(matrix)
+        cases = build_prompt_cases(dataset, task, split, matrix, vocab, engine.encoder, "eval", users)
+        methods = {"backbone": backbone_scorer(net), "filter": filter_scorer(net, carries),
+                   "filter@100": filter_scorer(net, carries, 100)}
+        if model == "dpr":
+            from core.train_dpr import prompt_methods
+
+            dpr, _ = engine.dpr[backbone]
+            methods["rerank"] = rerank_scorer(net, engine.item_text)
+            methods["dpr"] = prompt_methods(dpr, net, net.item_vectors(), dpr.item_semantics(engine.item_text))
+        elif model == "mixrec":
+            methods["mixrec-prompt"] = engine.mixrec.prompt_scorer()
+        else:
+            from core.text import item_text_embeddings
+
+            methods["rerank"] = rerank_scorer(net, item_text_embeddings(dataset, engine.checkpoints, engine.encoder))
+            methods[model] = methods["backbone"]
+        result["users"] = len(cases)
+        result["methods"] = evaluate_prompt_task(cases, methods, carries, net.config.max_len)
+    return result

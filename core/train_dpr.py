@@ -1,0 +1,281 @@
+"""DPR's three training stages (our reconstruction; see core/models/dpr.py).
+
+1. backbone: reuse `checkpoints/<dataset>/<backbone>/` (trained by core.train if missing), then frozen;
+2. alignment: the prompt projection P is aligned with the item ID embeddings (InfoNCE between P z_i and e_i),
+   and the semantic projections with the attributes (a training phrasing of an attribute must score the
+   items carrying it above the rest);
+3. steering: fusion, experts and routers learn synthetic prompt tasks built from the training split only
+   (positive: an attribute of the next item; negative: an attribute it lacks, with a penalty on the
+   probability mass of items that carry it; sometimes both at once, so prompts learn to compose).
+Model selection on validation users with *training* phrasings; evaluation phrasings are never seen.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from core.checkpoint import _sha256, load_checkpoint, save_checkpoint
+from core.data import Dataset
+from core.errors import SteerRecError
+from core.evaluate import pad_left
+from core.models.dpr import DPR, DPRConfig
+from core.prompt_tasks import build_prompt_cases, evaluate_prompt_task
+from core.prompts import (attribute_matrix, attribute_vocabulary, history_counts, phrasings, wordings)
+from core.text import item_text_embeddings, shared_encoder
+from core.train import (TrainConfig, command_line, data_record, load_backbone, resolve_device, seed_everything,
+                        train_backbone)
+
+
+@dataclass
+class DPRTrainConfig:
+    align_epochs: int = 150
+    align_lr: float = 5e-3
+    align_temperature: float = 0.1
+    steer_epochs: int = 6
+    steer_lr: float = 2e-3
+    batch_size: int = 512
+    rule_share: float = 0.75  # share of prompts chosen by the evaluation rule; the rest random
+    both_share: float = 0.2  # share of samples with a want and an avoid prompt at once
+    mass_weight: float = 1.0  # weight of the compliance / violation terms
+    validation_users: int = 943
+    seed: int = 42
+    device: str = "cpu"
+
+
+def dpr_folder(checkpoints: Path, backbone: str) -> Path:
+    return Path(checkpoints) / f"dpr-{backbone}"
+
+
+class PhraseTable:
+    """Encoded training phrasings: for attribute a and polarity, a (count, 384) block of embeddings."""
+
+    def __init__(self, vocab, encoder, part="train"):
+        self.blocks = {}
+        for negative in (False, True):
+            texts = [phrasings(a, negative, part) for a in vocab]
+            flat = encoder.encode([t for group in texts for t in group])
+            start = 0
+            for index, group in enumerate(texts):
+                self.blocks[index, negative] = torch.from_numpy(flat[start:start + len(group)])
+                start += len(group)
+
+    def sample(self, attributes: np.ndarray, negative: bool, rng: np.random.Generator) -> torch.Tensor:
+        rows = [self.blocks[int(a), negative] for a in attributes]
+        return torch.stack([block[rng.integers(len(block))] for block in rows])
+
+
+def align(model: DPR, item_vectors: torch.Tensor, item_text: torch.Tensor, vocab, matrix: np.ndarray, encoder,
+          config: DPRTrainConfig, progress=True) -> dict:
+    """Stage 2: P z_i ~ e_i (InfoNCE over the catalogue); S t_a . a_i high for items carrying attribute a."""
+    words = [(index, w) for index, a in enumerate(vocab) for w in wordings(a, "train")]
+    word_vectors = torch.from_numpy(encoder.encode([w for _, w in words]))
+    word_labels = torch.from_numpy(matrix[[i for i, _ in words]]).float()[:, 1:]
+    targets = F.normalize(item_vectors[1:], dim=-1)
+    texts = item_text[1:]
+    parameters = [*model.prompt_to_collaborative.parameters(), *model.prompt_to_semantic.parameters(),
+                  *model.item_to_semantic.parameters()]
+    optimizer = torch.optim.AdamW(parameters, lr=config.align_lr)
+    labels = torch.arange(len(texts))
+    for _ in tqdm(range(config.align_epochs), desc="stage 2 align", disable=not progress):
+        projected = F.normalize(model.prompt_to_collaborative(texts), dim=-1)
+        logits = projected @ targets.T / config.align_temperature
+        collaborative = (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
+        semantic_logits = model.prompt_to_semantic(word_vectors) @ model.item_semantics(texts).T
+        semantic = F.binary_cross_entropy_with_logits(semantic_logits, word_labels)
+        loss = collaborative + semantic
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    with torch.no_grad():
+        accuracy = float((logits.argmax(1) == labels).float().mean())
+        auc_proxy = float(((semantic_logits > 0) == (word_labels > 0)).float().mean())
+    return {"collaborative_loss": float(collaborative), "semantic_loss": float(semantic),
+            "text_to_id_top1": accuracy, "attribute_accuracy": auc_proxy}
+
+
+@torch.no_grad()
+def training_positions(dataset: Dataset, backbone, matrix: np.ndarray, batch_size: int = 1024):
+    """Every (prefix -> next item) of the training split: frozen user vector, target, prefix attribute counts."""
+    histories, targets = [], []
+    for user in range(1, dataset.num_users + 1):
+        train = dataset.sequences[user][:-2]
+        for t in range(1, len(train)):
+            histories.append(train[:t])
+            targets.append(int(train[t]))
+    users = []
+    for start in range(0, len(histories), batch_size):
+        users.append(backbone.user_vector(pad_left(histories[start:start + batch_size], backbone.config.max_len)))
+    counts = np.stack([history_counts(h, matrix) for h in histories])
+    return torch.cat(users), torch.tensor(targets), counts
+
+
+def choose_attributes(counts: np.ndarray, targets: np.ndarray, matrix: np.ndarray, negative: bool,
+                      rule_share: float, rng: np.random.Generator) -> np.ndarray:
+    """Per sample an attribute the target carries (positive) or lacks (negative): mostly the evaluation rule
+    (least / most present in the history), otherwise a random valid one; -1 where none is valid."""
+    valid = ~matrix[:, targets].T if negative else matrix[:, targets].T  # (B, A)
+    ruled = np.where(valid, counts, -1 if negative else np.iinfo(np.int64).max)
+    rule = ruled.argmax(1) if negative else ruled.argmin(1)
+    noise = np.where(valid, rng.random(valid.shape), -1.0).argmax(1)
+    chosen = np.where(rng.random(len(targets)) < rule_share, rule, noise)
+    return np.where(valid.any(1), chosen, -1)
+
+
+def steer_loss(model, users, targets, texts, negative, present, attributes, item_vectors, semantics, carries,
+               mass_weight):
+    """Cross-entropy of the next item under the steered scores + the wanted / banned probability mass."""
+    steered, query, _ = model.steer(users, texts, negative, present)
+    log_probs = torch.log_softmax(model.scores(steered, query, item_vectors, semantics), -1)
+    loss = F.nll_loss(log_probs, targets)
+    for slot in range(texts.shape[1]):
+        active = present[:, slot]
+        if not active.any():
+            continue
+        flagged = carries[attributes[active, slot]]
+        mass = torch.logsumexp(log_probs[active].masked_fill(~flagged, float("-inf")), -1)
+        wanted = ~negative[active, slot]
+        # want: -log P(item carries a); avoid: -log P(item lacks a)
+        penalty = torch.where(wanted, -mass, -torch.log1p(-mass.exp().clamp(max=1 - 1e-6)))
+        loss = loss + mass_weight * penalty.mean() * active.float().mean()
+    return loss
+
+
+def prompt_methods(model: DPR, backbone, item_vectors, semantics):
+    """The DPR scorer for core.prompt_tasks."""
+    def score(batch):
+        users = backbone.user_vector(batch.sequences)
+        negative = torch.full((len(batch), 1), batch.negative)
+        steered, query, _ = model.steer(users, batch.texts[:, None], negative, torch.ones_like(negative))
+        return model.scores(steered, query, item_vectors, semantics)
+    return score
+
+
+def validate(model, backbone, dataset, cases, item_vectors, semantics, carries) -> dict:
+    results = {}
+    for name, batch in cases.items():
+        metrics = evaluate_prompt_task(batch, {"dpr": prompt_methods(model, backbone, item_vectors, semantics)},
+                                       carries, backbone.config.max_len)["dpr"]
+        results[name] = metrics
+    score = results["positive"]["ndcg@10"] + results["negative"]["ndcg@10"] \
+        - results["negative"]["violation@10"] + results["positive"]["compliance@10"] - 1
+    return results, score
+
+
+def train_dpr(dataset: Dataset, backbone_name: str, checkpoints: Path, config: DPRTrainConfig = DPRTrainConfig(),
+              data_path=None, progress=True):
+    seed_everything(config.seed)
+    device = resolve_device(config.device)
+    started = time.perf_counter()
+    stages = {}
+    backbone_folder = Path(checkpoints) / backbone_name
+    if not (backbone_folder / "config.json").exists():
+        train_backbone(backbone_name, dataset, checkpoints, TrainConfig(device=config.device),
+                       data_path=data_path, progress=progress)
+    backbone, backbone_config = load_backbone(checkpoints, backbone_name, dataset)
+    for parameter in backbone.parameters():
+        parameter.requires_grad_(False)
+    stages["backbone"] = {"checkpoint": str(backbone_folder), "valid": backbone_config["valid"],
+                          "seconds": round(time.perf_counter() - started, 2)}
+
+    encoder = shared_encoder()
+    item_text = item_text_embeddings(dataset, checkpoints, encoder)
+    vocab = attribute_vocabulary(dataset)
+    matrix = attribute_matrix(dataset, vocab)
+    carries = torch.from_numpy(matrix)
+    item_vectors = backbone.item_vectors().detach()
+    model = DPR(DPRConfig(backbone=backbone_name, hidden=item_vectors.shape[1])).to(device)
+
+    stage_start = time.perf_counter()
+    stages["align"] = align(model, item_vectors, item_text, vocab, matrix, encoder, config, progress)
+    stages["align"]["seconds"] = round(time.perf_counter() - stage_start, 2)
+
+    stage_start = time.perf_counter()
+    users, targets, counts = training_positions(dataset, backbone, matrix)
+    phrases = PhraseTable(vocab, encoder)
+    rng = np.random.default_rng(config.seed)
+    rng_users = np.random.default_rng(config.seed + 1)
+    sample = rng_users.choice(np.arange(1, dataset.num_users + 1),
+                              min(config.validation_users, dataset.num_users), replace=False)
+    cases = {task: build_prompt_cases(dataset, task, "valid", matrix, vocab, encoder, "train", sorted(sample))
+             for task in ("positive", "negative")}
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.steer_lr)
+    best_score, best_state, log = -np.inf, None, []
+    for epoch in tqdm(range(1, config.steer_epochs + 1), desc="stage 3 steer", disable=not progress):
+        model.train()
+        order = rng.permutation(len(targets))
+        total = 0.0
+        for start in range(0, len(order), config.batch_size):
+            rows = order[start:start + config.batch_size]
+            batch_targets = targets[rows].numpy()
+            kind = rng.random(len(rows))  # < both_share: want + avoid; then half want, half avoid
+            want = choose_attributes(counts[rows], batch_targets, matrix, False, config.rule_share, rng)
+            avoid = choose_attributes(counts[rows], batch_targets, matrix, True, config.rule_share, rng)
+            use_want = (kind < config.both_share) | (kind >= (1 + config.both_share) / 2)
+            use_avoid = kind < (1 + config.both_share) / 2
+            present = torch.from_numpy(np.stack([use_want & (want >= 0), use_avoid & (avoid >= 0)], 1))
+            attributes = torch.from_numpy(np.stack([np.maximum(want, 0), np.maximum(avoid, 0)], 1))
+            texts = torch.stack([phrases.sample(attributes[:, 0].numpy(), False, rng),
+                                 phrases.sample(attributes[:, 1].numpy(), True, rng)], 1)
+            negative = torch.tensor([[False, True]]).expand(len(rows), -1)
+            semantics = model.item_semantics(item_text)
+            loss = steer_loss(model, users[rows], targets[rows], texts, negative, present, attributes,
+                              item_vectors, semantics, carries, config.mass_weight)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total += loss.item() * len(rows)
+        model.eval()
+        with torch.no_grad():
+            results, score = validate(model, backbone, dataset, cases, item_vectors,
+                                      model.item_semantics(item_text), carries)
+        log.append({"epoch": epoch, "loss": total / len(order), "valid": results, "score": score,
+                    "seconds": round(time.perf_counter() - stage_start, 2)})
+        if progress:
+            tqdm.write(f"epoch {epoch}: loss {total / len(order):.3f}  positive ndcg@10 "
+                       f"{results['positive']['ndcg@10']:.4f} compliance {results['positive']['compliance@10']:.3f}"
+                       f"  negative ndcg@10 {results['negative']['ndcg@10']:.4f} violation "
+                       f"{results['negative']['violation@10']:.3f}")
+        if score > best_score:
+            best_score, best_state = score, {k: v.detach().clone() for k, v in model.state_dict().items()}
+    model.load_state_dict(best_state)
+    stages["steer"] = {"log": log, "best_epoch": max(log, key=lambda r: r["score"])["epoch"],
+                       "seconds": round(time.perf_counter() - stage_start, 2)}
+    record = {
+        "model": "dpr",
+        "model_config": asdict(model.config),
+        "train_config": asdict(config),
+        "backbone": {"name": backbone_name, "sha256": _sha256(backbone_folder / "model.safetensors")},
+        "encoder_fingerprint": encoder.fingerprint,
+        "vocabulary": vocab,
+        "data": data_record(dataset, data_path),
+        "command": command_line(),
+        "device": str(device),
+        "torch": torch.__version__,
+        "stages": stages,
+        "seconds_total": round(time.perf_counter() - started, 2),
+    }
+    save_checkpoint(dpr_folder(checkpoints, backbone_name), record, model.state_dict())
+    return model.eval(), record
+
+
+def load_dpr(checkpoints: Path, backbone_name: str, dataset: Dataset) -> DPR:
+    folder = dpr_folder(checkpoints, backbone_name)
+    config, tensors = load_checkpoint(folder, model="dpr", fingerprint=dataset.fingerprint)
+    backbone_weights = Path(checkpoints) / backbone_name / "model.safetensors"
+    if backbone_weights.exists() and _sha256(backbone_weights) != config["backbone"]["sha256"]:
+        raise SteerRecError(f"{folder} was trained on another {backbone_name} checkpoint than "
+                            f"{backbone_weights}; retrain it with `python -m core train --model dpr "
+                            f"--backbone {backbone_name}`")
+    model = DPR(DPRConfig(**config["model_config"]))
+    try:
+        model.load_state_dict(tensors)
+    except RuntimeError as error:
+        raise SteerRecError(f"{folder / 'model.safetensors'} does not fit the DPR architecture in its "
+                            f"config.json: {str(error).splitlines()[0]}") from None
+    return model.eval(), config

@@ -1,0 +1,191 @@
+"""The app: its handlers called directly, then the launched app driven through gradio_client as a script would.
+
+Uses the real engine (ML-100K and the checkpoints in checkpoints/ml-100k/); a test that needs a model which is
+not trained here is skipped with the engine's reason.
+"""
+import gradio as gr
+import plotly.graph_objects as go
+import pytest
+from gradio_client import Client
+
+import app
+
+WANT, AVOID = "something that makes me laugh", "horror"
+FIRST_ROW = gr.SelectData(None, {"index": [0, 0], "value": 1, "row_value": [1, "", "A title"]})
+
+
+@pytest.fixture(scope="module")
+def engine():
+    return app.get_engine()
+
+
+def needs(engine, *models):
+    for model in models:
+        if not engine.is_available(model, "sasrec"):
+            pytest.skip(f"{model} over sasrec is not available: {engine._unavailable_reason(model, 'sasrec')}")
+
+
+def error_message(call, *args) -> str:
+    with pytest.raises(gr.Error) as caught:
+        call(*args)
+    return caught.value.message
+
+
+# ------------------------------------------------------------------------------------------ handlers
+
+def test_compare_steers_dpr_and_leaves_the_backbone_alone(engine):
+    needs(engine, "sasrec", "dpr")
+    backbone, dpr, mixrec = app.compare("196", "something that makes me laugh, space and aliens", AVOID, "sasrec", 10)
+    plain, _, _ = app.compare("196", "", "", "sasrec", 10)
+    assert [i["item_id"] for i in backbone["items"]] == [i["item_id"] for i in plain["items"]]
+    assert backbone["available"] and backbone["model"] == "sasrec" and len(backbone["items"]) == 10
+    assert dpr["available"] and dpr["want"] == [WANT, "space and aliens"] and dpr["avoid"] == [AVOID]
+    assert [i["rank"] for i in dpr["items"]] == list(range(1, 11))
+    assert mixrec["available"] == engine.is_available("mixrec")
+    if not mixrec["available"]:
+        assert mixrec["items"] == [] and mixrec["notice"] == engine.unavailable["mixrec"]
+
+
+def test_compare_is_deterministic(engine):
+    needs(engine, "sasrec", "dpr")
+    first, second = (app.compare("196", WANT, AVOID, "sasrec", 5) for _ in range(2))
+    assert [r["items"] for r in first] == [r["items"] for r in second]
+
+
+def test_made_up_history_fills_every_output(engine):
+    needs(engine, "sasrec", "dpr")
+    made_up = ["50", "172", "181"]  # the Star Wars trilogy
+    outputs = app.compare_view(app.MADE_UP, None, made_up, "science fiction", "romance", "sasrec", 5)
+    *columns, genre_plot, overlap_plot, gates_plot, state, why = outputs
+    headers, tables = columns[0::2], columns[1::2]
+    assert headers[0].startswith("### SASRec") and headers[1].startswith("### DPR")
+    assert all(isinstance(p, go.Figure) for p in (genre_plot, overlap_plot, gates_plot))
+    assert [bar.name for bar in genre_plot.data][:3] == ["history", "SASRec", "DPR (over SASRec)"]
+    assert state["source"] == {"history": made_up} and why is None
+    frame = tables[1].value
+    assert frame["headers"] == app.RANKING_HEADERS and len(frame["data"]) == 5
+    if not engine.is_available("mixrec"):
+        assert "Not available" in headers[2] and tables[2].visible is False
+
+    explanation = app.explain(state, "dpr", 1)
+    reasons = [row[0] for row in explanation.value["data"]]
+    assert reasons.count("you watched") == 3 and reasons[3:] == ["prompt (want)", "prompt (avoid)"]
+    assert "#1 in DPR" in explanation.label
+
+
+def test_unavailable_models_are_a_notice_not_an_error(engine, monkeypatch):
+    needs(engine, "sasrec")
+    monkeypatch.setitem(engine.unavailable, "dpr-sasrec", "DPR is being retrained")
+    _, dpr, _ = app.compare("196", WANT, "", "sasrec", 3)
+    assert dpr == {"model": "dpr", "available": False, "notice": "DPR is being retrained", "items": []}
+    gates = app.compare_view(app.DATASET_USER, "196", [], WANT, "", "sasrec", 3)[8]
+    assert "not available" in gates.layout.annotations[0].text
+
+
+@pytest.mark.parametrize("call, args, expected", [
+    (app.compare, ("", WANT, AVOID, "sasrec", 10), "no user picked"),
+    (app.compare, ("nobody", WANT, AVOID, "sasrec", 10), "unknown user 'nobody'"),
+    (app.compare, ("196", "x" * 301, AVOID, "sasrec", 10), "at most 300 characters"),
+    (app.compare, ("196", WANT, AVOID, "bert", 10), "unknown backbone 'bert'"),
+    (app.compare, ("<script>alert(1)</script>", "", "", "sasrec", 10), "unknown user '&lt;script&gt;"),
+    (app.compare_view, (app.DATASET_USER, None, [], WANT, AVOID, "sasrec", 10), "no user picked"),
+    (app.compare_view, (app.MADE_UP, "196", [], WANT, AVOID, "sasrec", 10), "the history is empty"),
+    (app.add_title, ([], "99999", "star"), "unknown item '99999'"),
+    (app.on_select("dpr"), (None, FIRST_ROW), "press Compare first"),
+])
+def test_bad_input_is_a_clear_error(engine, call, args, expected):
+    assert expected in error_message(call, *args)
+
+
+def test_an_unknown_title_is_a_warning_that_changes_nothing(engine):
+    with pytest.warns(UserWarning, match="no title contains 'no such film'"):
+        outputs = app.add_title(["50"], None, "no such film")
+    assert all(output == gr.skip() for output in outputs)
+
+
+def test_a_model_checks_k(engine):
+    needs(engine, "sasrec")
+    assert "k must be at least 1" in error_message(app.compare, "196", "", "", "sasrec", 0)
+
+
+def test_history_view_and_the_made_up_history(engine):
+    profile, table, chart = app.history_view(app.DATASET_USER, "196", [])
+    assert profile.startswith("user 196: 39 ratings")
+    assert list(table.columns) == app.HISTORY_HEADERS and len(table) == 39
+    assert table["date"].tolist() == sorted(table["date"], reverse=True)
+    assert chart.data[0].name == "history"
+
+    choices = app.search("star wars").choices
+    assert ("Star Wars (1977)", "50") in choices
+    made_up, profile, table, _ = app.add_title([], "50", "star wars")
+    assert made_up == ["50"] and profile.startswith("made-up history: 1 titles")
+    assert table["title"].tolist() == ["Star Wars"]
+    assert app.clear_history()[0] == []
+
+
+def test_random_user_is_reproducible(engine):
+    first, draws = app.random_user(0)
+    assert draws == 1 and app.random_user(0)[0] == first and first in engine.dataset.user_ids
+
+
+def test_markers_read_genres_from_the_phrases():
+    assert app.named_genres("something that makes me laugh") == {"Comedy"}
+    assert app.named_genres("no scary stuff") == {"Horror"}
+    assert app.named_genres("anything with singing") == {"Musical"}  # 'with' names no genre
+    assert app.named_genres("a quiet evening") == set()
+    wanted, avoided = app.steering_genres("comedies, no horror", "war films")
+    assert wanted == {"Comedy"} and avoided == {"Horror", "War"}
+    assert app.fit_marker(("Comedy", "War"), wanted, avoided) == "✓⚠"
+
+
+def test_prompts_in_plots_are_text_not_html(engine):
+    needs(engine, "sasrec", "dpr")
+    state = app.compare_view(app.DATASET_USER, "196", [], "<b>funny</b>", "", "sasrec", 3)[9]
+    figure = app.gates_figure(state["results"]["dpr"])
+    assert figure.data[0].name == "want: &lt;b&gt;funny&lt;/b&gt;"
+
+
+def test_about_tab_shows_every_benchmark_table(tmp_path, monkeypatch):
+    monkeypatch.setattr(app, "RESULTS", tmp_path / "missing")
+    assert "No benchmark tables" in app.benchmark_tables()
+    monkeypatch.setattr(app, "RESULTS", tmp_path)
+    (tmp_path / "b.md").write_text("| b |\n|---|\n")
+    (tmp_path / "a.md").write_text("| a |\n|---|\n")
+    assert app.benchmark_tables() == "| a |\n|---|\n\n\n| b |\n|---|\n"
+
+
+# --------------------------------------------------------------------------------- the launched app
+
+@pytest.fixture(scope="module")
+def served_app(engine) -> str:
+    """The app on a free local port, for this module's tests; its URL."""
+    demo = app.build_demo()
+    _, url, _ = demo.launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True)
+    yield url
+    demo.close()
+
+
+@pytest.fixture(scope="module")
+def client(served_app):
+    return Client(served_app, verbose=False)
+
+
+def test_api_exposes_only_compare(client):
+    assert list(client.view_api(print_info=False, return_format="dict")["named_endpoints"]) == ["/compare"]
+
+
+def test_api_compare_returns_three_rankings(client, engine):
+    needs(engine, "sasrec", "dpr")
+    backbone, dpr, mixrec = client.predict("196", "something funny", AVOID, "sasrec", 10, api_name="/compare")
+    assert backbone == app.compare("196", "something funny", AVOID, "sasrec", 10)[0] | {
+        "latency_ms": backbone["latency_ms"]}
+    assert len(dpr["items"]) == 10 and dpr["want"] == ["something funny"] and dpr["avoid"] == [AVOID]
+    assert {"rank", "item_id", "title", "year", "genres", "score"} == set(dpr["items"][0])
+    assert mixrec["available"] or mixrec["notice"]
+
+
+def test_api_bad_input_is_a_clean_error(client):
+    with pytest.raises(Exception, match="unknown user 'nobody'"):
+        client.predict("nobody", "", "", "sasrec", 10, api_name="/compare")
+    with pytest.raises(Exception, match="at most 300 characters"):
+        client.predict("196", "x" * 400, "", "sasrec", 10, api_name="/compare")

@@ -1,0 +1,71 @@
+"""The app in a real headless browser: pick a user, steer, compare, and keep a screenshot of the result.
+
+Needs Debian's chromium and chromedriver (`apt-get install chromium chromium-driver`); skipped without them.
+The screenshot goes to assets/screenshot.png, the picture the README shows.
+"""
+import shutil
+from pathlib import Path
+
+import pytest
+
+from test_app import engine, served_app  # noqa: F401  (the same launched app, per module)
+
+CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+SCREENSHOT = Path(__file__).resolve().parent.parent / "assets" / "screenshot.png"
+FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run",
+         "--window-size=1400,1800"]
+
+pytestmark = pytest.mark.skipif(not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()),
+                                reason=f"needs {CHROMIUM} and {CHROMEDRIVER} (apt-get install chromium chromium-driver)")
+
+
+@pytest.fixture
+def browser(tmp_path):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in FLAGS + [f"--user-data-dir={tmp_path / 'profile'}"]:
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    yield driver
+    driver.quit()
+
+
+def test_compare_in_the_browser(browser, served_app, engine, tmp_path):  # noqa: F811
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support import expected_conditions as seen
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    wait = WebDriverWait(browser, 60)
+    browser.get(served_app)
+
+    user = wait.until(seen.element_to_be_clickable((By.CSS_SELECTOR, "#user input")))
+    user.click()
+    user.send_keys(Keys.CONTROL, "a")
+    user.send_keys("405", Keys.ENTER)
+    wait.until(seen.text_to_be_present_in_element((By.ID, "profile"), "user 405:"))
+    browser.find_element(By.CSS_SELECTOR, "#want textarea").send_keys("something that makes me laugh")
+    browser.find_element(By.CSS_SELECTOR, "#avoid textarea").send_keys("horror")
+    browser.find_element(By.ID, "compare").click()
+
+    for column in ("backbone", "dpr", "mixrec"):
+        if engine.is_available("sasrec" if column == "backbone" else column, "sasrec"):
+            wait.until(lambda d, c=column: len(d.find_elements(By.CSS_SELECTOR, f"#{c}-table [role=row].virtual-row")) >= 5)
+        else:
+            wait.until(seen.text_to_be_present_in_element((By.ID, f"{column}-header"), "Not available"))
+    for plot in ("genre-plot", "overlap-plot", "gates-plot"):
+        wait.until(seen.presence_of_element_located((By.CSS_SELECTOR, f"#{plot} .js-plotly-plot")))
+
+    if engine.is_available("dpr", "sasrec"):
+        browser.find_element(By.CSS_SELECTOR, "#dpr-table [data-testid=cell-1-1]").click()  # row 2's title
+        wait.until(seen.text_to_be_present_in_element((By.ID, "why"), "you watched"))
+
+    height = browser.execute_script("return document.documentElement.scrollHeight")
+    browser.set_window_size(1400, max(1800, height))
+    SCREENSHOT.parent.mkdir(exist_ok=True)
+    assert browser.save_screenshot(str(tmp_path / "screenshot.png"))
+    shutil.copyfile(tmp_path / "screenshot.png", SCREENSHOT)

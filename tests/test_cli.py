@@ -1,0 +1,49 @@
+"""The CLI as a subprocess, the way a script would call it."""
+import json
+import subprocess
+import sys
+
+ENV = {"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"}
+
+
+def run(*args):
+    import os
+
+    return subprocess.run([sys.executable, "-m", "core", *args], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, **ENV})
+
+
+def test_recommend_json():
+    done = run("recommend", "--model", "sasrec", "--user", "196", "-k", "10", "--json")
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert set(result) == {"model", "user", "want", "avoid", "latency_ms", "items"}
+    assert result["user"] == "196" and len(result["items"]) == 10
+    assert set(result["items"][0]) == {"rank", "item_id", "title", "year", "genres", "score"}
+
+
+def test_recommend_dpr_with_prompts_and_a_made_up_history():
+    done = run("recommend", "--model", "dpr", "--history", "50,172,133", "--want", "something funny",
+               "--avoid", "horror", "-k", "5", "--json")
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["want"] == ["something funny"] and result["avoid"] == ["horror"]
+    assert len(result["items"]) == 5
+
+
+def test_errors_are_one_line_without_traceback():
+    for args in (["--user", "99999"], ["--history", "50,nope"], ["--user", "196", "-k", "0"]):
+        done = run("recommend", "--model", "sasrec", *args)
+        assert done.returncode == 2
+        assert done.stderr.startswith("error: ") and "Traceback" not in done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_evaluate_sequential_json():
+    done = run("evaluate", "--model", "sasrec", "--task", "sequential", "--split", "test", "--json")
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    metrics = result["methods"]["sasrec"]
+    assert result["users"] == 943
+    assert {"ndcg@10", "recall@10", "mrr@10", "ndcg@20", "recall@20"} <= set(metrics)
+    assert metrics["ndcg@10"] > 0.1

@@ -1,0 +1,152 @@
+import numpy as np
+import pytest
+
+from core.data import load_dataset
+from core.errors import DataFormatError, SteerRecError
+from tests.conftest import synthetic_interactions, write_atomic, write_csv, write_dat
+
+
+def test_real_movielens_100k(real_dataset):
+    assert real_dataset.name == "ml-100k"
+    assert real_dataset.num_users == 943
+    assert real_dataset.num_items == 1682
+    assert sum(len(s) for s in real_dataset.sequences) == 100_000
+    assert real_dataset.item_text(real_dataset.item_index(1)) == \
+        "Toy Story (1995). Genres: Animation, Children's, Comedy"
+    assert real_dataset.titles[real_dataset.item_index(64)] == "The Shawshank Redemption"
+
+
+def test_real_sequences_sorted_stably_by_time_keeping_file_order(real_dataset):
+    """Ties within a second keep the order of the .inter file, never an item-id order."""
+    import pandas as pd
+
+    from core.data import recbole_dataset_folder
+
+    raw = pd.read_csv(recbole_dataset_folder() / "ml-100k.inter", sep="\t")
+    raw.columns = ["user", "item", "rating", "time"]
+    user = real_dataset.user_index(196)
+    rows = raw[raw.user == 196].reset_index()
+    expected = rows.sort_values(["time", "index"])["item"].astype(str).tolist()
+    got = [real_dataset.item_ids[i] for i in real_dataset.sequences[user]]
+    assert got == expected
+    assert np.all(np.diff(real_dataset.timestamps[user]) >= 0)
+    # ties are present and not ordered by item id
+    ascending = descending = 0
+    for u in range(1, real_dataset.num_users + 1):
+        seq, time = real_dataset.sequences[u], real_dataset.timestamps[u]
+        tied = time[1:] == time[:-1]
+        ascending += int(np.sum(tied & (seq[1:] > seq[:-1])))
+        descending += int(np.sum(tied & (seq[1:] < seq[:-1])))
+    assert ascending > 1000 and descending > 1000
+
+
+def test_leave_one_out(real_dataset):
+    user = real_dataset.user_index("196")
+    seq = real_dataset.sequences[user]
+    history, target = real_dataset.split(user, "test")
+    assert target == seq[-1] and list(history) == list(seq[:-1])
+    history, target = real_dataset.split(user, "valid")
+    assert target == seq[-2] and list(history) == list(seq[:-2])
+    with pytest.raises(SteerRecError):
+        real_dataset.split(user, "train")
+
+
+@pytest.mark.parametrize("writer", ["atomic", "dat", "csv"])
+def test_every_format_gives_the_same_sequences(tmp_path, writer):
+    path = {"atomic": lambda: write_atomic(tmp_path / "a"), "dat": lambda: write_dat(tmp_path / "d"),
+            "csv": lambda: write_csv(tmp_path / "c")}[writer]()
+    dataset = load_dataset(path)
+    assert dataset.num_users == 12 and dataset.num_items == 30
+    rows = synthetic_interactions()
+    first_user = [str(i) for u, i, _, _ in rows if u == 1]
+    assert [dataset.item_ids[i] for i in dataset.sequences[dataset.user_index("1")]] == first_user
+    item = dataset.item_index("3")
+    assert dataset.years[item] == "1993"
+    assert set(dataset.genres[item]) == {"Horror", "Romance"}
+    assert dataset.titles[item] == ("The Movie 3" if writer == "csv" else "Movie 3")
+
+
+def test_csv_tags_become_attributes(tmp_path):
+    dataset = load_dataset(write_csv(tmp_path / "c"))
+    item = dataset.item_index("1")
+    assert dataset.tags[item] == ("dark", "twist ending")
+    assert "Tags: dark, twist ending" in dataset.item_text(item)
+
+
+def test_user_and_item_ids_accept_int_or_str(tiny_atomic):
+    dataset = load_dataset(tiny_atomic)
+    assert dataset.user_index(3) == dataset.user_index("3")
+    with pytest.raises(SteerRecError, match="unknown user"):
+        dataset.user_index(999)
+    with pytest.raises(SteerRecError, match="unknown item"):
+        dataset.item_index("abc")
+
+
+def test_users_with_too_few_interactions_are_dropped(tmp_path):
+    folder = tmp_path / "few"
+    folder.mkdir()
+    (folder / "few.inter").write_text("user_id:token\titem_id:token\ttimestamp:float\n"
+                                      "1\t1\t1\n1\t2\t2\n1\t3\t3\n2\t1\t1\n")
+    dataset = load_dataset(folder / "few.inter")
+    assert dataset.num_users == 1 and dataset.num_items == 3
+    assert dataset.titles[1] == "Item 1"
+
+
+def test_malformed_atomic_file_names_file_and_line(tmp_path):
+    inter = write_atomic(tmp_path / "bad")
+    lines = inter.read_text().splitlines()
+    lines[4] = lines[4].replace("\t", "\tnot-a-time\t", 1).rsplit("\t", 1)[0]
+    lines[4] = "\t".join(lines[4].split("\t")[:3] + ["soon"])
+    inter.write_text("\n".join(lines) + "\n")
+    with pytest.raises(DataFormatError, match=r"bad\.inter, line 5: expected a number in column 'timestamp'"):
+        load_dataset(inter)
+
+
+def test_ragged_line_is_reported(tmp_path):
+    folder = write_dat(tmp_path / "ml")
+    text = (folder / "ratings.dat").read_text().splitlines()
+    text[2] += "::extra"
+    (folder / "ratings.dat").write_text("\n".join(text) + "\n")
+    with pytest.raises(DataFormatError, match=r"ratings\.dat, line 3: expected 4 fields"):
+        load_dataset(folder)
+
+
+def test_bad_movies_line_is_reported(tmp_path):
+    folder = write_dat(tmp_path / "ml")
+    with open(folder / "movies.dat", "a") as f:
+        f.write("31::Broken title only\n")
+    with pytest.raises(DataFormatError, match=r"movies\.dat, line 31: expected 3 fields"):
+        load_dataset(folder)
+
+
+def test_missing_columns_are_reported(tmp_path):
+    folder = write_csv(tmp_path / "c")
+    (folder / "ratings.csv").write_text("user,item\n1,2\n")
+    with pytest.raises(DataFormatError, match=r"ratings\.csv, line 1: expected columns userId"):
+        load_dataset(folder)
+
+
+def test_empty_and_unknown_inputs(tmp_path):
+    with pytest.raises(SteerRecError, match="does not exist"):
+        load_dataset(tmp_path / "nothing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SteerRecError, match="no dataset found"):
+        load_dataset(tmp_path / "empty")
+    (tmp_path / "e").mkdir()
+    (tmp_path / "e" / "e.inter").write_text("")
+    with pytest.raises(DataFormatError, match="empty file"):
+        load_dataset(tmp_path / "e" / "e.inter")
+
+
+def test_binary_garbage_is_reported(tmp_path):
+    (tmp_path / "g").mkdir()
+    (tmp_path / "g" / "g.inter").write_bytes(b"user_id:token\titem_id:token\ttimestamp:float\n\xff\xfe\x00\x01\n")
+    with pytest.raises(DataFormatError):
+        load_dataset(tmp_path / "g" / "g.inter")
+
+
+def test_fingerprint_is_stable_and_sensitive(tmp_path):
+    a = load_dataset(write_atomic(tmp_path / "a"))
+    b = load_dataset(write_atomic(tmp_path / "b"))
+    c = load_dataset(write_atomic(tmp_path / "c", seed=1))
+    assert a.fingerprint == b.fingerprint != c.fingerprint

@@ -1,0 +1,86 @@
+import numpy as np
+import pytest
+import torch
+
+from core.models.dpr import DPR, DPRConfig
+
+
+def _tiny():
+    torch.manual_seed(0)
+    model = DPR(DPRConfig(hidden=8, text_dim=12, semantic_dim=4, fusion_hidden=16))
+    for parameter in model.parameters():  # experts start at zero; make them do something
+        torch.nn.init.normal_(parameter, std=0.3)
+    return model.eval()
+
+
+def test_no_prompt_is_exactly_the_backbone():
+    model = _tiny()
+    user = torch.randn(3, 8)
+    texts = torch.randn(3, 2, 12)
+    none = torch.zeros(3, 2, dtype=torch.bool)
+    steered, query, gates = model.steer(user, texts, none, none)
+    assert torch.equal(steered, user)
+    assert torch.count_nonzero(query) == 0 and torch.count_nonzero(gates) == 0
+    items, semantics = torch.randn(10, 8), torch.randn(10, 4)
+    backbone = user @ items.T
+    backbone[:, 0] = float("-inf")
+    assert torch.equal(model.scores(steered, query, items, semantics), backbone)
+
+
+def test_prompts_compose_additively_and_route_by_polarity():
+    model = _tiny()
+    user = torch.randn(1, 8)
+    texts = torch.randn(1, 2, 12)
+    negative = torch.tensor([[False, True]])
+    both = model.steer(user, texts, negative, torch.tensor([[True, True]]))
+    first = model.steer(user, texts, negative, torch.tensor([[True, False]]))
+    second = model.steer(user, texts, negative, torch.tensor([[False, True]]))
+    assert torch.allclose(both[0] - user, (first[0] - user) + (second[0] - user), atol=1e-5)
+    assert torch.allclose(both[1], first[1] + second[1], atol=1e-5)
+    gates = both[2][0]
+    assert gates[0, :2].sum() == pytest.approx(1) and gates[0, 2:].sum() == 0
+    assert gates[1, 2:].sum() == pytest.approx(1) and gates[1, :2].sum() == 0
+
+
+def _genre_share(engine, result, genre):
+    return np.mean([genre in item.genres for item in result.items])
+
+
+@pytest.mark.parametrize("backbone", ["sasrec", "gru4rec"])
+def test_want_raises_and_avoid_lowers_a_genre_on_real_data(engine, backbone):
+    users = [str(u) for u in range(1, 41)]
+    raised = lowered = 0
+    for user in users:
+        plain = engine.recommend("dpr", user=user, backbone=backbone, k=10)
+        funny = engine.recommend("dpr", user=user, backbone=backbone, want=["something that makes me laugh"], k=10)
+        no_drama = engine.recommend("dpr", user=user, backbone=backbone, avoid=["serious dramas"], k=10)
+        raised += _genre_share(engine, funny, "Comedy") > _genre_share(engine, plain, "Comedy") or \
+            _genre_share(engine, funny, "Comedy") == 1.0
+        lowered += _genre_share(engine, no_drama, "Drama") < _genre_share(engine, plain, "Drama") or \
+            _genre_share(engine, no_drama, "Drama") == 0.0
+    assert raised >= 0.8 * len(users)
+    assert lowered >= 0.8 * len(users)
+
+
+def test_dpr_without_prompt_returns_the_backbone_ranking(engine):
+    for user in ("1", "196", "943"):
+        plain = engine.recommend("sasrec", user=user, k=20)
+        steered = engine.recommend("dpr", user=user, k=20)
+        assert [(i.item_id, i.score) for i in plain.items] == [(i.item_id, i.score) for i in steered.items]
+
+
+def test_want_and_avoid_together(engine):
+    result = engine.recommend("dpr", user="196", want=["animated films"], avoid=["musicals"], k=10)
+    assert _genre_share(engine, result, "Animation") >= 0.8
+    assert _genre_share(engine, result, "Musical") <= 0.2
+    assert [g["polarity"] for g in result.gates] == ["want", "avoid"]
+    assert all(abs(sum(g["experts"].values()) - 1) < 1e-5 for g in result.gates)
+    assert len(result.items[0].prompt_similarity) == 2
+
+
+@pytest.mark.parametrize("prompt", ["🎬🍿😂", "quelque chose de drôle", "etwas Lustiges", "<script>alert(1)</script>",
+                                    "asdfghjkl", "?!"])
+def test_odd_prompts_still_give_a_ranking(engine, prompt):
+    result = engine.recommend("dpr", user="196", want=[prompt], k=10)
+    assert len(result.items) == 10
+    assert all(np.isfinite(i.score) for i in result.items)

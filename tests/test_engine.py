@@ -1,0 +1,72 @@
+"""The engine on the shipped ML-100K checkpoints."""
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+import torch
+
+from core.errors import SteerRecError
+from core.evaluate import exclude_history, pad_left
+
+
+def test_recommend_for_a_user_matches_the_full_ranking(engine):
+    result = engine.recommend("sasrec", user=196, k=10)
+    assert [i.rank for i in result.items] == list(range(1, 11))
+    dataset = engine.dataset
+    history = dataset.sequences[dataset.user_index(196)]
+    model = engine.backbones["sasrec"]
+    scores = exclude_history(model.full_sort_predict(pad_left([history], model.config.max_len)), [history])
+    expected = sorted(range(1, dataset.num_items + 1), key=lambda i: (-scores[0, i].item(), i))[:10]
+    assert [i.item_id for i in result.items] == [dataset.item_ids[i] for i in expected]
+    assert not {i.item_id for i in result.items} & {dataset.item_ids[i] for i in history}
+    assert result.latency_ms > 0 and result.items[0].title
+
+
+def test_user_ids_as_int_or_str_and_made_up_histories(engine):
+    assert engine.recommend("sasrec", user=196).to_dict()["items"] == \
+        engine.recommend("sasrec", user="196").to_dict()["items"]
+    made_up = engine.recommend("gru4rec", history=["50", 172, "133"], k=5)
+    assert len(made_up.items) == 5 and made_up.user is None
+    assert not {"50", "172", "133"} & {i.item_id for i in made_up.items}
+    assert engine.recommend("sasrec", history="50,172,133").items
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(model="sasrec", user=99999), "unknown user"),
+    (dict(model="sasrec", user="abc"), "unknown user"),
+    (dict(model="sasrec", history=["50", "999999"]), "unknown item"),
+    (dict(model="sasrec", history=[]), "history is empty"),
+    (dict(model="sasrec", user=196, k=0), "at least 1"),
+    (dict(model="sasrec", user=196, k=-3), "at least 1"),
+    (dict(model="sasrec", user=196, k="many"), "whole number"),
+    (dict(model="sasrec", user=196, history=["1"]), "either a user or a history"),
+    (dict(model="transformer", user=196), "unknown model"),
+    (dict(model="dpr", user=196, backbone="bert4rec"), "unknown backbone"),
+    (dict(model="dpr", user=196, want=["x" * 10_000]), "at most"),
+    (dict(model="dpr", user=196, want=["   "]), "empty"),
+])
+def test_bad_input_gets_a_clear_message(engine, kwargs, message):
+    with pytest.raises(SteerRecError, match=message):
+        engine.recommend(**kwargs)
+
+
+def test_k_larger_than_the_catalogue(engine):
+    result = engine.recommend("sasrec", user=196, k=10**6)
+    history = engine.dataset.sequences[engine.dataset.user_index(196)]
+    assert len(result.items) == engine.dataset.num_items - len(set(history))
+
+
+def test_same_input_same_ranking_from_many_threads(engine):
+    def call(user):
+        return [i.item_id for i in engine.recommend("dpr", user=user, want=["something funny"], k=10).items]
+
+    users = [str(u) for u in range(1, 41)] * 3
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(call, users))
+    for user, ranking in zip(users, results):
+        assert ranking == results[users.index(user)]
+
+
+def test_user_vectors_are_finite(engine):
+    vector = engine.user_vector("sasrec", np.array([1, 2, 3]))
+    assert torch.isfinite(vector).all()

@@ -1,0 +1,58 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from core.errors import SteerRecError
+from core.evaluate import evaluate_sequential, exclude_history, metrics_from_ranks, pad_left, target_ranks
+from core.models import SASRec, SASRecConfig
+
+
+def test_ranks_break_ties_by_item_id():
+    scores = torch.tensor([[float("-inf"), 1.0, 2.0, 2.0, 0.5]])
+    assert target_ranks(scores, [2]).item() == 0
+    assert target_ranks(scores, [3]).item() == 1  # tied with item 2, which has the smaller id
+    assert target_ranks(scores, [4]).item() == 3
+
+
+def test_excluded_target_is_a_miss_even_when_everything_ties():
+    scores = torch.full((1, 5), float("-inf"))
+    assert math.isinf(target_ranks(scores, [1]).item())
+    metrics = metrics_from_ranks(target_ranks(scores, [1]))
+    assert metrics["recall@10"] == 0 and metrics["ndcg@10"] == 0
+
+
+def test_nan_scores_are_refused():
+    with pytest.raises(SteerRecError, match="NaN"):
+        target_ranks(torch.tensor([[0.0, float("nan"), 1.0]]), [2])
+
+
+def test_metric_values():
+    metrics = metrics_from_ranks(torch.tensor([0.0, 1.0, 15.0, math.inf]))
+    assert metrics["recall@10"] == pytest.approx(0.5)
+    assert metrics["recall@20"] == pytest.approx(0.75)
+    assert metrics["ndcg@10"] == pytest.approx((1 + 1 / math.log2(3)) / 4)
+    assert metrics["mrr@10"] == pytest.approx((1 + 0.5) / 4)
+    assert metrics["mrr@20"] == pytest.approx((1 + 0.5 + 1 / 16) / 4)
+
+
+def test_history_is_excluded_but_the_target_keeps_its_score():
+    scores = torch.tensor([[0.0, 5.0, 4.0, 3.0]])
+    out = exclude_history(scores.clone(), [np.array([1, 3])], [3])
+    assert out[0, 1] == float("-inf") and out[0, 3] == 3.0 and out[0, 2] == 4.0
+
+
+def test_pad_left_right_aligns_the_tail():
+    batch = pad_left([np.array([1, 2, 3]), np.array([], dtype=np.int64), np.arange(1, 8)], 4)
+    assert batch.tolist() == [[0, 1, 2, 3], [0, 0, 0, 0], [4, 5, 6, 7]]
+
+
+def test_untrained_model_scores_chance_on_the_real_data(real_dataset):
+    """Recall@10 of an untrained SASRec is about 10 / items; NaN rows through padding would inflate it."""
+    torch.manual_seed(0)
+    model = SASRec(SASRecConfig(num_items=real_dataset.num_items))
+    metrics = evaluate_sequential(model, real_dataset, "test")
+    chance = 10 / real_dataset.num_items
+    assert metrics["recall@10"] < 4 * chance
+    assert metrics["ndcg@10"] < 4 * chance

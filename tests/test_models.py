@@ -1,0 +1,106 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from core.checkpoint import load_checkpoint, save_checkpoint
+from core.data import load_dataset
+from core.errors import CheckpointError
+from core.evaluate import evaluate_sequential, pad_left
+from core.models import GRU4Rec, GRU4RecConfig, SASRec, SASRecConfig
+from core.train import TrainConfig, load_backbone, train_backbone, training_windows
+
+
+@pytest.mark.parametrize("model", [SASRec(SASRecConfig(num_items=20, max_len=8)),
+                                   GRU4Rec(GRU4RecConfig(num_items=20, max_len=8))])
+def test_interface_shapes_and_no_nan_with_padding(model):
+    model.eval()
+    sequences = pad_left([np.array([1, 2, 3]), np.array([5]), np.arange(1, 12)], 8)
+    states = model(sequences)
+    assert states.shape == (3, 8, model.config.hidden)
+    assert not torch.isnan(states).any()
+    scores = model.full_sort_predict(sequences)
+    assert scores.shape == (3, 21) and torch.isneginf(scores[:, 0]).all()
+    assert torch.isfinite(scores[:, 1:]).all()
+    loss = model.calculate_loss(sequences, pad_left([np.array([2, 3, 4]), np.array([6]), np.arange(2, 13)], 8))
+    assert loss.ndim == 0 and torch.isfinite(loss)
+
+
+def test_sasrec_state_ignores_padding():
+    model = SASRec(SASRecConfig(num_items=20, max_len=8)).eval()
+    short = model.user_vector(pad_left([np.array([4, 5, 6])], 8))
+    longer = model.user_vector(pad_left([np.array([4, 5, 6])], 8)[:, -5:])
+    assert torch.allclose(short, longer, atol=1e-5)
+
+
+def test_training_windows_cover_long_histories(tiny_atomic):
+    dataset = load_dataset(tiny_atomic)
+    inputs, targets = training_windows(dataset, 4)
+    positions = int((targets > 0).sum())
+    assert positions == sum(max(len(s) - 3, 0) for s in dataset.sequences[1:])
+    assert ((inputs > 0) == (targets > 0)).all()
+
+
+@pytest.mark.parametrize("name", ["sasrec", "gru4rec"])
+def test_training_learns_and_checkpoint_round_trips(tmp_path, tiny_atomic, name):
+    dataset = load_dataset(tiny_atomic)
+    untrained = evaluate_sequential(
+        (SASRec(SASRecConfig(num_items=30, max_len=10)) if name == "sasrec"
+         else GRU4Rec(GRU4RecConfig(num_items=30, max_len=10))), dataset, "valid")
+    model, record = train_backbone(name, dataset, tmp_path, TrainConfig(epochs=40, patience=40, lr=1e-2),
+                                   max_len=10, progress=False)
+    assert record["valid"]["ndcg@10"] > untrained["ndcg@10"]
+    assert record["valid"]["ndcg@10"] == max(r["valid_ndcg@10"] for r in record["log"])
+    config = json.loads((tmp_path / name / "config.json").read_text())
+    assert config["data"]["fingerprint"] == dataset.fingerprint and "command" in config
+    loaded, _ = load_backbone(tmp_path, name, dataset)
+    assert evaluate_sequential(loaded, dataset, "test") == record["test"]
+
+
+def test_training_is_deterministic(tmp_path, tiny_atomic):
+    dataset = load_dataset(tiny_atomic)
+    _, first = train_backbone("sasrec", dataset, tmp_path / "a", TrainConfig(epochs=3), max_len=10, progress=False)
+    _, second = train_backbone("sasrec", dataset, tmp_path / "b", TrainConfig(epochs=3), max_len=10, progress=False)
+    assert first["test"] == second["test"]
+
+
+def _saved(tmp_path):
+    return save_checkpoint(tmp_path / "ck", {"model": "sasrec", "data": {"fingerprint": "abc"}},
+                           {"weight": torch.arange(1000, dtype=torch.float32)})
+
+
+def test_checkpoint_verifies_hashes(tmp_path):
+    folder = _saved(tmp_path)
+    config, tensors = load_checkpoint(folder, model="sasrec", fingerprint="abc")
+    assert torch.equal(tensors["weight"], torch.arange(1000, dtype=torch.float32))
+    data = bytearray((folder / "model.safetensors").read_bytes())
+    data[-5] ^= 0x01
+    (folder / "model.safetensors").write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match=r"model\.safetensors is corrupt"):
+        load_checkpoint(folder)
+
+
+def test_truncated_missing_and_mismatched_checkpoints(tmp_path):
+    folder = _saved(tmp_path)
+    with pytest.raises(CheckpointError, match="expected 'gru4rec'"):
+        load_checkpoint(folder, model="gru4rec")
+    with pytest.raises(CheckpointError, match="other data"):
+        load_checkpoint(folder, fingerprint="xyz")
+    data = (folder / "model.safetensors").read_bytes()
+    (folder / "model.safetensors").write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="corrupt"):
+        load_checkpoint(folder)
+    (folder / "model.safetensors").unlink()
+    with pytest.raises(CheckpointError, match="missing"):
+        load_checkpoint(folder)
+    with pytest.raises(CheckpointError, match="no checkpoint"):
+        load_checkpoint(tmp_path / "nowhere", model="sasrec")
+
+
+def test_saving_replaces_atomically(tmp_path):
+    folder = _saved(tmp_path)
+    save_checkpoint(folder, {"model": "sasrec"}, {"weight": torch.zeros(3)})
+    _, tensors = load_checkpoint(folder)
+    assert tensors["weight"].shape == (3,)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ck"]

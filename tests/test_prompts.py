@@ -1,0 +1,69 @@
+import numpy as np
+import pytest
+
+from core.errors import SteerRecError
+from core.prompts import (GENRE_WORDS, NEGATIVE_TEMPLATES, POSITIVE_TEMPLATES, attribute_matrix,
+                          attribute_vocabulary, build_prompts, infer_negative, negative_attribute, phrasings,
+                          pick_phrasing, positive_attribute, split_phrases)
+
+
+@pytest.mark.parametrize("text", ["no horror", "anything but musicals", "not in the mood for romance",
+                                  "I don't want westerns", "please avoid war films", "nothing scary",
+                                  "I can't stand slasher flicks", "keep cartoons away from me"])
+def test_negative_phrasings_are_recognised(text):
+    assert infer_negative(text)
+
+
+@pytest.mark.parametrize("text", ["something that makes me laugh", "a love story", "sci-fi", "notebook dramas",
+                                  "space westerns"])
+def test_positive_phrasings_are_recognised(text):
+    assert not infer_negative(text)
+
+
+def test_want_box_phrase_that_is_negative_becomes_an_avoid():
+    prompts = build_prompts(want=["something funny", "no horror"], avoid=["musicals"])
+    assert [(p.text, p.negative) for p in prompts] == [("something funny", False), ("no horror", True),
+                                                       ("musicals", True)]
+
+
+@pytest.mark.parametrize("bad, message", [(["x" * 10_000], "at most"), (["  ", "\n"], "empty"), ([3], "text"),
+                                          (["a"] * 9, "at most 8")])
+def test_bad_prompts(bad, message):
+    with pytest.raises(SteerRecError, match=message):
+        build_prompts(want=bad)
+
+
+def test_control_characters_and_whitespace_are_cleaned():
+    (prompt,) = build_prompts(want=["  funny\x00\tfilms \u202e "])
+    assert prompt.text == "funny films"
+
+
+def test_split_phrases():
+    assert split_phrases("funny, no horror;\nromance\n\n") == ["funny", "no horror", "romance"]
+    assert split_phrases("") == []
+
+
+def test_training_and_evaluation_phrasings_are_disjoint():
+    for genre in GENRE_WORDS:
+        for negative in (False, True):
+            assert not set(phrasings(genre, negative, "train")) & set(phrasings(genre, negative, "eval"))
+        train_words, eval_words = GENRE_WORDS[genre]
+        assert not set(train_words) & set(eval_words)
+    for templates in (POSITIVE_TEMPLATES, NEGATIVE_TEMPLATES):
+        assert not set(templates[0]) & set(templates[1])
+    assert pick_phrasing("Comedy", False, "eval", 7) == pick_phrasing("Comedy", False, "eval", 7)
+
+
+def test_task_construction_follows_the_protocol(real_dataset):
+    vocab = attribute_vocabulary(real_dataset)
+    assert len(vocab) == 18 and "unknown" not in vocab
+    matrix = attribute_matrix(real_dataset, vocab)
+    for user in range(1, 60):
+        history, target = real_dataset.split(user, "test")
+        counts = matrix[:, history].sum(1)
+        positive = positive_attribute(history, target, matrix)
+        carried = np.flatnonzero(matrix[:, target])
+        assert matrix[positive, target] and counts[positive] == counts[carried].min()
+        negative = negative_attribute(history, target, matrix)
+        lacking = np.flatnonzero(~matrix[:, target])
+        assert not matrix[negative, target] and counts[negative] == counts[lacking].max()
