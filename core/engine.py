@@ -98,11 +98,12 @@ class Engine:
 
         key = f"dpr-{backbone}"
         try:
-            model, _ = load_dpr(self.checkpoints, backbone, self.dataset)
+            model, config = load_dpr(self.checkpoints, backbone, self.dataset)
             self.item_text = item_text_embeddings(self.dataset, self.checkpoints, self.encoder)
         except SteerRecError as error:
             self.unavailable[key] = str(error)
             return
+        self.vocabulary = config["vocabulary"]
         semantics = model.item_semantics(self.item_text)
         vectors = torch.cat([self.backbones[backbone].item_vectors(), semantics], 1)
         self.dpr[backbone] = (model, ItemIndex(vectors.numpy(), self.index_kind))
@@ -213,15 +214,21 @@ class Engine:
         model, index = self.dpr[backbone]
         texts = torch.from_numpy(np.stack([self.encoder.encode_one(p.text) for p in prompts]))[None]
         negative = torch.tensor([[p.negative for p in prompts]])
-        steered, query, gates = model.steer(user, texts, negative, torch.ones_like(negative))
+        steered, query, gates, grounding = model.steer(user, texts, negative, torch.ones_like(negative))
         ((ids, scores),) = index.search(torch.cat([steered, query], 1).numpy(), k, [items])
         experts = model.config.positive_experts
         gate_rows = [{"prompt": p.text, "polarity": "avoid" if p.negative else "want",
+                      "understood_as": self._top_attributes(grounding[0, n]),
                       "experts": {(f"avoid {j + 1}" if p.negative else f"want {j + 1}"): float(g)
                                   for j, g in enumerate(gates[0, n, experts:] if p.negative
                                                         else gates[0, n, :experts])}}
                      for n, p in enumerate(prompts)]
         return ids, scores, gate_rows, texts[0]
+
+    def _top_attributes(self, weights: torch.Tensor, count: int = 3) -> dict[str, float]:
+        """The attributes a prompt was grounded in, with their weights (what DPR understood)."""
+        top = torch.topk(weights, min(count, len(weights)))
+        return {self.vocabulary[int(i)]: round(float(w), 3) for w, i in zip(top.values, top.indices) if w >= 0.05}
 
     def _prompt_similarity(self, ids: np.ndarray, prompt_vectors: torch.Tensor) -> np.ndarray:
         return (self.item_text[torch.from_numpy(ids)] @ prompt_vectors.T).numpy()

@@ -6,7 +6,6 @@ window, not one per prefix). Early stopping on validation NDCG@10; the best weig
 """
 from __future__ import annotations
 
-import math
 import random
 import shlex
 import sys
@@ -31,8 +30,7 @@ class TrainConfig:
     batch_size: int = 128
     lr: float = 2e-3
     weight_decay: float = 0.01
-    cosine: bool = False  # decay the learning rate to zero over `epochs` (a fixed budget)
-    patience: int = 8
+    patience: int = 10
     seed: int = 42
     device: str = "cpu"
 
@@ -86,9 +84,6 @@ def train_backbone(name: str, dataset: Dataset, out: Path, config: TrainConfig =
     inputs, targets = training_windows(dataset, model_config.max_len)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     generator = torch.Generator().manual_seed(config.seed)
-    steps = config.epochs * -(-len(inputs) // config.batch_size)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, (lambda step: 0.5 * (1 + math.cos(math.pi * step / steps))) if config.cosine else (lambda _: 1.0))
 
     best, best_state, best_epoch, best_seconds, stale, log = -1.0, None, 0, 0.0, 0, []
     started = time.perf_counter()
@@ -103,7 +98,6 @@ def train_backbone(name: str, dataset: Dataset, out: Path, config: TrainConfig =
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            schedule.step()
             total += loss.item() * len(rows)
         valid = evaluate_sequential(model, dataset, "valid")
         seconds = time.perf_counter() - started

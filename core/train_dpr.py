@@ -65,6 +65,11 @@ class PhraseTable:
                 self.blocks[index, negative] = torch.from_numpy(flat[start:start + len(group)])
                 start += len(group)
 
+    def prototypes(self, count: int) -> torch.Tensor:
+        """(2, attributes, 384): the unit mean embedding of each attribute's phrasings, want then avoid."""
+        return torch.stack([torch.stack([F.normalize(self.blocks[a, negative].mean(0), dim=0)
+                                         for a in range(count)]) for negative in (False, True)])
+
     def sample(self, attributes: np.ndarray, negative: bool, rng: np.random.Generator) -> torch.Tensor:
         rows = [self.blocks[int(a), negative] for a in attributes]
         return torch.stack([block[rng.integers(len(block))] for block in rows])
@@ -95,7 +100,7 @@ def align(model: DPR, item_vectors: torch.Tensor, item_text: torch.Tensor, vocab
     with torch.no_grad():
         accuracy = float((logits.argmax(1) == labels).float().mean())
         auc_proxy = float(((semantic_logits > 0) == (word_labels > 0)).float().mean())
-    return {"collaborative_loss": float(collaborative), "semantic_loss": float(semantic),
+    return {"collaborative_loss": collaborative.item(), "semantic_loss": semantic.item(),
             "text_to_id_top1": accuracy, "attribute_accuracy": auc_proxy}
 
 
@@ -130,7 +135,7 @@ def choose_attributes(counts: np.ndarray, targets: np.ndarray, matrix: np.ndarra
 def steer_loss(model, users, targets, texts, negative, present, attributes, item_vectors, semantics, carries,
                mass_weight):
     """Cross-entropy of the next item under the steered scores + the wanted / banned probability mass."""
-    steered, query, _ = model.steer(users, texts, negative, present)
+    steered, query, _, _ = model.steer(users, texts, negative, present)
     log_probs = torch.log_softmax(model.scores(steered, query, item_vectors, semantics), -1)
     loss = F.nll_loss(log_probs, targets)
     for slot in range(texts.shape[1]):
@@ -151,7 +156,7 @@ def prompt_methods(model: DPR, backbone, item_vectors, semantics):
     def score(batch):
         users = backbone.user_vector(batch.sequences)
         negative = torch.full((len(batch), 1), batch.negative)
-        steered, query, _ = model.steer(users, batch.texts[:, None], negative, torch.ones_like(negative))
+        steered, query, _, _ = model.steer(users, batch.texts[:, None], negative, torch.ones_like(negative))
         return model.scores(steered, query, item_vectors, semantics)
     return score
 
@@ -189,7 +194,9 @@ def train_dpr(dataset: Dataset, backbone_name: str, checkpoints: Path, config: D
     matrix = attribute_matrix(dataset, vocab)
     carries = torch.from_numpy(matrix)
     item_vectors = backbone.item_vectors().detach()
-    model = DPR(DPRConfig(backbone=backbone_name, hidden=item_vectors.shape[1])).to(device)
+    model = DPR(DPRConfig(backbone=backbone_name, hidden=item_vectors.shape[1], attributes=len(vocab))).to(device)
+    phrases = PhraseTable(vocab, encoder)
+    model.prototypes.copy_(phrases.prototypes(len(vocab)))
 
     stage_start = time.perf_counter()
     stages["align"] = align(model, item_vectors, item_text, vocab, matrix, encoder, config, progress)
@@ -197,7 +204,6 @@ def train_dpr(dataset: Dataset, backbone_name: str, checkpoints: Path, config: D
 
     stage_start = time.perf_counter()
     users, targets, counts = training_positions(dataset, backbone, matrix)
-    phrases = PhraseTable(vocab, encoder)
     rng = np.random.default_rng(config.seed)
     rng_users = np.random.default_rng(config.seed + 1)
     sample = rng_users.choice(np.arange(1, dataset.num_users + 1),

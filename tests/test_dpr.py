@@ -7,9 +7,10 @@ from core.models.dpr import DPR, DPRConfig
 
 def _tiny():
     torch.manual_seed(0)
-    model = DPR(DPRConfig(hidden=8, text_dim=12, semantic_dim=4, fusion_hidden=16))
+    model = DPR(DPRConfig(hidden=8, text_dim=12, semantic_dim=4, fusion_hidden=16, attributes=3))
     for parameter in model.parameters():  # experts start at zero; make them do something
         torch.nn.init.normal_(parameter, std=0.3)
+    model.prototypes.copy_(torch.nn.functional.normalize(torch.randn(2, 3, 12), dim=-1))
     return model.eval()
 
 
@@ -18,7 +19,7 @@ def test_no_prompt_is_exactly_the_backbone():
     user = torch.randn(3, 8)
     texts = torch.randn(3, 2, 12)
     none = torch.zeros(3, 2, dtype=torch.bool)
-    steered, query, gates = model.steer(user, texts, none, none)
+    steered, query, gates, _ = model.steer(user, texts, none, none)
     assert torch.equal(steered, user)
     assert torch.count_nonzero(query) == 0 and torch.count_nonzero(gates) == 0
     items, semantics = torch.randn(10, 8), torch.randn(10, 4)
@@ -38,6 +39,7 @@ def test_prompts_compose_additively_and_route_by_polarity():
     assert torch.allclose(both[0] - user, (first[0] - user) + (second[0] - user), atol=1e-5)
     assert torch.allclose(both[1], first[1] + second[1], atol=1e-5)
     gates = both[2][0]
+    assert torch.allclose(both[3].sum(-1), torch.ones(1, 2))  # each prompt grounded in a mix of attributes
     assert gates[0, :2].sum() == pytest.approx(1) and gates[0, 2:].sum() == 0
     assert gates[1, 2:].sum() == pytest.approx(1) and gates[1, :2].sum() == 0
 
@@ -74,6 +76,7 @@ def test_want_and_avoid_together(engine):
     assert _genre_share(engine, result, "Animation") >= 0.8
     assert _genre_share(engine, result, "Musical") <= 0.2
     assert [g["polarity"] for g in result.gates] == ["want", "avoid"]
+    assert "Animation" in result.gates[0]["understood_as"] and "Musical" in result.gates[1]["understood_as"]
     assert all(abs(sum(g["experts"].values()) - 1) < 1e-5 for g in result.gates)
     assert len(result.items[0].prompt_similarity) == 2
 

@@ -27,11 +27,16 @@ def test_interface_shapes_and_no_nan_with_padding(model):
     assert loss.ndim == 0 and torch.isfinite(loss)
 
 
-def test_sasrec_state_ignores_padding():
+def test_sasrec_state_ignores_padding_and_other_rows():
+    """Padding is masked as a key: what sits in the padding slots, and what else is in the batch, is irrelevant."""
     model = SASRec(SASRecConfig(num_items=20, max_len=8)).eval()
-    short = model.user_vector(pad_left([np.array([4, 5, 6])], 8))
-    longer = model.user_vector(pad_left([np.array([4, 5, 6])], 8)[:, -5:])
-    assert torch.allclose(short, longer, atol=1e-5)
+    alone = model.user_vector(pad_left([np.array([4, 5, 6])], 8))
+    batched = model.user_vector(pad_left([np.arange(1, 9), np.array([4, 5, 6])], 8))[1:]
+    with torch.no_grad():
+        model.item_embedding.weight[0] = torch.randn(model.config.hidden)
+    perturbed = model.user_vector(pad_left([np.array([4, 5, 6])], 8))
+    assert torch.allclose(alone, batched, atol=1e-5)
+    assert torch.allclose(alone, perturbed, atol=1e-5)
 
 
 def test_training_windows_cover_long_histories(tiny_atomic):

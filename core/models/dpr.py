@@ -6,6 +6,8 @@ projected to a few dimensions); the query is `[h', q]` and the score `h'·e_i + 
 inner-product search over `[e_i, a_i]`.
 
 For each prompt with text embedding `t` and polarity (want / avoid):
+- grounding: `t` is replaced by a softmax-weighted mix of attribute prototypes (the mean embedding of each
+  attribute's training phrasings, per polarity), so unseen wordings land where training wordings did;
 - fusion: `P t` is the prompt projected into the collaborative space (aligned with item ID embeddings in
   stage 2); each expert is a small MLP on `[h, P t, h * P t]` that proposes a shift of `h` and of `q`;
 - mixture of experts: a router on `[t, h]` weighs the positive experts (want) or the negative experts (avoid);
@@ -29,6 +31,8 @@ class DPRConfig:
     fusion_hidden: int = 256
     positive_experts: int = 2
     negative_experts: int = 2
+    attributes: int = 18  # rows of the grounding prototypes
+    grounding_temperature: float = 0.05
 
 
 class Expert(nn.Module):
@@ -70,6 +74,15 @@ class DPR(nn.Module):
         self.positive = ExpertGroup(config, config.positive_experts)
         self.negative = ExpertGroup(config, config.negative_experts)
         self.polarity_scale = nn.Parameter(torch.tensor([1.0, -1.0]))  # want, avoid
+        # (polarity, attribute, text_dim): unit mean embeddings of training phrasings, set before stage 3
+        self.register_buffer("prototypes", torch.zeros(2, config.attributes, config.text_dim))
+
+    def ground(self, texts: torch.Tensor, negative: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(grounded texts, attribute weights): each prompt as a mix of attribute prototypes."""
+        prototypes = self.prototypes[negative.long()]  # (B, P, A, text_dim)
+        similarity = torch.einsum("bpd,bpad->bpa", texts, prototypes)
+        weights = torch.softmax(similarity / self.config.grounding_temperature, -1)
+        return torch.einsum("bpa,bpad->bpd", weights, prototypes), weights
 
     def item_semantics(self, item_text: torch.Tensor) -> torch.Tensor:
         """(items, semantic_dim) vectors a_i; row 0 (padding) is zero text, so close to the bias only."""
@@ -78,9 +91,10 @@ class DPR(nn.Module):
     def steer(self, user: torch.Tensor, texts: torch.Tensor, negative: torch.Tensor, present: torch.Tensor):
         """user (B, d); texts (B, P, 384); negative, present (B, P) booleans.
 
-        Returns (h' (B, d), q (B, semantic_dim), gates (B, P, experts)) with absent prompts contributing
-        nothing, so a row without prompts gives exactly (h, 0)."""
+        Returns (h' (B, d), q (B, semantic_dim), gates (B, P, experts), attribute weights (B, P, A)) with
+        absent prompts contributing nothing, so a row without prompts gives exactly (h, 0)."""
         prompts = texts.shape[1]
+        texts, attributes = self.ground(texts, negative)
         users = user.unsqueeze(1).expand(-1, prompts, -1)
         projected = self.prompt_to_collaborative(texts)
         fused = torch.cat([users, projected, self.norm(users) * projected], -1)
@@ -95,7 +109,7 @@ class DPR(nn.Module):
         steered_user = user + (weight * shift[..., :hidden]).sum(1)
         query = (weight * (shift[..., hidden:] + semantic)).sum(1)
         gates = torch.cat([want_gates * (~is_negative), avoid_gates * is_negative], -1) * weight
-        return steered_user, query, gates
+        return steered_user, query, gates, attributes
 
     def scores(self, steered_user, query, item_vectors, item_semantics) -> torch.Tensor:
         scores = steered_user @ item_vectors.T + query @ item_semantics.T
