@@ -45,6 +45,8 @@ def parser() -> argparse.ArgumentParser:
     train.add_argument("--epochs", type=int, help="maximum epochs (backbones) or steering epochs (DPR)")
     train.add_argument("--seed", type=int, default=42)
     train.add_argument("--quiet", action="store_true", help="no progress bars")
+    train.add_argument("--resume", action="store_true",
+                       help="continue an interrupted backbone run from its last completed epoch")
 
     ev = commands.add_parser("evaluate", help="full-ranking metrics on validation or test users")
     ev.add_argument("--model", choices=MODELS, required=True)
@@ -88,7 +90,8 @@ def run_train(args) -> int:
     if args.model in ("sasrec", "gru4rec"):
         config = TrainConfig(device=args.device, seed=args.seed,
                              **({"epochs": args.epochs} if args.epochs else {}))
-        _, record = train_backbone(args.model, dataset, out, config, data_path=args.data, progress=progress)
+        _, record = train_backbone(args.model, dataset, out, config, data_path=args.data, progress=progress,
+                                   resume=args.resume)
         print(f"{args.model}: best epoch {record['best_epoch']} after {record['seconds_to_best']} s; "
               f"test ndcg@10 {record['test']['ndcg@10']:.4f} recall@10 {record['test']['recall@10']:.4f}; "
               f"saved to {out / args.model}")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 import shlex
+import shutil
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -70,9 +71,47 @@ def command_line() -> str:
         ("core", "__main__.py")) else " ".join(shlex.quote(a) for a in sys.argv)
 
 
+def resume_folder(out: Path, name: str) -> Path:
+    return Path(out) / f".{name}.resume"
+
+
+def save_training_state(folder: Path, state: dict, model, best_state, optimizer, generator):
+    """Everything an interrupted run needs to continue as if it had not stopped, saved atomically."""
+    optimizer_state = optimizer.state_dict()
+    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+    tensors.update({f"best.{k}": v for k, v in best_state.items()})
+    tensors.update({f"optimizer.{index}.{key}": value for index, values in optimizer_state["state"].items()
+                    for key, value in values.items()})
+    tensors["rng.torch"] = torch.get_rng_state()
+    tensors["rng.generator"] = generator.get_state()
+    save_checkpoint(folder, {**state, "model": "training-state", "param_groups": optimizer_state["param_groups"]},
+                    tensors)
+
+
+def load_training_state(folder: Path, model, optimizer, generator, config_record: dict) -> tuple[dict, dict]:
+    """(saved loop state, best weights) of an interrupted run; refuses a state from other settings."""
+    state, tensors = load_checkpoint(folder, model="training-state")
+    if state["settings"] != config_record:
+        raise SteerRecError(f"{folder} was saved by a run with other settings; delete it to start afresh")
+    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    optimizer_state = {"state": {}, "param_groups": state["param_groups"]}
+    for key, value in tensors.items():
+        if key.startswith("optimizer."):
+            _, index, name = key.split(".", 2)
+            optimizer_state["state"].setdefault(int(index), {})[name] = value
+    optimizer.load_state_dict(optimizer_state)
+    torch.set_rng_state(tensors["rng.torch"])
+    generator.set_state(tensors["rng.generator"])
+    return state, {k[5:]: v for k, v in tensors.items() if k.startswith("best.")}
+
+
 def train_backbone(name: str, dataset: Dataset, out: Path, config: TrainConfig = TrainConfig(),
-                   data_path=None, max_len: int | None = None, progress: bool = True, **model_options):
-    """Train SASRec or GRU4Rec and save the best epoch's weights to `out/<name>/`."""
+                   data_path=None, max_len: int | None = None, progress: bool = True, resume: bool = False,
+                   **model_options):
+    """Train SASRec or GRU4Rec and save the best epoch's weights to `out/<name>/`.
+
+    After every epoch the whole loop state is saved to `out/.<name>.resume/`; `resume=True` continues from
+    it and ends where an uninterrupted run ends (same seeds, same batches, same metrics)."""
     if name not in BACKBONES:
         raise SteerRecError(f"unknown backbone {name!r}: expected one of {', '.join(BACKBONES)}")
     model_class, config_class = BACKBONES[name]
@@ -85,10 +124,21 @@ def train_backbone(name: str, dataset: Dataset, out: Path, config: TrainConfig =
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     generator = torch.Generator().manual_seed(config.seed)
 
-    best, best_state, best_epoch, best_seconds, stale, log = -1.0, None, 0, 0.0, 0, []
-    started = time.perf_counter()
-    bar = tqdm(range(1, config.epochs + 1), desc=f"train {name}", disable=not progress, unit="epoch")
+    settings = {"model_config": asdict(model_config), "train_config": asdict(config),
+                "fingerprint": dataset.fingerprint}
+    state = {"epoch": 0, "best": -1.0, "best_epoch": 0, "best_seconds": 0.0, "stale": 0, "log": [],
+             "seconds": 0.0, "settings": settings}
+    best_state = None
+    checkpoint_state = resume_folder(out, name)
+    if resume and (checkpoint_state / "config.json").exists():
+        state, best_state = load_training_state(checkpoint_state, model, optimizer, generator, settings)
+    started = time.perf_counter() - state["seconds"]
+    log = state["log"]
+    bar = tqdm(range(state["epoch"] + 1, config.epochs + 1), desc=f"train {name}", disable=not progress,
+               unit="epoch")
     for epoch in bar:
+        if state["stale"] >= config.patience:
+            break
         model.train()
         order = torch.randperm(len(inputs), generator=generator)
         total = 0.0
@@ -104,13 +154,13 @@ def train_backbone(name: str, dataset: Dataset, out: Path, config: TrainConfig =
         log.append({"epoch": epoch, "loss": total / len(order), "valid_ndcg@10": valid["ndcg@10"],
                     "seconds": round(seconds, 2)})
         bar.set_postfix(loss=f"{total / len(order):.3f}", ndcg=f"{valid['ndcg@10']:.4f}")
-        if valid["ndcg@10"] > best:
-            best, best_epoch, best_seconds, stale = valid["ndcg@10"], epoch, seconds, 0
+        if valid["ndcg@10"] > state["best"]:
+            state.update(best=valid["ndcg@10"], best_epoch=epoch, best_seconds=seconds, stale=0)
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         else:
-            stale += 1
-            if stale >= config.patience:
-                break
+            state["stale"] += 1
+        state.update(epoch=epoch, seconds=time.perf_counter() - started)
+        save_training_state(checkpoint_state, state, model, best_state, optimizer, generator)
     model.load_state_dict(best_state)
     record = {
         "model": name,
@@ -120,14 +170,15 @@ def train_backbone(name: str, dataset: Dataset, out: Path, config: TrainConfig =
         "command": command_line(),
         "device": str(device),
         "torch": torch.__version__,
-        "best_epoch": best_epoch,
-        "seconds_to_best": round(best_seconds, 2),
+        "best_epoch": state["best_epoch"],
+        "seconds_to_best": round(state["best_seconds"], 2),
         "seconds_total": round(time.perf_counter() - started, 2),
         "valid": evaluate_sequential(model, dataset, "valid"),
         "test": evaluate_sequential(model, dataset, "test"),
         "log": log,
     }
     save_checkpoint(Path(out) / name, record, model.state_dict())
+    shutil.rmtree(checkpoint_state, ignore_errors=True)
     return model.cpu().eval(), record
 
 

@@ -109,3 +109,29 @@ def test_saving_replaces_atomically(tmp_path):
     _, tensors = load_checkpoint(folder)
     assert tensors["weight"].shape == (3,)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ck"]
+
+
+def test_interrupted_training_resumes_to_the_same_result(tmp_path, tiny_atomic, monkeypatch):
+    import core.train as train
+
+    dataset = load_dataset(tiny_atomic)
+    config = TrainConfig(epochs=6, patience=6)
+    _, uninterrupted = train_backbone("sasrec", dataset, tmp_path / "a", config, max_len=10, progress=False)
+
+    real_evaluate, calls = train.evaluate_sequential, {"n": 0}
+
+    def dies_in_epoch_four(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise KeyboardInterrupt
+        return real_evaluate(*args, **kwargs)
+
+    monkeypatch.setattr(train, "evaluate_sequential", dies_in_epoch_four)
+    with pytest.raises(KeyboardInterrupt):
+        train_backbone("sasrec", dataset, tmp_path / "b", config, max_len=10, progress=False)
+    monkeypatch.setattr(train, "evaluate_sequential", real_evaluate)
+    assert not (tmp_path / "b" / "sasrec").exists()  # nothing half-written
+    _, resumed = train_backbone("sasrec", dataset, tmp_path / "b", config, max_len=10, progress=False, resume=True)
+    assert resumed["test"] == uninterrupted["test"]
+    assert [r["loss"] for r in resumed["log"]] == [r["loss"] for r in uninterrupted["log"]]
+    assert not (tmp_path / "b" / ".sasrec.resume").exists()
