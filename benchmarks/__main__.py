@@ -13,7 +13,7 @@ import sys
 
 from benchmarks.common import RESULTS, ROOT
 
-ORDER = ["backbones", "prompt_tasks", "latency", "scaling", "recbole_anchor"]
+ORDER = ["backbones", "prompt_tasks", "latency", "scaling", "load"]
 
 
 def run(module: str, *args: str):
@@ -42,6 +42,7 @@ def main(argv=None):
     run("prompt_tasks")
     run("latency")
     run("scaling", "--full" if args.full else "--quick")
+    run("load", *([] if args.full else ["--clients", "8", "--seconds", "20"]))
     update_readme()
     print("\nREADME results section updated.")
 

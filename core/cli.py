@@ -92,9 +92,10 @@ def run_train(args) -> int:
                              **({"epochs": args.epochs} if args.epochs else {}))
         _, record = train_backbone(args.model, dataset, out, config, data_path=args.data, progress=progress,
                                    resume=args.resume)
-        print(f"{args.model}: best epoch {record['best_epoch']} after {record['seconds_to_best']} s; "
-              f"test ndcg@10 {record['test']['ndcg@10']:.4f} recall@10 {record['test']['recall@10']:.4f}; "
-              f"saved to {out / args.model}")
+        if os.environ.get("RANK", "0") == "0":  # one line, also under a multi-process launcher
+            print(f"{args.model}: best epoch {record['best_epoch']} after {record['seconds_to_best']} s; "
+                  f"test ndcg@10 {record['test']['ndcg@10']:.4f} recall@10 {record['test']['recall@10']:.4f}; "
+                  f"saved to {out / args.model}")
     elif args.model == "dpr":
         from core.train_dpr import DPRTrainConfig, dpr_folder, train_dpr
 

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from accelerate import Accelerator
+from torch import nn
 from tqdm import tqdm
 
 from core.checkpoint import load_checkpoint, save_checkpoint
@@ -71,6 +73,17 @@ def command_line() -> str:
         ("core", "__main__.py")) else " ".join(shlex.quote(a) for a in sys.argv)
 
 
+class TrainingLoss(nn.Module):
+    """The loss as a module's forward, so DDP (under `accelerate launch`) sees it and syncs gradients."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, sequences, targets):
+        return self.model.calculate_loss(sequences, targets)
+
+
 def resume_folder(out: Path, name: str) -> Path:
     return Path(out) / f".{name}.resume"
 
@@ -116,13 +129,19 @@ def train_backbone(name: str, dataset: Dataset, out: Path, config: TrainConfig =
         raise SteerRecError(f"unknown backbone {name!r}: expected one of {', '.join(BACKBONES)}")
     model_class, config_class = BACKBONES[name]
     seed_everything(config.seed)
-    device = resolve_device(config.device)
+    resolve_device(config.device)
+    # one process: plain training; under `accelerate launch` (several processes): DDP, each process takes
+    # its share of every batch, gradients are averaged, the main process alone writes files
+    accelerator = Accelerator(cpu=config.device == "cpu")
+    device = accelerator.device
     model_config = config_class(num_items=dataset.num_items, max_len=max_len or dataset.default_max_len,
                                 **model_options)
     model = model_class(model_config).to(device)
     inputs, targets = training_windows(dataset, model_config.max_len)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     generator = torch.Generator().manual_seed(config.seed)
+    training_loss, optimizer = accelerator.prepare(TrainingLoss(model), optimizer)
+    share = slice(accelerator.process_index, None, accelerator.num_processes)
 
     settings = {"model_config": asdict(model_config), "train_config": asdict(config),
                 "fingerprint": dataset.fingerprint}
@@ -143,10 +162,10 @@ def train_backbone(name: str, dataset: Dataset, out: Path, config: TrainConfig =
         order = torch.randperm(len(inputs), generator=generator)
         total = 0.0
         for start in range(0, len(order), config.batch_size):
-            rows = order[start:start + config.batch_size]
-            loss = model.calculate_loss(inputs[rows].to(device), targets[rows].to(device))
+            rows = order[start:start + config.batch_size][share]
+            loss = training_loss(inputs[rows].to(device), targets[rows].to(device))
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            accelerator.backward(loss)
             optimizer.step()
             total += loss.item() * len(rows)
         valid = evaluate_sequential(model, dataset, "valid")
@@ -160,7 +179,8 @@ def train_backbone(name: str, dataset: Dataset, out: Path, config: TrainConfig =
         else:
             state["stale"] += 1
         state.update(epoch=epoch, seconds=time.perf_counter() - started)
-        save_training_state(checkpoint_state, state, model, best_state, optimizer, generator)
+        if accelerator.is_main_process:
+            save_training_state(checkpoint_state, state, model, best_state, optimizer, generator)
     model.load_state_dict(best_state)
     record = {
         "model": name,
@@ -169,6 +189,7 @@ def train_backbone(name: str, dataset: Dataset, out: Path, config: TrainConfig =
         "data": data_record(dataset, data_path),
         "command": command_line(),
         "device": str(device),
+        "processes": accelerator.num_processes,
         "torch": torch.__version__,
         "best_epoch": state["best_epoch"],
         "seconds_to_best": round(state["best_seconds"], 2),
@@ -177,8 +198,10 @@ def train_backbone(name: str, dataset: Dataset, out: Path, config: TrainConfig =
         "test": evaluate_sequential(model, dataset, "test"),
         "log": log,
     }
-    save_checkpoint(Path(out) / name, record, model.state_dict())
-    shutil.rmtree(checkpoint_state, ignore_errors=True)
+    if accelerator.is_main_process:
+        save_checkpoint(Path(out) / name, record, model.state_dict())
+        shutil.rmtree(checkpoint_state, ignore_errors=True)
+    accelerator.wait_for_everyone()
     return model.cpu().eval(), record
 
 

@@ -1,0 +1,131 @@
+"""Load test: launch the app on loopback and drive `/compare` with many concurrent gradio_client clients.
+
+Bounded in clients, requests and seconds; stops by itself. Reports requests/s, latency p50/p95/p99, errors,
+queue rejections (answered cleanly, with a message) and the server's resident memory after 100 and after
+1,000 requests. Only 127.0.0.1 is ever contacted.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import psutil
+
+from benchmarks.common import ROOT, machine, machine_line, markdown_table, percentiles, write_results
+
+PROMPTS = [("something that makes me laugh", "horror"), ("space and aliens", ""), ("", "romance"),
+           ("animated films", "musicals"), ("", "")]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def start_app(port: int) -> subprocess.Popen:
+    env = {**os.environ, "GRADIO_SERVER_PORT": str(port), "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False"}
+    return subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+
+
+def wait_until_up(url: str, process: subprocess.Popen, timeout: float = 120):
+    from gradio_client import Client
+
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError("the app exited during start-up")
+        try:
+            return Client(url, verbose=False)
+        except Exception:  # not listening yet
+            time.sleep(0.5)
+    raise TimeoutError(f"the app did not answer within {timeout} s")
+
+
+def drive(url: str, clients: int, seconds: float, max_requests: int, backbone: str = "sasrec",
+          server: psutil.Process | None = None) -> dict:
+    """Run `clients` threads, each with its own gradio_client, until time or the request budget runs out."""
+    from gradio_client import Client
+
+    lock = threading.Lock()
+    latencies, errors, rejections, memory = [], [], 0, {}
+    issued = 0
+    deadline = time.time() + seconds
+
+    def worker(number: int):
+        nonlocal issued, rejections
+        client = Client(url, verbose=False)
+        while time.time() < deadline:
+            with lock:
+                if issued >= max_requests:
+                    return
+                issued += 1
+                request = issued
+            want, avoid = PROMPTS[request % len(PROMPTS)]
+            started = time.perf_counter()
+            try:
+                client.predict(str(1 + request % 943), want, avoid, backbone, 10, api_name="/compare")
+                elapsed = (time.perf_counter() - started) * 1000
+                with lock:
+                    latencies.append(elapsed)
+            except Exception as error:  # the queue is full, or a real error
+                with lock:
+                    if "queue" in str(error).lower() and "full" in str(error).lower():
+                        rejections += 1
+                    else:
+                        errors.append(str(error)[:200])
+            if server is not None and request in (100, 1000):
+                memory[request] = round(server.memory_info().rss / 2**20, 1)
+
+    started = time.time()
+    threads = [threading.Thread(target=worker, args=(n,), daemon=True) for n in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=seconds + 60)
+    wall = time.time() - started
+    result = {"clients": clients, "seconds": round(wall, 1), "requests": len(latencies),
+              "requests_per_s": round(len(latencies) / wall, 2), "errors": len(errors),
+              "error_samples": errors[:5], "queue_rejections": rejections,
+              "rss_mb_after_100": memory.get(100), "rss_mb_after_1000": memory.get(1000)}
+    if latencies:
+        result.update(percentiles(latencies))
+    return result
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--seconds", type=float, default=60)
+    parser.add_argument("--max-requests", type=int, default=5000)
+    args = parser.parse_args(argv)
+    port = free_port()
+    process = start_app(port)
+    try:
+        url = f"http://127.0.0.1:{port}/"
+        wait_until_up(url, process)
+        result = drive(url, args.clients, args.seconds, args.max_requests, server=psutil.Process(process.pid))
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+    info = machine()
+    growth = None
+    if result["rss_mb_after_100"] and result["rss_mb_after_1000"]:
+        growth = round(100 * (result["rss_mb_after_1000"] / result["rss_mb_after_100"] - 1), 1)
+    result["rss_growth_percent_100_to_1000"] = growth
+    markdown = ("## Load: concurrent `/compare` clients against the app on loopback\n\n"
+                + markdown_table([result], ["clients", "seconds", "requests", "requests_per_s", "p50_ms", "p95_ms",
+                                            "p99_ms", "errors", "queue_rejections", "rss_mb_after_100",
+                                            "rss_mb_after_1000", "rss_growth_percent_100_to_1000"])
+                + f"\n\n{machine_line(info)}\n")
+    write_results("load", {"machine": info, **result}, markdown)
+
+
+if __name__ == "__main__":
+    main()
