@@ -64,7 +64,6 @@ class Recommendation:
 
 class Engine:
     def __init__(self, data=None, checkpoints=None, models=MODEL_NAMES, index_kind: str = "exact"):
-        torch.set_grad_enabled(False)
         self.dataset: Dataset = load_dataset(data)
         self.checkpoints = Path(checkpoints) if checkpoints else DEFAULT_CHECKPOINTS / self.dataset.name
         self.index_kind = index_kind
@@ -89,6 +88,7 @@ class Engine:
         except SteerRecError as error:
             self.unavailable[name] = str(error)
             return
+        model.requires_grad_(False)  # no autograd in any serving thread
         self.backbones[name] = model
         self.indexes[name] = ItemIndex(model.item_vectors().numpy(), self.index_kind)
 
@@ -104,6 +104,7 @@ class Engine:
             self.unavailable[key] = str(error)
             return
         self.vocabulary = config["vocabulary"]
+        model.requires_grad_(False)
         semantics = model.item_semantics(self.item_text)
         vectors = torch.cat([self.backbones[backbone].item_vectors(), semantics], 1)
         self.dpr[backbone] = (model, ItemIndex(vectors.numpy(), self.index_kind))
@@ -128,9 +129,9 @@ class Engine:
         return self._encoder
 
     def is_available(self, model: str, backbone: str = "sasrec") -> bool:
-        return self._unavailable_reason(model, backbone) is None
+        return self.unavailable_reason(model, backbone) is None
 
-    def _unavailable_reason(self, model: str, backbone: str) -> str | None:
+    def unavailable_reason(self, model: str, backbone: str) -> str | None:
         key = f"dpr-{backbone}" if model == "dpr" else model
         if model == "dpr" and backbone not in self.backbones:
             key = backbone
@@ -170,6 +171,7 @@ class Engine:
 
     # ---------------------------------------------------------------------------------------- serving
 
+    @torch.inference_mode()
     def recommend(self, model: str, user=None, history=None, want=(), avoid=(), k: int = 10,
                   backbone: str = "sasrec") -> Recommendation:
         started = time.perf_counter()
@@ -183,7 +185,7 @@ class Engine:
         k = self._check_k(k)
         prompts = build_prompts(want, avoid)
         user_id, items = self.resolve(user, history)
-        reason = self._unavailable_reason(model, backbone)
+        reason = self.unavailable_reason(model, backbone)
         if reason:
             raise SteerRecError(f"{model} is not available: {reason}")
         if model == "mixrec":
@@ -276,6 +278,7 @@ class Engine:
         year = f" ({self.dataset.years[item]})" if self.dataset.years[item] else ""
         return f"{self.dataset.titles[item]}{year}"
 
+    @torch.inference_mode()
     def nearest_history(self, item_id, user=None, history=None, backbone: str = "sasrec", count: int = 3):
         """The history items closest to a recommended item in the backbone's item space: why it is there."""
         _, items = self.resolve(user, history)

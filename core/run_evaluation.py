@@ -19,7 +19,7 @@ def evaluate_model(model: str, task: str, split: str = "test", backbone: str = "
                               models=[backbone] + (["dpr"] if model == "dpr" else [])
                               + (["mixrec"] if model == "mixrec" else []))
     if not engine.is_available(model, backbone):
-        raise SteerRecError(f"{model} is not available: {engine._unavailable_reason(model, backbone)}")
+        raise SteerRecError(f"{model} is not available: {engine.unavailable_reason(model, backbone)}")
     if backbone not in engine.backbones:
         raise SteerRecError(f"{backbone} is not available: {engine.unavailable.get(backbone)}")
     dataset = engine.dataset

@@ -41,8 +41,9 @@ class DPRTrainConfig:
     steer_lr: float = 2e-3
     batch_size: int = 512
     rule_share: float = 0.75  # share of prompts chosen by the evaluation rule; the rest random
-    both_share: float = 0.2  # share of samples with a want and an avoid prompt at once
-    mass_weight: float = 1.0  # weight of the compliance / violation terms
+    both_share: float = 0.35  # share of samples with a want and an avoid prompt at once
+    want_mass_weight: float = 1.0  # weight of the compliance term
+    avoid_mass_weight: float = 3.0  # weight of the violation term: an avoid must hold even next to a want
     validation_users: int = 943
     seed: int = 42
     device: str = "cpu"
@@ -133,7 +134,7 @@ def choose_attributes(counts: np.ndarray, targets: np.ndarray, matrix: np.ndarra
 
 
 def steer_loss(model, users, targets, texts, negative, present, attributes, item_vectors, semantics, carries,
-               mass_weight):
+               want_weight, avoid_weight):
     """Cross-entropy of the next item under the steered scores + the wanted / banned probability mass."""
     steered, query, _, _ = model.steer(users, texts, negative, present)
     log_probs = torch.log_softmax(model.scores(steered, query, item_vectors, semantics), -1)
@@ -146,8 +147,9 @@ def steer_loss(model, users, targets, texts, negative, present, attributes, item
         mass = torch.logsumexp(log_probs[active].masked_fill(~flagged, float("-inf")), -1)
         wanted = ~negative[active, slot]
         # want: -log P(item carries a); avoid: -log P(item lacks a)
-        penalty = torch.where(wanted, -mass, -torch.log1p(-mass.exp().clamp(max=1 - 1e-6)))
-        loss = loss + mass_weight * penalty.mean() * active.float().mean()
+        penalty = torch.where(wanted, want_weight * -mass,
+                              avoid_weight * -torch.log1p(-mass.exp().clamp(max=1 - 1e-6)))
+        loss = loss + penalty.mean() * active.float().mean()
     return loss
 
 
@@ -231,7 +233,7 @@ def train_dpr(dataset: Dataset, backbone_name: str, checkpoints: Path, config: D
             negative = torch.tensor([[False, True]]).expand(len(rows), -1)
             semantics = model.item_semantics(item_text)
             loss = steer_loss(model, users[rows], targets[rows], texts, negative, present, attributes,
-                              item_vectors, semantics, carries, config.mass_weight)
+                              item_vectors, semantics, carries, config.want_mass_weight, config.avoid_mass_weight)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

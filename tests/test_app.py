@@ -11,7 +11,7 @@ from gradio_client import Client
 import app
 
 WANT, AVOID = "something that makes me laugh", "horror"
-FIRST_ROW = gr.SelectData(None, {"index": [0, 0], "value": 1, "row_value": [1, "", "A title"]})
+FIRST_ROW = gr.SelectData(None, {"index": [0, 0], "value": 1, "row_value": [1, "A title", "1995", "Comedy", 1.0]})
 
 
 @pytest.fixture(scope="module")
@@ -19,10 +19,10 @@ def engine():
     return app.get_engine()
 
 
-def needs(engine, *models):
+def needs(engine, *models, backbone="sasrec"):
     for model in models:
-        if not engine.is_available(model, "sasrec"):
-            pytest.skip(f"{model} over sasrec is not available: {engine._unavailable_reason(model, 'sasrec')}")
+        if not engine.is_available(model, backbone):
+            pytest.skip(f"{model} ({backbone}) is not available: {engine.unavailable_reason(model, backbone)}")
 
 
 def error_message(call, *args) -> str:
@@ -41,9 +41,18 @@ def test_compare_steers_dpr_and_leaves_the_backbone_alone(engine):
     assert backbone["available"] and backbone["model"] == "sasrec" and len(backbone["items"]) == 10
     assert dpr["available"] and dpr["want"] == [WANT, "space and aliens"] and dpr["avoid"] == [AVOID]
     assert [i["rank"] for i in dpr["items"]] == list(range(1, 11))
+    assert [i["item_id"] for i in dpr["items"]] != [i["item_id"] for i in backbone["items"]]
     assert mixrec["available"] == engine.is_available("mixrec")
     if not mixrec["available"]:
         assert mixrec["items"] == [] and mixrec["notice"] == engine.unavailable["mixrec"]
+
+
+def test_the_backbone_choice_reaches_both_columns(engine):
+    needs(engine, "gru4rec", "dpr", backbone="gru4rec")
+    backbone, dpr, _ = app.compare("196", WANT, "", "gru4rec", 5)
+    assert backbone["model"] == "gru4rec" and len(dpr["items"]) == 5
+    headers = app.compare_view(app.DATASET_USER, "196", [], WANT, "", "gru4rec", 5)[0:6:2]
+    assert headers[0].startswith("### GRU4Rec") and headers[1].startswith("### DPR (over GRU4Rec)")
 
 
 def test_compare_is_deterministic(engine):
@@ -142,7 +151,7 @@ def test_prompts_in_plots_are_text_not_html(engine):
     needs(engine, "sasrec", "dpr")
     state = app.compare_view(app.DATASET_USER, "196", [], "<b>funny</b>", "", "sasrec", 3)[9]
     figure = app.gates_figure(state["results"]["dpr"])
-    assert figure.data[0].name == "want: &lt;b&gt;funny&lt;/b&gt;"
+    assert figure.data[0].name.startswith("want: &lt;b&gt;funny&lt;/b&gt; → ")
 
 
 def test_about_tab_shows_every_benchmark_table(tmp_path, monkeypatch):

@@ -16,8 +16,9 @@ FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-u
          "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run",
          "--window-size=1400,1800"]
 
-pytestmark = pytest.mark.skipif(not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()),
-                                reason=f"needs {CHROMIUM} and {CHROMEDRIVER} (apt-get install chromium chromium-driver)")
+pytestmark = pytest.mark.skipif(
+    not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()),
+    reason=f"needs {CHROMIUM} and {CHROMEDRIVER} (apt-get install chromium chromium-driver)")
 
 
 @pytest.fixture
@@ -54,18 +55,22 @@ def test_compare_in_the_browser(browser, served_app, engine, tmp_path):  # noqa:
 
     for column in ("backbone", "dpr", "mixrec"):
         if engine.is_available("sasrec" if column == "backbone" else column, "sasrec"):
-            wait.until(lambda d, c=column: len(d.find_elements(By.CSS_SELECTOR, f"#{c}-table [role=row].virtual-row")) >= 5)
+            rows = f"#{column}-table [role=row].virtual-row"  # the table renders only the rows in view
+            wait.until(lambda driver, rows=rows: len(driver.find_elements(By.CSS_SELECTOR, rows)) >= 5)
         else:
             wait.until(seen.text_to_be_present_in_element((By.ID, f"{column}-header"), "Not available"))
     for plot in ("genre-plot", "overlap-plot", "gates-plot"):
         wait.until(seen.presence_of_element_located((By.CSS_SELECTOR, f"#{plot} .js-plotly-plot")))
 
     if engine.is_available("dpr", "sasrec"):
-        browser.find_element(By.CSS_SELECTOR, "#dpr-table [data-testid=cell-1-1]").click()  # row 2's title
+        browser.find_element(By.CSS_SELECTOR, "#dpr-table [data-testid=cell-1-0]").click()  # row 2, its rank
         wait.until(seen.text_to_be_present_in_element((By.ID, "why"), "you watched"))
 
-    height = browser.execute_script("return document.documentElement.scrollHeight")
-    browser.set_window_size(1400, max(1800, height))
+    for _ in range(3):  # a taller window lets the page grow; stop once all of it fits
+        height = browser.execute_script("return document.documentElement.scrollHeight")
+        if height <= browser.execute_script("return window.innerHeight"):
+            break
+        browser.set_window_size(1400, height + 200)
     SCREENSHOT.parent.mkdir(exist_ok=True)
     assert browser.save_screenshot(str(tmp_path / "screenshot.png"))
     shutil.copyfile(tmp_path / "screenshot.png", SCREENSHOT)

@@ -40,8 +40,8 @@ def test_prompts_compose_additively_and_route_by_polarity():
     assert torch.allclose(both[1], first[1] + second[1], atol=1e-5)
     gates = both[2][0]
     assert torch.allclose(both[3].sum(-1), torch.ones(1, 2))  # each prompt grounded in a mix of attributes
-    assert gates[0, :2].sum() == pytest.approx(1) and gates[0, 2:].sum() == 0
-    assert gates[1, 2:].sum() == pytest.approx(1) and gates[1, :2].sum() == 0
+    assert gates[0, :2].sum().item() == pytest.approx(1) and gates[0, 2:].sum().item() == 0
+    assert gates[1, 2:].sum().item() == pytest.approx(1) and gates[1, :2].sum().item() == 0
 
 
 def _genre_share(engine, result, genre):

@@ -1,0 +1,466 @@
+"""SteerRec in the browser: pick a user (or make up a history), say what you want and what you would rather
+avoid, and compare the backbone, DPR and MixRec side by side.
+
+This file is layout and wiring only. Every ranking, profile and explanation comes from `core.engine.Engine`,
+so the app, the CLI and the benchmarks always agree. `compare` backs the API endpoint `/compare`.
+"""
+import os
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+
+import functools  # noqa: E402
+import html  # noqa: E402
+import random  # noqa: E402
+import re  # noqa: E402
+from collections import Counter  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import gradio as gr  # noqa: E402
+import pandas as pd  # noqa: E402
+import plotly.graph_objects as go  # noqa: E402
+
+from core.engine import Engine, Recommendation  # noqa: E402
+from core.errors import SteerRecError  # noqa: E402
+from core.prompts import (GENRE_WORDS, MAX_PROMPT_CHARS, NEGATIVE_TEMPLATES, POSITIVE_TEMPLATES,  # noqa: E402
+                          build_prompts, split_phrases)
+
+ROOT = Path(__file__).resolve().parent
+RESULTS = ROOT / "benchmarks" / "results"
+SPACE = os.environ.get("SPACE_ID") is not None
+BACKBONES = {"sasrec": "SASRec", "gru4rec": "GRU4Rec"}
+COLUMNS = ("backbone", "dpr", "mixrec")
+DATASET_USER, MADE_UP = "Dataset user", "Build a history"
+RANKING_HEADERS = ["#", "title", "year", "genres", "score"]
+TINTS = {"✓": "background-color: #e3f6e3", "⚠": "background-color: #fde2e1", "✓⚠": "background-color: #fff3cd"}
+HISTORY_HEADERS = ["title", "year", "genres", "date", "rating"]
+WHY_HEADERS = ["reason", "detail", "similarity"]
+EXAMPLES = [
+    ["something that makes me laugh", "horror"],
+    ["space and aliens", "romance, musicals"],
+    ["a mystery to solve", "war films"],
+    ["animated films for the whole family", "scary movies"],
+    ["gunslingers in the Wild West", ""],
+    ["", "drama; comedy"],
+]
+ABOUT = """
+## The three models
+
+- **Backbone**: an ID-based next-item model trained on the users' rating sequences, SASRec (self-attention,
+  Kang & McAuley 2018) or GRU4Rec (recurrent, Hidasi et al. 2016). It ignores the prompts: it is what the
+  user would get without steering.
+- **DPR**, Decoupled Promptable Recommendation ("Give Users the Wheel: Towards Promptable Recommendation
+  Paradigm", arXiv 2602.18929): the backbone's user vector is shifted by a mixture of *want* and *avoid*
+  experts, driven by a sentence embedding of each prompt, and the ranking stays a single inner-product search.
+  With no prompt it returns exactly the backbone's ranking.
+- **MixRec** ("Beyond Inter-Item Relations: Dynamic Adaptive Mixture-of-Experts for LLM-Based Sequential
+  Recommendation", arXiv 2408.07427): a small causal language model with a mixture of adapters that reads the
+  history as text, with the prompt placed in its context.
+
+Neither paper publishes code and only their abstracts are public, so **DPR and MixRec here are our own
+reconstructions from those abstracts**, not the authors' implementations. The data is MovieLens-100K: every
+rating counts as an interaction, ordered in time.
+
+**Reading the lists**: ✓ marks an item with a genre that one of your *want* phrases names, ⚠ an item with a
+genre that one of your *avoid* phrases names (e.g. "something that makes me laugh" names Comedy). Select a row
+of a list to see why it is there. The gate chart shows, per prompt, which of DPR's experts it used and the
+attributes DPR read in it.
+"""
+
+
+@functools.cache
+def get_engine() -> Engine:
+    """One engine per process, loaded on first use so that importing this module stays cheap."""
+    return Engine()
+
+
+def shows_errors(handler):
+    """Turn the engine's SteerRecError into a gr.Error whose message a person can read (as text, not HTML)."""
+    @functools.wraps(handler)
+    def wrapper(*args, **kwargs):
+        try:
+            return handler(*args, **kwargs)
+        except SteerRecError as error:
+            raise gr.Error(html.escape(str(error), quote=False)) from None
+    return wrapper
+
+
+# ------------------------------------------------------------------------------------------ rankings
+
+def source_of(mode: str, user, made_up: list[str]) -> dict:
+    """The engine's keyword for who to recommend for: a dataset user, or the made-up history."""
+    if mode == MADE_UP:
+        return {"history": list(made_up or [])}  # the engine explains an empty history itself
+    if user is None or not str(user).strip():
+        raise SteerRecError("no user picked: choose a user id (or 'Build a history' for a made-up one)")
+    return {"user": str(user).strip()}
+
+
+def model_of(column: str, backbone: str) -> str:
+    return backbone if column == "backbone" else column
+
+
+def rankings(source: dict, want: str, avoid: str, backbone: str, k) -> tuple:
+    """(internal ids of the history, {column: its Recommendation, or why its model is unavailable})."""
+    engine = get_engine()
+    backbone = str(backbone).strip().lower()
+    if backbone not in BACKBONES:
+        raise SteerRecError(f"unknown backbone {backbone[:20]!r}: expected one of {', '.join(BACKBONES)}")
+    want, avoid = split_phrases(want), split_phrases(avoid)
+    _, history = engine.resolve(**source)  # a bad user or history is an error even if no model is available
+    results = {}
+    for column in COLUMNS:
+        model = model_of(column, backbone)
+        reason = engine.unavailable_reason(model, backbone)
+        results[column] = reason or engine.recommend(model, want=want, avoid=avoid, k=k, backbone=backbone,
+                                                      **source)
+    return history, results
+
+
+@shows_errors
+def compare(user: str, want: str = "", avoid: str = "", backbone: str = "sasrec",
+            k: int = 10) -> tuple[dict, dict, dict]:
+    """The rankings of the backbone, DPR and MixRec for a dataset user; this is the API endpoint /compare.
+
+    Want and avoid may each hold several phrases separated by commas, semicolons or new lines. Each of the three
+    results has `available`, and either `items` (rank, item_id, title, year, genres, score) or a `notice`.
+    """
+    _, results = rankings(source_of(DATASET_USER, user, []), want, avoid, backbone, k)
+    return tuple(as_json(column, results[column], backbone) for column in COLUMNS)
+
+
+def as_json(column: str, result, backbone: str) -> dict:
+    if isinstance(result, Recommendation):
+        return result.to_dict() | {"available": True, "notice": None}
+    return {"model": model_of(column, str(backbone).lower()), "available": False, "notice": result, "items": []}
+
+
+# --------------------------------------------------------------------------- genre markers (presentation)
+
+def _words(text: str) -> set[str]:
+    return set(re.findall(r"[a-z][a-z'-]*", text.lower()))
+
+
+@functools.cache
+def _genre_keywords() -> dict[str, set[str]]:
+    """Per genre: its name, and the words of its training phrasings (core.prompts) that name it alone.
+
+    Words that several genres share ("movies") or that the prompt templates use ("want", "with") say nothing.
+    """
+    framing = {w for templates in POSITIVE_TEMPLATES + NEGATIVE_TEMPLATES for t in templates for w in _words(t)}
+    words = {genre: {w for phrase in train for w in _words(phrase) if len(w) >= 4}
+             for genre, (train, _) in GENRE_WORDS.items()}
+    shared = Counter(w for group in words.values() for w in group)
+    return {genre: {genre.lower()} | {w for w in group if shared[w] == 1 and w not in framing}
+            for genre, group in words.items()}
+
+
+def named_genres(phrase: str) -> set[str]:
+    """The genres a phrase names: 'a good laugh' and 'funny stuff' name Comedy. A marker, not a model."""
+    words, lowered = _words(phrase), phrase.lower()
+    return {genre for genre, (train, evaluation) in GENRE_WORDS.items()
+            if words & _genre_keywords()[genre] or any(w.lower() in lowered for w in train + evaluation)}
+
+
+def fit_marker(genres, wanted: set[str], avoided: set[str]) -> str:
+    return ("✓" if wanted.intersection(genres) else "") + ("⚠" if avoided.intersection(genres) else "")
+
+
+def steering_genres(want: str, avoid: str) -> tuple[set[str], set[str]]:
+    """Genres named by the want and avoid phrases, as the engine reads them ('no horror' in want is an avoid)."""
+    wanted, avoided = set(), set()
+    for prompt in build_prompts(split_phrases(want), split_phrases(avoid)):
+        (avoided if prompt.negative else wanted).update(named_genres(prompt.text))
+    return wanted, avoided
+
+
+# ----------------------------------------------------------------------------------------------- tables
+
+def ranking_table(result: Recommendation, wanted: set[str], avoided: set[str]):
+    """A ranked list. A title with a wanted genre is marked ✓ and one with an avoided genre ⚠, and the row is
+    tinted to match (green, red, or yellow for both)."""
+    markers = [fit_marker(item.genres, wanted, avoided) for item in result.items]
+    frame = pd.DataFrame([[item.rank, f"{marker} {item.title}".strip(), item.year, ", ".join(item.genres),
+                           item.score] for item, marker in zip(result.items, markers)], columns=RANKING_HEADERS)
+    tints = [TINTS.get(marker, "") for marker in markers]
+    return frame.style.apply(lambda column: tints, axis=0).format({"score": "{:.2f}"})
+
+
+@shows_errors
+def history_view(mode: str, user, made_up: list[str]):
+    """(profile line, history table newest first, genre chart) for the chosen user or the made-up history."""
+    engine = get_engine()
+    if mode == MADE_UP:
+        items = [engine.dataset.item_index(item) for item in made_up or []]
+        rows = [[engine.dataset.titles[i], engine.dataset.years[i], ", ".join(engine.dataset.genres[i]), "", ""]
+                for i in items]
+        top = ", ".join(list(engine.genre_counts(items))[:3]) or "none yet"
+        profile = f"made-up history: {len(items)} titles; favourite genres {top}"
+    elif user is None or not str(user).strip():
+        return "pick a user", pd.DataFrame(columns=HISTORY_HEADERS), message_figure("no user picked")
+    else:
+        rows = [[r[h] for h in HISTORY_HEADERS] for r in engine.history_rows(user)]
+        items = engine.resolve(user=user)[1]
+        profile = engine.profile(user)
+    chart = genre_figure({"history": items}, "Genres in the history") if len(items) else \
+        message_figure("add titles to see their genres")
+    return html.escape(profile, quote=False), pd.DataFrame(rows[::-1], columns=HISTORY_HEADERS), chart
+
+
+# ----------------------------------------------------------------------------------------------- plots
+
+def message_figure(text: str, title: str = "") -> go.Figure:
+    figure = go.Figure()
+    figure.add_annotation(text=html.escape(text), showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper")
+    figure.update_layout(title=title, height=320, xaxis_visible=False, yaxis_visible=False,
+                         margin=dict(l=20, r=20, t=50, b=20))
+    return figure
+
+
+def genre_figure(lists: dict[str, list[int]], title: str) -> go.Figure:
+    """Share of each list's items that carry each genre, one bar per list, genres ordered by the first list."""
+    engine = get_engine()
+    counts = {name: engine.genre_counts(items) for name, items in lists.items()}
+    genres = list(dict.fromkeys(g for c in counts.values() for g in c))
+    figure = go.Figure([go.Bar(name=name, x=genres, y=[100 * counts[name].get(g, 0) / len(items) for g in genres])
+                        for name, items in lists.items()])
+    figure.update_layout(title=title, barmode="group", height=320, yaxis_title="% of items",
+                         margin=dict(l=40, r=10, t=80, b=80),
+                         legend=dict(orientation="h", x=0, y=1.02, yanchor="bottom"))
+    return figure
+
+
+def overlap_figure(item_lists: dict[str, list[str]]) -> go.Figure:
+    """How many items each pair of lists shares (the diagonal is each list's length)."""
+    names = list(item_lists)
+    shared = [[len(set(item_lists[a]) & set(item_lists[b])) for b in names] for a in names]
+    figure = go.Figure(go.Heatmap(z=shared, x=names, y=names, text=shared, texttemplate="%{text}",
+                                  colorscale="Blues", showscale=False))
+    figure.update_layout(title="Items the lists share", height=320, yaxis_autorange="reversed",
+                         margin=dict(l=80, r=10, t=50, b=40))
+    return figure
+
+
+def gate_label(gate: dict) -> str:
+    """'want: something that makes me la… → Comedy': a prompt and the attributes DPR read in it."""
+    prompt = gate["prompt"] if len(gate["prompt"]) <= 32 else gate["prompt"][:31] + "…"
+    understood = ", ".join(gate["understood_as"]) or "nothing it knows"
+    return f"{gate['polarity']}: {prompt} → {understood}"
+
+
+def gates_figure(result) -> go.Figure:
+    """DPR's expert weights for each prompt: which want or avoid experts steer the user vector."""
+    if not isinstance(result, Recommendation):
+        return message_figure("DPR is not available", "DPR expert gates")
+    if not result.gates:
+        return message_figure("no prompt: DPR returns the backbone's ranking", "DPR expert gates")
+    figure = go.Figure([go.Bar(name=html.escape(gate_label(gate)), x=list(gate["experts"]),
+                               y=list(gate["experts"].values())) for gate in result.gates])
+    figure.update_layout(title="DPR expert gates", barmode="group", height=320, yaxis_title="gate weight",
+                         margin=dict(l=40, r=10, t=50, b=40), legend=dict(orientation="h", y=-0.2, x=0))
+    return figure
+
+
+# ------------------------------------------------------------------------------------------- handlers
+
+def column_title(column: str, backbone: str) -> str:
+    return {"backbone": BACKBONES.get(backbone, backbone), "dpr": f"DPR (over {BACKBONES.get(backbone, backbone)})",
+            "mixrec": "MixRec"}[column]
+
+
+@shows_errors
+def compare_view(mode, user, made_up, want, avoid, backbone, k):
+    """The Compare button: per column a header and a table (or a notice), then the three plots and the state
+    that the row-selection explanation reads."""
+    source = source_of(mode, user, made_up)
+    history, results = rankings(source, want, avoid, backbone, k)
+    wanted, avoided = steering_genres(want, avoid)
+    outputs, lists = [], {"history": history}
+    for column in COLUMNS:
+        result, title = results[column], column_title(column, backbone)
+        if isinstance(result, Recommendation):
+            outputs += [f"### {title}\n{len(result.items)} items in {result.latency_ms:.1f} ms",
+                        gr.Dataframe(ranking_table(result, wanted, avoided), visible=True)]
+            lists[title] = [get_engine().dataset.item_index(item.item_id) for item in result.items]
+        else:
+            outputs += [f"### {title}\n**Not available**: {html.escape(result, quote=False)}",
+                        gr.Dataframe(visible=False)]
+    ranked = {name: items for name, items in lists.items() if name != "history"}
+    overlap = overlap_figure(ranked) if ranked else message_figure("no model is available", "Items the lists share")
+    state = {"source": source, "backbone": backbone, "results": results}
+    return (*outputs, genre_figure(lists, "Genre mix: history against each list"), overlap,
+            gates_figure(results["dpr"]), state, None)
+
+
+def explain(last: dict | None, column: str, rank) -> gr.Dataframe:
+    """Why an item is in a list: the history items closest to it, and its similarity to each prompt."""
+    result = (last or {}).get("results", {}).get(column)
+    if not isinstance(result, Recommendation):
+        raise SteerRecError("press Compare first, then select a row of a list")
+    item = result.items[int(rank) - 1]
+    near = get_engine().nearest_history(item.item_id, backbone=last["backbone"], **last["source"])
+    rows = [["you watched", label, round(similarity, 3)] for label, similarity in near]
+    prompts = [("want", text) for text in result.want] + [("avoid", text) for text in result.avoid]
+    rows += [[f"prompt ({polarity})", text, round(similarity, 3)]
+             for (polarity, text), similarity in zip(prompts, item.prompt_similarity)]
+    year = f" ({item.year})" if item.year else ""
+    return gr.Dataframe(pd.DataFrame(rows, columns=WHY_HEADERS),
+                        label=f"Why {item.title}{year} is #{item.rank} in {column_title(column, last['backbone'])}")
+
+
+def on_select(column: str):
+    """A select handler bound to one column's table."""
+    @shows_errors
+    def handler(last: dict | None, event: gr.SelectData):
+        return explain(last, column, event.row_value[0])
+    return handler
+
+
+@shows_errors
+def show_source(mode, user, made_up):
+    """Switching between a dataset user and a made-up history: show the matching controls and history."""
+    return (gr.Column(visible=mode != MADE_UP), gr.Column(visible=mode == MADE_UP),
+            *history_view(mode, user, made_up))
+
+
+@shows_errors
+def random_user(draws: int):
+    """The next user of a fixed pseudo-random sequence: the same clicks give the same users."""
+    return random.Random(draws).choice(get_engine().dataset.user_ids[1:]), draws + 1
+
+
+@shows_errors
+def search(query: str):
+    """Titles containing the query, for the made-up history."""
+    if not (query or "").strip():
+        return gr.Dropdown(choices=[], value=None, info="type part of a title")
+    matches = get_engine().search_titles(query)
+    return gr.Dropdown(choices=matches, value=matches[0][1] if matches else None,
+                       info=f"{len(matches)} matches" if matches else "no title contains this text")
+
+
+@shows_errors
+def add_title(made_up: list[str], item_id, query: str):
+    """Append the chosen title to the made-up history; with none chosen, a warning that leaves all as it was."""
+    if not item_id:
+        query = (query or "").strip()
+        gr.Warning(f"no title contains {html.escape(query[:60], quote=False)!r}" if query
+                   else "type part of a title, then pick one")
+        return gr.skip(), gr.skip(), gr.skip(), gr.skip()
+    get_engine().dataset.item_index(item_id)  # an unknown id is a clear error, not a broken row
+    made_up = [*(made_up or []), str(item_id)]
+    return made_up, *history_view(MADE_UP, None, made_up)
+
+
+def clear_history():
+    return [], *history_view(MADE_UP, None, [])
+
+
+# ---------------------------------------------------------------------------------------------- layout
+
+def benchmark_tables() -> str:
+    """Every Markdown table in benchmarks/results/, read once at start-up."""
+    files = sorted(RESULTS.glob("*.md")) if RESULTS.is_dir() else []
+    if not files:
+        return "No benchmark tables have been generated yet (`make bench` writes them to benchmarks/results/)."
+    return "\n\n".join(path.read_text(encoding="utf-8") for path in files)
+
+
+def model_status(engine: Engine) -> str:
+    """One line per model: loaded, or why not."""
+    lines = []
+    for model, backbone in [("sasrec", "sasrec"), ("gru4rec", "gru4rec"), ("dpr", "sasrec"), ("dpr", "gru4rec"),
+                            ("mixrec", "sasrec")]:
+        reason = engine.unavailable_reason(model, backbone)
+        title = column_title("backbone" if model in BACKBONES else model, backbone)
+        status = f"not available: {html.escape(reason, quote=False)}" if reason else "loaded"
+        lines.append(f"- **{title}**: {status}")
+    return "\n".join(lines)
+
+
+def build_demo() -> gr.Blocks:
+    engine = get_engine()
+    first_user = engine.dataset.user_ids[1]
+    profile, history, history_chart = history_view(DATASET_USER, first_user, [])
+    with gr.Blocks(title="SteerRec", fill_width=True) as demo:
+        gr.Markdown("# SteerRec\nPick a user, say what you want and what you would rather avoid, and compare an "
+                    "ordinary sequential recommender with two promptable ones.")
+        made_up, draws, last = gr.State([]), gr.State(0), gr.State(None)
+        with gr.Tab("Recommend"):
+            with gr.Row():
+                with gr.Column(scale=2):
+                    mode = gr.Radio([DATASET_USER, MADE_UP], value=DATASET_USER, label="Recommend for",
+                                    elem_id="mode")
+                    with gr.Column(visible=True) as user_group:
+                        with gr.Row():
+                            user = gr.Dropdown(engine.dataset.user_ids[1:], value=first_user, label="User id",
+                                               filterable=True, elem_id="user", scale=3)
+                            lucky = gr.Button("Random user", size="sm", elem_id="random-user", scale=1)
+                    with gr.Column(visible=False) as build_group:
+                        query = gr.Textbox(label="Search titles", placeholder="e.g. star", max_length=100,
+                                           elem_id="title-search")
+                        found = gr.Dropdown([], label="Matching titles", elem_id="title-results")
+                        with gr.Row():
+                            add = gr.Button("Add to history", size="sm", elem_id="add-title")
+                            clear = gr.Button("Clear history", size="sm", elem_id="clear-history")
+                    profile_box = gr.Markdown(profile, elem_id="profile")
+                with gr.Column(scale=3):
+                    history_table = gr.Dataframe(history, label="History, newest first", interactive=False,
+                                                 wrap=True, max_height=320, elem_id="history",
+                                                 column_widths=["36%", "11%", "25%", "16%", "12%"])
+                with gr.Column(scale=2):
+                    history_plot = gr.Plot(history_chart, label="Genre mix of the history", elem_id="history-genres")
+            with gr.Row():
+                want = gr.Textbox(label="Want", placeholder="something that makes me laugh", lines=2,
+                                  max_length=MAX_PROMPT_CHARS, elem_id="want",
+                                  info="one or more phrases, separated by commas or new lines")
+                avoid = gr.Textbox(label="Avoid", placeholder="horror", lines=2, max_length=MAX_PROMPT_CHARS,
+                                   elem_id="avoid", info="what to leave out, e.g. 'horror, musicals'")
+                with gr.Column():
+                    backbone = gr.Radio([(label, name) for name, label in BACKBONES.items()], value="sasrec",
+                                        label="Backbone", elem_id="backbone")
+                    k = gr.Slider(1, 50, value=10, step=1, precision=0, label="How many items (k)", elem_id="k")
+            gr.Examples(EXAMPLES, inputs=[want, avoid], label="Try these")
+            run = gr.Button("Compare", variant="primary", elem_id="compare")
+            headers, tables = [], []
+            with gr.Row(equal_height=False):
+                for column in COLUMNS:
+                    with gr.Column(min_width=300):
+                        headers.append(gr.Markdown(f"### {column_title(column, 'sasrec')}",
+                                                   elem_id=f"{column}-header"))
+                        tables.append(gr.Dataframe(headers=RANKING_HEADERS, interactive=False, wrap=True,
+                                                   column_widths=["9%", "37%", "13%", "26%", "15%"],
+                                                   elem_id=f"{column}-table", show_label=False))
+            with gr.Row():
+                genre_plot = gr.Plot(label="Genre mix", elem_id="genre-plot")
+                overlap_plot = gr.Plot(label="Overlap", elem_id="overlap-plot")
+                gates_plot = gr.Plot(label="DPR gates", elem_id="gates-plot")
+            why = gr.Dataframe(headers=WHY_HEADERS, label="Why is it there? Select a row of a list",
+                               interactive=False, elem_id="why")
+        with gr.Tab("About"):
+            gr.Markdown(ABOUT)
+            gr.Markdown("## Models in this session\n" + model_status(engine))
+            gr.Markdown("## Benchmarks\n" + benchmark_tables(), elem_id="benchmarks")
+
+        private = {"api_visibility": "private"}
+        history_outputs = [profile_box, history_table, history_plot]
+        mode.change(show_source, [mode, user, made_up], [user_group, build_group, *history_outputs], **private)
+        user.change(history_view, [mode, user, made_up], history_outputs, **private)
+        lucky.click(random_user, draws, [user, draws], **private)
+        query.change(search, query, found, trigger_mode="always_last", **private)
+        add.click(add_title, [made_up, found, query], [made_up, *history_outputs], **private)
+        clear.click(clear_history, None, [made_up, *history_outputs], **private)
+        run.click(compare_view, [mode, user, made_up, want, avoid, backbone, k],
+                  [item for pair in zip(headers, tables) for item in pair]
+                  + [genre_plot, overlap_plot, gates_plot, last, why], **private)
+        for column, table in zip(COLUMNS, tables):
+            table.select(on_select(column), last, why, **private)
+        gr.api(compare, api_name="compare")
+    demo.queue(default_concurrency_limit=2, max_size=64)
+    return demo
+
+
+if __name__ == "__main__":
+    build_demo().launch(server_name="0.0.0.0" if SPACE else "127.0.0.1",
+                        server_port=int(os.environ.get("GRADIO_SERVER_PORT", 7860)),
+                        allowed_paths=[str(ROOT / "assets")])
