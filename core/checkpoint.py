@@ -23,7 +23,7 @@ FORMAT_VERSION = 1
 FILES = ("config.json", "model.safetensors")
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
@@ -39,7 +39,7 @@ def save_checkpoint(folder, config: dict, tensors: dict[str, torch.Tensor]) -> P
         config = {**config, "format_version": FORMAT_VERSION}
         (staging / "config.json").write_text(json.dumps(config, indent=2, sort_keys=False) + "\n")
         save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, staging / "model.safetensors")
-        manifest = {"files": {name: _sha256(staging / name) for name in FILES}}
+        manifest = {"files": {name: file_sha256(staging / name) for name in FILES}}
         (staging / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
         for name in (*FILES, "manifest.json"):
             with open(staging / name, "rb") as handle:
@@ -76,7 +76,7 @@ def load_checkpoint(folder, model: str | None = None, fingerprint: str | None = 
         path = folder / name
         if not path.exists():
             raise CheckpointError(f"{path} is missing")
-        if _sha256(path) != manifest.get(name):
+        if file_sha256(path) != manifest.get(name):
             raise CheckpointError(f"{path} is corrupt or was modified (its SHA-256 does not match "
                                   f"{folder / 'manifest.json'}); retrain or restore it")
     try:
@@ -99,3 +99,13 @@ def load_checkpoint(folder, model: str | None = None, fingerprint: str | None = 
     except (SafetensorError, OSError, ValueError) as error:
         raise CheckpointError(f"{folder / 'model.safetensors'} cannot be read: {error}") from None
     return config, tensors
+
+
+def load_weights(model: torch.nn.Module, tensors: dict, folder) -> torch.nn.Module:
+    """Load verified tensors into a model built from the same config.json, or say why they do not fit."""
+    try:
+        model.load_state_dict(tensors)
+    except RuntimeError as error:
+        raise CheckpointError(f"{Path(folder) / 'model.safetensors'} does not fit the architecture in its "
+                              f"config.json: {str(error).splitlines()[0]}") from None
+    return model.eval()

@@ -20,7 +20,7 @@ from accelerate import Accelerator
 from torch import nn
 from tqdm import tqdm
 
-from core.checkpoint import load_checkpoint, save_checkpoint
+from core.checkpoint import load_checkpoint, load_weights, save_checkpoint
 from core.data import Dataset
 from core.errors import SteerRecError
 from core.evaluate import evaluate_sequential, pad_left
@@ -209,10 +209,5 @@ def load_backbone(folder: Path, name: str, dataset: Dataset):
     """A trained backbone from `folder/<name>/`, verified against the loaded dataset."""
     config, tensors = load_checkpoint(Path(folder) / name, model=name, fingerprint=dataset.fingerprint)
     model_class, config_class = BACKBONES[name]
-    model = model_class(config_class(**config["model_config"]))
-    try:
-        model.load_state_dict(tensors)
-    except RuntimeError as error:
-        raise SteerRecError(f"{Path(folder) / name / 'model.safetensors'} does not fit the {name} "
-                            f"architecture in its config.json: {str(error).splitlines()[0]}") from None
-    return model.eval(), config
+    model = load_weights(model_class(config_class(**config["model_config"])), tensors, Path(folder) / name)
+    return model, config

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from core.checkpoint import _sha256, load_checkpoint, save_checkpoint
+from core.checkpoint import file_sha256, load_checkpoint, load_weights, save_checkpoint
 from core.data import Dataset
 from core.errors import SteerRecError
 from core.evaluate import pad_left
@@ -258,7 +258,7 @@ def train_dpr(dataset: Dataset, backbone_name: str, checkpoints: Path, config: D
         "model": "dpr",
         "model_config": asdict(model.config),
         "train_config": asdict(config),
-        "backbone": {"name": backbone_name, "sha256": _sha256(backbone_folder / "model.safetensors")},
+        "backbone": {"name": backbone_name, "sha256": file_sha256(backbone_folder / "model.safetensors")},
         "encoder_fingerprint": encoder.fingerprint,
         "vocabulary": vocab,
         "data": data_record(dataset, data_path),
@@ -276,14 +276,8 @@ def load_dpr(checkpoints: Path, backbone_name: str, dataset: Dataset) -> DPR:
     folder = dpr_folder(checkpoints, backbone_name)
     config, tensors = load_checkpoint(folder, model="dpr", fingerprint=dataset.fingerprint)
     backbone_weights = Path(checkpoints) / backbone_name / "model.safetensors"
-    if backbone_weights.exists() and _sha256(backbone_weights) != config["backbone"]["sha256"]:
+    if backbone_weights.exists() and file_sha256(backbone_weights) != config["backbone"]["sha256"]:
         raise SteerRecError(f"{folder} was trained on another {backbone_name} checkpoint than "
                             f"{backbone_weights}; retrain it with `python -m core train --model dpr "
                             f"--backbone {backbone_name}`")
-    model = DPR(DPRConfig(**config["model_config"]))
-    try:
-        model.load_state_dict(tensors)
-    except RuntimeError as error:
-        raise SteerRecError(f"{folder / 'model.safetensors'} does not fit the DPR architecture in its "
-                            f"config.json: {str(error).splitlines()[0]}") from None
-    return model.eval(), config
+    return load_weights(DPR(DPRConfig(**config["model_config"])), tensors, folder), config
