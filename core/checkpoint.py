@@ -49,7 +49,12 @@ def save_checkpoint(folder, config: dict, tensors: dict[str, torch.Tensor]) -> P
             old = folder.with_name(f".{folder.name}.old")
             shutil.rmtree(old, ignore_errors=True)
             os.replace(folder, old)
-        os.replace(staging, folder)
+        try:
+            os.replace(staging, folder)
+        except OSError:
+            if old is not None:
+                os.replace(old, folder)  # put the previous checkpoint back
+            raise
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
     except OSError as error:
@@ -83,6 +88,9 @@ def load_checkpoint(folder, model: str | None = None, fingerprint: str | None = 
         config = json.loads((folder / "config.json").read_text())
     except ValueError as error:
         raise CheckpointError(f"{folder / 'config.json'} is not valid JSON: {error}") from None
+    if not isinstance(config, dict) or not isinstance(config.get("data", {}), dict):
+        raise CheckpointError(f"{folder / 'config.json'} is not a checkpoint config (an object with a 'data' "
+                              "object)")
     if config.get("format_version") != FORMAT_VERSION:
         raise CheckpointError(f"{folder / 'config.json'} has format version {config.get('format_version')}, "
                               f"this code reads version {FORMAT_VERSION}")
@@ -101,8 +109,13 @@ def load_checkpoint(folder, model: str | None = None, fingerprint: str | None = 
     return config, tensors
 
 
-def load_weights(model: torch.nn.Module, tensors: dict, folder) -> torch.nn.Module:
-    """Load verified tensors into a model built from the same config.json, or say why they do not fit."""
+def build_model(build, tensors: dict, folder) -> torch.nn.Module:
+    """`build()` makes the model from config.json; load the verified tensors into it, or say why not."""
+    try:
+        model = build()
+    except (TypeError, KeyError, ValueError) as error:
+        raise CheckpointError(f"{Path(folder) / 'config.json'} does not describe this model: "
+                              f"{type(error).__name__}: {error}") from None
     try:
         model.load_state_dict(tensors)
     except RuntimeError as error:

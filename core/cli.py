@@ -19,8 +19,15 @@ from core.errors import SteerRecError  # noqa: E402
 MODELS = ["sasrec", "gru4rec", "dpr", "mixrec"]
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """Usage mistakes are one line on stderr too, like every other error."""
+
+    def error(self, message):
+        self.exit(2, f"error: {message} (see `{self.prog} --help`)\n")
+
+
 def parser() -> argparse.ArgumentParser:
-    root = argparse.ArgumentParser(prog="python -m core", description=__doc__.splitlines()[0])
+    root = OneLineParser(prog="python -m core", description=__doc__.splitlines()[0])
     commands = root.add_subparsers(dest="command", required=True)
 
     rec = commands.add_parser("recommend", help="rank items for a user or a made-up history")
@@ -61,7 +68,11 @@ def parser() -> argparse.ArgumentParser:
 
 def run_recommend(args) -> int:
     from core.engine import Engine
+    from core.prompts import build_prompts
 
+    build_prompts(args.want, args.avoid)  # a bad prompt is refused before anything loads
+    if args.k <= 0:
+        raise SteerRecError(f"k must be at least 1, got {args.k}")
     models = [args.model] if args.model != "dpr" else ["dpr"]
     engine = Engine(data=args.data, checkpoints=args.checkpoints, models=models)
     result = engine.recommend(args.model, user=args.user, history=args.history, want=args.want,

@@ -100,7 +100,7 @@ class Dataset:
             raise SteerRecError(f"{name}: no user has {MIN_INTERACTIONS} or more interactions")
 
         item_ids = ["<pad>"] + list(dict.fromkeys(list(items["item"]) + list(inter["item"])))
-        item_index = {item: i for i, item in enumerate(item_ids)}
+        item_index = {item: i for i, item in enumerate(item_ids) if i}  # padding is no item
         meta = items.drop_duplicates("item").set_index("item")
         titles, years, genres, tags = ["<pad>"], [""], [()], [()]
         for item in item_ids[1:]:
@@ -112,7 +112,7 @@ class Dataset:
                 titles.append(f"Item {item}"); years.append(""); genres.append(()); tags.append(())
 
         user_ids = ["<pad>"] + list(dict.fromkeys(inter["user"]))
-        user_index = {user: u for u, user in enumerate(user_ids)}
+        user_index = {user: u for u, user in enumerate(user_ids) if u}
         users = inter["user"].map(user_index).to_numpy()
         time = inter["timestamp"].to_numpy(dtype=np.float64)
         order = np.lexsort((time, users))  # lexsort is stable: ties keep the file's order

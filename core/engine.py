@@ -152,6 +152,10 @@ class Engine:
             return self.dataset.user_ids[index], self.dataset.sequences[index]
         if isinstance(history, str):
             history = [h for h in history.replace(";", ",").split(",") if h.strip()]
+        elif isinstance(history, (int, np.integer)):
+            history = [history]
+        elif not isinstance(history, (list, tuple, np.ndarray)):
+            raise SteerRecError(f"a history is a list of item ids, got {type(history).__name__}")
         history = list(history)
         if not history:
             raise SteerRecError("the history is empty: add at least one item")

@@ -102,17 +102,31 @@ def clean_prompt(text) -> str:
     return text
 
 
-def split_phrases(text: str) -> list[str]:
-    """A box may hold several phrases, separated by commas, semicolons or new lines."""
-    return [p for p in (clean_prompt(part) for part in re.split(r"[,;\n]+", text or "")) if p]
+def split_phrases(text) -> list[str]:
+    """A box may hold several phrases, separated by commas, semicolons or new lines (or a list of such)."""
+    if text is None:
+        return []
+    if isinstance(text, (list, tuple)):
+        return [phrase for part in text for phrase in split_phrases(part)]
+    if not isinstance(text, str):
+        raise SteerRecError(f"a prompt must be text, got {type(text).__name__}")
+    return [p for p in (clean_prompt(part) for part in re.split(r"[,;\n]+", text)) if p]
+
+
+def as_phrase_list(value) -> list:
+    """None, one phrase or a list of phrases, as a list (anything else is a clear error)."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    raise SteerRecError(f"prompts must be text or a list of texts, got {type(value).__name__}")
 
 
 def build_prompts(want=(), avoid=()) -> list[Prompt]:
     """The prompts of a request. A 'want' phrase that is phrased negatively ("no horror") is an avoid."""
-    if isinstance(want, str):
-        want = [want]
-    if isinstance(avoid, str):
-        avoid = [avoid]
+    want, avoid = as_phrase_list(want), as_phrase_list(avoid)
     prompts = []
     for phrase in want:
         text = clean_prompt(phrase)

@@ -42,7 +42,9 @@ class TextEncoder:
 
     def __init__(self):
         from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as transformers_logging
 
+        transformers_logging.disable_progress_bar()  # stderr is for messages a person must read
         folder = encoder_folder()
         self.model = SentenceTransformer(str(folder), device="cpu", local_files_only=True)
         weights = sorted(folder.glob("*.safetensors"))

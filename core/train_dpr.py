@@ -20,9 +20,9 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from core.checkpoint import file_sha256, load_checkpoint, load_weights, save_checkpoint
+from core.checkpoint import build_model, file_sha256, load_checkpoint, save_checkpoint
 from core.data import Dataset
-from core.errors import SteerRecError
+from core.errors import CheckpointError, SteerRecError
 from core.evaluate import pad_left
 from core.models.dpr import DPR, DPRConfig
 from core.prompt_tasks import build_prompt_cases, evaluate_prompt_task
@@ -276,8 +276,11 @@ def load_dpr(checkpoints: Path, backbone_name: str, dataset: Dataset) -> DPR:
     folder = dpr_folder(checkpoints, backbone_name)
     config, tensors = load_checkpoint(folder, model="dpr", fingerprint=dataset.fingerprint)
     backbone_weights = Path(checkpoints) / backbone_name / "model.safetensors"
-    if backbone_weights.exists() and file_sha256(backbone_weights) != config["backbone"]["sha256"]:
+    expected = (config.get("backbone") or {}).get("sha256") if isinstance(config.get("backbone"), dict) else None
+    if expected is None or "vocabulary" not in config:
+        raise CheckpointError(f"{folder / 'config.json'} does not record its backbone and vocabulary")
+    if backbone_weights.exists() and file_sha256(backbone_weights) != expected:
         raise SteerRecError(f"{folder} was trained on another {backbone_name} checkpoint than "
                             f"{backbone_weights}; retrain it with `python -m core train --model dpr "
                             f"--backbone {backbone_name}`")
-    return load_weights(DPR(DPRConfig(**config["model_config"])), tensors, folder), config
+    return build_model(lambda: DPR(DPRConfig(**config["model_config"])), tensors, folder), config
