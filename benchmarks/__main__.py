@@ -24,8 +24,9 @@ def run(module: str, *args: str):
 def update_readme():
     """Replace the README's results section with the current tables, in a fixed order."""
     tables = [RESULTS / f"{name}.md" for name in ORDER if (RESULTS / f"{name}.md").exists()]
-    body = "\n\n".join(path.read_text().strip().replace("](", "](benchmarks/results/")
-                       .replace("](benchmarks/results/http", "](http") for path in tables)
+    body = "\n\n".join(re.sub(r"^(#+) ", r"#\1 ", path.read_text().strip(), flags=re.M)  # under "## Results"
+                       .replace("](", "](benchmarks/results/").replace("](benchmarks/results/http", "](http")
+                       for path in tables)
     readme = ROOT / "README.md"
     text = readme.read_text()
     section = f"<!-- results:start -->\n{body}\n<!-- results:end -->"

@@ -46,7 +46,7 @@ def main(argv=None):
         results[task] = {}
         for backbone in ("sasrec", "gru4rec"):
             if not engine.is_available("dpr", backbone):
-                sections.append(f"### {task}, {backbone}\n\nskipped: {engine._unavailable_reason('dpr', backbone)}")
+                sections.append(f"### {task}, {backbone}\n\nskipped: {engine.unavailable_reason('dpr', backbone)}")
                 continue
             result = evaluate_model("dpr", task, args.split, backbone=backbone, engine=engine)
             results[task][backbone] = result
@@ -60,7 +60,7 @@ def main(argv=None):
         for task in ("positive", "negative"):
             results[task]["mixrec"] = evaluate_model("mixrec", task, args.split, engine=engine)
     else:
-        sections.append(f"MixRec with the prompt in its context: skipped ({engine._unavailable_reason('mixrec', 'sasrec')}).")
+        sections.append(f"MixRec with the prompt in its context: skipped ({engine.unavailable_reason('mixrec', 'sasrec')}).")
     info = machine()
     markdown = ("## Prompt-guided tasks on ML-100K (evaluation phrasings only)\n\n" + "\n\n".join(sections)
                 + f"\n\n![NDCG@10 per method](prompt_tasks.png)\n\n{machine_line(info)}\n")

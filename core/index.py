@@ -17,7 +17,7 @@ class ItemIndex:
     """Row i of `vectors` is item i; row 0 (padding) is never returned."""
 
     def __init__(self, vectors: np.ndarray, kind: str = "exact", hnsw_neighbors: int = 32,
-                 ef_search: int = 128, ef_construction: int = 80):
+                 ef_search: int = 256, ef_construction: int = 80):
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         self.size, self.dim = vectors.shape
         self.kind = kind
