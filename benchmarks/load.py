@@ -1,6 +1,7 @@
 """Load test: launch the app on loopback and drive `/compare` with many concurrent gradio_client clients.
 
-Bounded in clients, requests and seconds; stops by itself. Reports requests/s, latency p50/p95/p99, errors,
+Bounded in clients, requests and seconds; stops by itself. Reports the start-up time (launch to a page that
+answers), one client's latency (the baseline), then under load: requests/s, latency p50/p95/p99, errors,
 queue rejections (answered cleanly, with a message) and the server's resident memory after 100 and after
 1,000 requests. Only 127.0.0.1 is ever contacted.
 """
@@ -106,10 +107,13 @@ def main(argv=None):
     parser.add_argument("--max-requests", type=int, default=5000)
     args = parser.parse_args(argv)
     port = free_port()
+    started = time.perf_counter()
     process = start_app(port)
     try:
         url = f"http://127.0.0.1:{port}/"
         wait_until_up(url, process)
+        startup = round(time.perf_counter() - started, 1)
+        single = drive(url, 1, 60, 50)
         result = drive(url, args.clients, args.seconds, args.max_requests, server=psutil.Process(process.pid))
     finally:
         process.terminate()
@@ -119,7 +123,12 @@ def main(argv=None):
     if result["rss_mb_after_100"] and result["rss_mb_after_1000"]:
         growth = round(100 * (result["rss_mb_after_1000"] / result["rss_mb_after_100"] - 1), 1)
     result["rss_growth_percent_100_to_1000"] = growth
+    result["startup_s"] = startup
+    result["single_client"] = {k: single.get(k) for k in ("requests", "p50_ms", "p95_ms", "errors")}
     markdown = ("## Load: concurrent `/compare` clients against the app on loopback\n\n"
+                f"Start-up to a page that answers: {startup} s. One client alone (all three columns, want + avoid "
+                f"prompts on most requests): p50 {single.get('p50_ms')} ms, p95 {single.get('p95_ms')} ms over "
+                f"{single['requests']} requests.\n\n"
                 + markdown_table([result], ["clients", "seconds", "requests", "requests_per_s", "p50_ms", "p95_ms",
                                             "p99_ms", "errors", "queue_rejections", "rss_mb_after_100",
                                             "rss_mb_after_1000", "rss_growth_percent_100_to_1000"])
