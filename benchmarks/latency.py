@@ -29,8 +29,6 @@ def main(argv=None):
         if engine.is_available("dpr", backbone):
             cases.append((f"dpr ({backbone}), no prompt", "dpr", {"backbone": backbone}))
             cases.append((f"dpr ({backbone}), want + avoid", "dpr", {"backbone": backbone, **PROMPT}))
-    if engine.is_available("mixrec"):
-        cases.append(("mixrec", "mixrec", {}))
     rows = []
     for threads in (1, 2):
         torch.set_num_threads(threads)

@@ -70,7 +70,6 @@ class Engine:
         self.backbones, self.indexes, self.dpr, self.unavailable = {}, {}, {}, {}
         self._encoder = None
         self._encoder_lock = threading.Lock()
-        self.mixrec = None
         for name in BACKBONE_NAMES:
             if name in models or "dpr" in models:
                 self._load_backbone(name)
@@ -78,7 +77,7 @@ class Engine:
             for name in self.backbones:
                 self._load_dpr(name)
         if "mixrec" in models:
-            self._load_mixrec()
+            self.unavailable["mixrec"] = "MixRec is not part of this build yet"
 
     # ------------------------------------------------------------------------------------------ loading
 
@@ -109,17 +108,6 @@ class Engine:
         vectors = torch.cat([self.backbones[backbone].item_vectors(), semantics], 1)
         self.dpr[backbone] = (model, ItemIndex(vectors.numpy(), self.index_kind))
 
-    def _load_mixrec(self):
-        try:
-            from core.models.mixrec import load_mixrec  # noqa: F401  (present once MixRec is trained)
-        except ImportError:
-            self.unavailable["mixrec"] = "MixRec is not part of this build yet"
-            return
-        try:
-            self.mixrec = load_mixrec(self.checkpoints, self.dataset)
-        except SteerRecError as error:
-            self.unavailable["mixrec"] = str(error)
-
     @property
     def encoder(self):
         with self._encoder_lock:
@@ -138,7 +126,7 @@ class Engine:
         if key in self.unavailable:
             return self.unavailable[key]
         loaded = {"sasrec": "sasrec" in self.backbones, "gru4rec": "gru4rec" in self.backbones,
-                  "dpr": backbone in self.dpr, "mixrec": self.mixrec is not None}
+                  "dpr": backbone in self.dpr}
         return None if loaded.get(model) else f"{model} was not loaded by this engine"
 
     # ------------------------------------------------------------------------------------------- inputs
@@ -192,11 +180,7 @@ class Engine:
         reason = self.unavailable_reason(model, backbone)
         if reason:
             raise SteerRecError(f"{model} is not available: {reason}")
-        if model == "mixrec":
-            ids, scores, gates = self.mixrec.recommend(items, prompts, k)
-            vectors = None
-        else:
-            ids, scores, gates, vectors = self._rank_steered(backbone, items, prompts if model == "dpr" else [], k)
+        ids, scores, gates, vectors = self._rank_steered(backbone, items, prompts if model == "dpr" else [], k)
         similarity = self._prompt_similarity(ids, vectors) if vectors is not None else None
         ranked = [RankedItem(rank + 1, self.dataset.item_ids[i], self.dataset.titles[i], self.dataset.years[i],
                              self.dataset.genres[i], float(s),
@@ -204,8 +188,7 @@ class Engine:
                   for rank, (i, s) in enumerate(zip(ids, scores))]
         return Recommendation(model, user_id, [p.text for p in prompts if not p.negative],
                               [p.text for p in prompts if p.negative], ranked,
-                              (time.perf_counter() - started) * 1000, backbone if model != "mixrec" else None,
-                              gates)
+                              (time.perf_counter() - started) * 1000, backbone, gates)
 
     def user_vector(self, backbone: str, items: np.ndarray) -> torch.Tensor:
         model = self.backbones[backbone]

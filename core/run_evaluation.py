@@ -16,23 +16,18 @@ def evaluate_model(model: str, task: str, split: str = "test", backbone: str = "
     if model in ("sasrec", "gru4rec"):
         backbone = model
     engine = engine or Engine(data=data, checkpoints=checkpoints,
-                              models=[backbone] + (["dpr"] if model == "dpr" else [])
-                              + (["mixrec"] if model == "mixrec" else []))
+                              models=[backbone] + ([model] if model in ("dpr", "mixrec") else []))
     if not engine.is_available(model, backbone):
         raise SteerRecError(f"{model} is not available: {engine.unavailable_reason(model, backbone)}")
     if backbone not in engine.backbones:
         raise SteerRecError(f"{backbone} is not available: {engine.unavailable.get(backbone)}")
     dataset = engine.dataset
     net = engine.backbones[backbone]
-    result = {"task": task, "model": model, "backbone": backbone if model != "mixrec" else None,
-              "split": split, "methods": {}}
+    result = {"task": task, "model": model, "backbone": backbone, "split": split, "methods": {}}
     with torch.no_grad():
         if task == "sequential":
-            if model == "mixrec":
-                result["methods"]["mixrec"] = engine.mixrec.evaluate(split, users)
-            else:
-                # DPR without a prompt is the backbone by construction (h' = h, q = 0)
-                result["methods"][model] = evaluate_sequential(net, dataset, split, users)
+            # DPR without a prompt is the backbone by construction (h' = h, q = 0)
+            result["methods"][model] = evaluate_sequential(net, dataset, split, users)
             result["users"] = dataset.num_users if users is None else len(users)
             return result
         if task not in ("positive", "negative"):
@@ -49,8 +44,6 @@ def evaluate_model(model: str, task: str, split: str = "test", backbone: str = "
             dpr, _ = engine.dpr[backbone]
             methods["rerank"] = rerank_scorer(net, engine.item_text)
             methods["dpr"] = prompt_methods(dpr, net, net.item_vectors(), dpr.item_semantics(engine.item_text))
-        elif model == "mixrec":
-            methods["mixrec-prompt"] = engine.mixrec.prompt_scorer()
         else:
             from core.text import item_text_embeddings
 
