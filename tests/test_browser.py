@@ -1,8 +1,10 @@
 """The app in a real headless browser: pick a user, steer, compare, and keep a screenshot of the result.
 
 Needs Debian's chromium and chromedriver (`apt-get install chromium chromium-driver`); skipped without them.
-The screenshot goes to assets/screenshot.png, the picture the README shows.
+The screenshot is kept in the test's temporary folder; with STEERREC_UPDATE_SCREENSHOT=1 it also replaces
+assets/screenshot.png, the picture the README shows (so an ordinary test run leaves the tree clean).
 """
+import os
 import shutil
 from pathlib import Path
 
@@ -73,4 +75,5 @@ def test_compare_in_the_browser(browser, served_app, engine, tmp_path):  # noqa:
         browser.set_window_size(1400, height + 200)
     SCREENSHOT.parent.mkdir(exist_ok=True)
     assert browser.save_screenshot(str(tmp_path / "screenshot.png"))
-    shutil.copyfile(tmp_path / "screenshot.png", SCREENSHOT)
+    if os.environ.get("STEERREC_UPDATE_SCREENSHOT") == "1":
+        shutil.copyfile(tmp_path / "screenshot.png", SCREENSHOT)
