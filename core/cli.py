@@ -73,8 +73,7 @@ def run_recommend(args) -> int:
     build_prompts(args.want, args.avoid)  # a bad prompt is refused before anything loads
     if args.k <= 0:
         raise SteerRecError(f"k must be at least 1, got {args.k}")
-    models = [args.model] if args.model != "dpr" else ["dpr"]
-    engine = Engine(data=args.data, checkpoints=args.checkpoints, models=models)
+    engine = Engine(data=args.data, checkpoints=args.checkpoints, models=[args.model])
     result = engine.recommend(args.model, user=args.user, history=args.history, want=args.want,
                               avoid=args.avoid, k=args.k, backbone=args.backbone)
     if args.json:

@@ -68,6 +68,7 @@ class Engine:
         self.checkpoints = Path(checkpoints) if checkpoints else DEFAULT_CHECKPOINTS / self.dataset.name
         self.index_kind = index_kind
         self.backbones, self.indexes, self.dpr, self.unavailable = {}, {}, {}, {}
+        self.item_text, self.vocabulary = None, []  # DPR's item-text embeddings and attribute names
         self._encoder = None
         self._encoder_lock = threading.Lock()
         for name in BACKBONE_NAMES:
@@ -83,7 +84,7 @@ class Engine:
 
     def _load_backbone(self, name: str):
         try:
-            model, config = load_backbone(self.checkpoints, name, self.dataset)
+            model, _ = load_backbone(self.checkpoints, name, self.dataset)
         except SteerRecError as error:
             self.unavailable[name] = str(error)
             return
@@ -98,7 +99,8 @@ class Engine:
         key = f"dpr-{backbone}"
         try:
             model, config = load_dpr(self.checkpoints, backbone, self.dataset)
-            self.item_text = item_text_embeddings(self.dataset, self.checkpoints, self.encoder)
+            if self.item_text is None:
+                self.item_text = item_text_embeddings(self.dataset, self.checkpoints, self.encoder)
         except SteerRecError as error:
             self.unavailable[key] = str(error)
             return
