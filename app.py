@@ -441,7 +441,7 @@ def build_demo() -> gr.Blocks:
                                interactive=False, elem_id="why")
         with gr.Tab("About"):
             gr.Markdown(ABOUT)
-            gr.Markdown("## Models in this session\n" + model_status(engine))
+            gr.Markdown("## Models loaded\n" + model_status(engine))
             gr.Markdown("## Benchmarks\n" + benchmark_tables(), elem_id="benchmarks")
 
         private = {"api_visibility": "private"}
