@@ -92,15 +92,21 @@ class Engine:
         self.backbones[name] = model
         self.indexes[name] = ItemIndex(model.item_vectors().numpy(), self.index_kind)
 
+    def item_text_embeddings(self) -> torch.Tensor:
+        """Every item's text embedding (from the fingerprinted cache beside the checkpoints), loaded once."""
+        if self.item_text is None:
+            from core.text import item_text_embeddings
+
+            self.item_text = item_text_embeddings(self.dataset, self.checkpoints, self.encoder)
+        return self.item_text
+
     def _load_dpr(self, backbone: str):
-        from core.text import item_text_embeddings
         from core.train_dpr import load_dpr
 
         key = f"dpr-{backbone}"
         try:
             model, config = load_dpr(self.checkpoints, backbone, self.dataset)
-            if self.item_text is None:
-                self.item_text = item_text_embeddings(self.dataset, self.checkpoints, self.encoder)
+            self.item_text_embeddings()
         except SteerRecError as error:
             self.unavailable[key] = str(error)
             return

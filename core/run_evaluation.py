@@ -37,17 +37,14 @@ def evaluate_model(model: str, task: str, split: str = "test", backbone: str = "
         carries = torch.from_numpy(matrix)
         cases = build_prompt_cases(dataset, task, split, matrix, vocab, engine.encoder, "eval", users)
         methods = {"backbone": backbone_scorer(net), "filter": filter_scorer(net, carries),
-                   "filter@100": filter_scorer(net, carries, 100)}
+                   "filter@100": filter_scorer(net, carries, 100),
+                   "rerank": rerank_scorer(net, engine.item_text_embeddings())}
         if model == "dpr":
             from core.train_dpr import prompt_methods
 
             dpr, _ = engine.dpr[backbone]
-            methods["rerank"] = rerank_scorer(net, engine.item_text)
             methods["dpr"] = prompt_methods(dpr, net, net.item_vectors(), dpr.item_semantics(engine.item_text))
         else:
-            from core.text import item_text_embeddings
-
-            methods["rerank"] = rerank_scorer(net, item_text_embeddings(dataset, engine.checkpoints, engine.encoder))
             methods[model] = methods["backbone"]
         result["users"] = len(cases)
         result["methods"] = evaluate_prompt_task(cases, methods, carries, net.config.max_len)
