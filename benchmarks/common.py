@@ -1,6 +1,7 @@
 """What every benchmark shares: the machine record, latency percentiles, peak memory, result files."""
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -29,6 +30,15 @@ def machine() -> dict:
             "command": "python -m " + " ".join(shlex.quote(a) for a in [sys.argv[0].replace(str(ROOT) + "/", "")
                                                                          .replace("/", ".").removesuffix(".py"),
                                                                          *sys.argv[1:]])}
+
+
+def quick_or_full(doc: str, quick: str, full: str, required: bool = False) -> argparse.ArgumentParser:
+    """A benchmark's parser with the two mutually exclusive modes every benchmark shares."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    mode = parser.add_mutually_exclusive_group(required=required)
+    mode.add_argument("--quick", action="store_true", help=quick)
+    mode.add_argument("--full", action="store_true", help=full)
+    return parser
 
 
 def percentiles(samples_ms) -> dict:

@@ -1,6 +1,7 @@
 """Per-model latency on the real data: one `engine.recommend` call per request, warm, 200 requests after
 warm-up, with torch using 1 and then 2 threads. DPR is timed with and without a prompt, and its steering
-alone (prompt already encoded) is compared with the backbone's own cost in the same run.
+alone (prompt already encoded) is compared with the backbone's own cost in the same run. MixRec is timed as
+served (item cache) and uncached (the whole token sequence through the LLM, 20 requests), in the same run.
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ def main(argv=None):
     parser.add_argument("--requests", type=int, default=200)
     args = parser.parse_args(argv)
     from core.engine import Engine
+    from core.evaluate import pad_left
 
     engine = Engine(models=["sasrec", "gru4rec", "dpr", "mixrec"])
     users = [engine.dataset.user_ids[u] for u in range(1, engine.dataset.num_users + 1)]
@@ -29,6 +31,9 @@ def main(argv=None):
         if engine.is_available("dpr", backbone):
             cases.append((f"dpr ({backbone}), no prompt", "dpr", {"backbone": backbone}))
             cases.append((f"dpr ({backbone}), want + avoid", "dpr", {"backbone": backbone, **PROMPT}))
+    if engine.is_available("mixrec"):
+        cases.append(("mixrec (item cache)", "mixrec", {}))
+        cases.append(("mixrec (item cache), want + avoid", "mixrec", PROMPT))
     rows = []
     for threads in (1, 2):
         torch.set_num_threads(threads)
@@ -49,6 +54,15 @@ def main(argv=None):
                                count=args.requests)
             rows.append({"model": "sasrec user vector only", "threads": threads, **backbone})
             rows.append({"model": "dpr steering only (2 prompts)", "threads": threads, **steer})
+        if engine.is_available("mixrec"):
+            mixrec, _ = engine.mixrec
+            sequences = iter([pad_left([engine.dataset.sequences[u]], mixrec.config.max_len)
+                              for u in rng.integers(1, engine.dataset.num_users + 1, 25)])
+            with torch.inference_mode():
+                uncached = time_calls(lambda: mixrec.user_vector(next(sequences), cached=False), count=20,
+                                      warmup=5)
+            rows.append({"model": "mixrec uncached user vector (whole token sequence)", "threads": threads,
+                         **uncached})
     info = machine()
     markdown = ("## Latency per request on ML-100K (warm, one user per request, k = 10)\n\n"
                 + markdown_table(rows, ["model", "threads", "p50_ms", "p95_ms", "p99_ms", "n"])

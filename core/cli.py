@@ -54,6 +54,10 @@ def parser() -> argparse.ArgumentParser:
     train.add_argument("--quiet", action="store_true", help="no progress bars")
     train.add_argument("--resume", action="store_true",
                        help="continue an interrupted backbone run from its last completed epoch")
+    train.add_argument("--search-trials", type=int, default=0,
+                       help="MixRec: Bayesian-optimisation trials over the per-layer experts before training")
+    train.add_argument("--llm-layers", type=int, help="MixRec: how many of SmolLM2's 30 layers to use "
+                       "(default 16; all 30 on a GPU)")
 
     ev = commands.add_parser("evaluate", help="full-ranking metrics on validation or test users")
     ev.add_argument("--model", choices=MODELS, required=True)
@@ -115,8 +119,21 @@ def run_train(args) -> int:
         print(f"dpr over {args.backbone}: trained in {record['seconds_total']} s; saved to "
               f"{dpr_folder(out, args.backbone)}")
     else:
-        raise SteerRecError("MixRec training is not part of this build yet")
+        from core.llm import cpu_has_bf16
+        from core.train_mixrec import MixRecTrainConfig, train_mixrec
+
+        if args.search_trials < 0:
+            raise SteerRecError(f"--search-trials must be 0 or more, got {args.search_trials}")
+        options = {"epochs": args.epochs, "llm_layers": args.llm_layers}
+        config = MixRecTrainConfig(device=args.device, seed=args.seed, search_trials=args.search_trials,
+                                   bf16=args.device == "cuda" or cpu_has_bf16(),
+                                   **{k: v for k, v in options.items() if v})
+        _, record = train_mixrec(dataset, out, config, data_path=args.data, progress=progress)
+        print(f"mixrec: best epoch {record['best_epoch']}, trained in {record['seconds_total']} s; test ndcg@10 "
+              f"{record['test']['ndcg@10']:.4f} recall@10 {record['test']['recall@10']:.4f}; saved to "
+              f"{out / 'mixrec'}")
     return 0
+
 
 
 def run_evaluate(args) -> int:

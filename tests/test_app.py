@@ -43,7 +43,10 @@ def test_compare_steers_dpr_and_leaves_the_backbone_alone(engine):
     assert [i["rank"] for i in dpr["items"]] == list(range(1, 11))
     assert [i["item_id"] for i in dpr["items"]] != [i["item_id"] for i in backbone["items"]]
     assert mixrec["available"] == engine.is_available("mixrec")
-    if not mixrec["available"]:
+    if mixrec["available"]:
+        assert mixrec["model"] == "mixrec" and [i["rank"] for i in mixrec["items"]] == list(range(1, 11))
+        assert mixrec["want"] == dpr["want"] and mixrec["avoid"] == dpr["avoid"]
+    else:
         assert mixrec["items"] == [] and mixrec["notice"] == engine.unavailable["mixrec"]
 
 

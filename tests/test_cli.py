@@ -47,3 +47,11 @@ def test_evaluate_sequential_json():
     assert result["users"] == 943
     assert {"ndcg@10", "recall@10", "mrr@10", "ndcg@20", "recall@20"} <= set(metrics)
     assert metrics["ndcg@10"] > 0.1
+
+
+def test_mixrec_recommend_and_a_missing_checkpoint(tmp_path):
+    done = run("recommend", "--model", "mixrec", "--user", "196", "--want", "something funny", "-k", "3", "--json")
+    assert done.returncode == 0, done.stderr
+    assert len(json.loads(done.stdout)["items"]) == 3
+    done = run("recommend", "--model", "mixrec", "--user", "196", "--checkpoints", str(tmp_path))
+    assert done.returncode == 2 and "no checkpoint" in done.stderr and "Traceback" not in done.stderr

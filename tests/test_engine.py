@@ -70,3 +70,22 @@ def test_same_input_same_ranking_from_many_threads(engine):
 def test_user_vectors_are_finite(engine):
     vector = engine.user_vector("sasrec", np.array([1, 2, 3]))
     assert torch.isfinite(vector).all()
+
+
+def test_mixrec_matches_its_own_full_ranking_and_reads_prompts(engine):
+    assert engine.is_available("mixrec"), engine.unavailable.get("mixrec")
+    result = engine.recommend("mixrec", user=196, k=10)
+    dataset = engine.dataset
+    history = dataset.sequences[dataset.user_index(196)]
+    model, _ = engine.mixrec
+    with torch.inference_mode():
+        scores = exclude_history(model.full_sort_predict(pad_left([history], model.config.max_len)).float(),
+                                 [history])
+    expected = sorted(range(1, dataset.num_items + 1), key=lambda i: (-scores[0, i].item(), i))[:10]
+    assert [i.item_id for i in result.items] == [dataset.item_ids[i] for i in expected]
+    steered = engine.recommend("mixrec", user=196, want=["something funny"], avoid=["horror"], k=10)
+    assert steered.want == ["something funny"] and steered.avoid == ["horror"]
+    assert [i.score for i in steered.items] != [i.score for i in result.items]
+    assert engine.recommend("mixrec", user=196, k=10).to_dict()["items"] == result.to_dict()["items"]
+    made_up = engine.recommend("mixrec", history=["50", "172", "133"], k=5)
+    assert len(made_up.items) == 5 and not {"50", "172", "133"} & {i.item_id for i in made_up.items}

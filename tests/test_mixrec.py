@@ -1,0 +1,161 @@
+"""MixRec: the cache equals the full token sequence, masking and injection do what they claim, training
+saves only what it trained, and checkpoints refuse another LLM or another SASRec."""
+import json
+import shutil
+
+import pytest
+import torch
+
+import core.llm
+import core.train_mixrec
+from core.data import load_dataset
+from core.errors import CheckpointError, SteerRecError
+from core.llm import tiny_llm
+from core.models.mixrec import MixRec, MixRecConfig, MixtureAdapter
+from core.models.sasrec import SASRec, SASRecConfig
+from core.search import layer_experts
+from core.train import TrainConfig, train_backbone
+from core.train_mixrec import MixRecTrainConfig, load_mixrec, train_mixrec
+from tests.conftest import write_atomic
+
+ITEMS = 30
+TEXTS = [""] + [f"Movie {i} ({1990 + i % 10}). Genres: {'Comedy' if i % 2 else 'Horror'}" + " x" * (i % 5)
+                for i in range(1, ITEMS + 1)]
+SEQUENCES = torch.tensor([[0, 0, 3, 5, 7, 2, 9, 11], [1, 2, 3, 4, 5, 6, 7, 8], [0, 0, 0, 0, 0, 0, 0, 4]])
+
+
+def _model(collaborative=True, masking=True, experts=(("lora4", "mlp64"), ("none", "lora4")), perturb=True):
+    torch.manual_seed(0)
+    cf = SASRec(SASRecConfig(num_items=ITEMS, max_len=8, hidden=16)).eval()
+    config = MixRecConfig(num_items=ITEMS, max_len=8, experts=[list(e) for e in experts], item_tokens=12,
+                          collaborative=collaborative, context_masking=masking, cf_hidden=16)
+    model = MixRec(config, tiny_llm(layers=len(experts)), TEXTS, cf)
+    if perturb:  # heads and experts start at zero; make them matter
+        with torch.no_grad():
+            for parameter in model.parameters():
+                if parameter.requires_grad:
+                    parameter.add_(torch.randn_like(parameter) * 0.05)
+    return model.eval()
+
+
+@pytest.mark.parametrize("collaborative", [True, False])
+@pytest.mark.parametrize("prompt", [None, "something funny, no horror"])
+def test_cached_scores_equal_the_full_token_sequence(collaborative, prompt):
+    model = _model(collaborative)
+    with torch.no_grad():
+        cached = model.full_sort_predict(SEQUENCES, prompt)
+        full = model.full_sort_predict(SEQUENCES, prompt, cached=False)
+    assert torch.allclose(cached[:, 1:], full[:, 1:], atol=1e-4)
+    assert torch.isneginf(cached[:, 0]).all()
+
+
+def test_context_masking_changes_the_model_and_a_prompt_changes_the_ranking():
+    masked, unmasked = _model(masking=True), _model(masking=False)
+    with torch.no_grad():
+        assert not torch.allclose(masked.full_sort_predict(SEQUENCES), unmasked.full_sort_predict(SEQUENCES))
+        plain = masked.full_sort_predict(SEQUENCES)
+        prompted = masked.full_sort_predict(SEQUENCES, "something scary")
+    assert not torch.allclose(plain, prompted)
+
+
+def test_item_states_do_not_depend_on_the_history_under_masking():
+    model = _model()
+    one = model.encode_texts(model.item_tokens[[5]], model.item_lengths[[5]])
+    many = model.encode_texts(model.item_tokens[[1, 5, 9]], model.item_lengths[[1, 5, 9]])
+    assert torch.allclose(one[0][:, 0], many[0][:, 1], atol=1e-5)
+
+
+def test_untrained_collaborative_mixrec_is_its_sasrec():
+    model = _model(perturb=False)
+    with torch.no_grad():
+        assert torch.allclose(model.full_sort_predict(SEQUENCES)[:, 1:], model.cf.full_sort_predict(SEQUENCES)[:, 1:],
+                              atol=1e-5)
+
+
+def test_mixture_gates_and_expert_kinds():
+    adapter = MixtureAdapter(["lora4", "none", "mlp64"], 16)
+    assert len(adapter.experts) == 2 and adapter.router.out_features == 3
+    with pytest.raises(SteerRecError, match="unknown expert kind"):
+        MixtureAdapter(["lora4", "conv3"], 16)
+    model = _model(experts=(("none", "none"), ("lora16",)))
+    assert list(model.adapters) == ["1"] and model.adapters["1"].router is None
+    assert layer_experts({"group0_expert_a": "lora4", "group0_expert_b": "none", "group1_expert_a": "mlp64",
+                          "group1_expert_b": "mlp64"}, 2, 5) == [["lora4", "none"]] * 3 + [["mlp64", "mlp64"]] * 2
+
+
+def test_training_updates_only_adapters_and_heads():
+    model = _model(perturb=False).train()
+    frozen = {k: v.clone() for k, v in model.state_dict().items() if k.startswith(("llm.", "cf."))}
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    for _ in range(3):
+        loss = model.calculate_loss(SEQUENCES, torch.roll(SEQUENCES, -1, 1))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert torch.isfinite(loss)
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in frozen.items())
+    assert not model.cf.training and not model.llm.training
+    assert not any(k.startswith(("llm.", "cf.")) for k in model.trainable_state_dict())
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """MixRec over a tiny SASRec and a tiny random LLM on a synthetic dataset, with a 2-trial search."""
+    root = tmp_path_factory.mktemp("mixrec")
+    dataset = load_dataset(write_atomic(root / "data", users=16, items=30))
+    out = root / "checkpoints"
+    train_backbone("sasrec", dataset, out, TrainConfig(epochs=2), max_len=8, progress=False, hidden=16)
+    patch = pytest.MonkeyPatch()
+    patch.setattr(core.train_mixrec, "load_llm", lambda layers=None, dtype=None: tiny_llm(layers=layers))
+    patch.setattr(core.train_mixrec, "gguf_fingerprint", lambda: "tiny-llm")
+    patch.setenv("STEERREC_CACHE", str(root / "cache"))
+    config = MixRecTrainConfig(epochs=2, llm_layers=2, bf16=False, search_trials=2, search_groups=2)
+    model, record = train_mixrec(dataset, out, config, progress=False, item_tokens=12, cf_hidden=16)
+    yield dataset, out, model, record, patch
+    patch.undo()
+
+
+def test_training_saves_only_what_it_trained_and_records_the_search(trained):
+    dataset, out, _, record, _ = trained
+    config = json.loads((out / "mixrec" / "config.json").read_text())
+    from safetensors.torch import load_file
+
+    tensors = load_file(out / "mixrec" / "model.safetensors")
+    assert tensors and not any(k.startswith(("llm.", "cf.")) for k in tensors)
+    assert config["llm"]["sha256"] == "tiny-llm" and config["collaborative_model"]["name"] == "sasrec"
+    assert config["search"]["trials"] == 2 and len(config["search"]["history"]) == 2
+    best = config["search"]["best"]
+    assert config["model_config"]["experts"] == layer_experts(
+        {f"group{g}_expert_{s}": best["groups"][g]["ab".index(s)] for g in range(2) for s in "ab"}, 2, 2)
+    assert 0 <= config["test"]["ndcg@10"] <= 1 and config["device"] == "cpu"
+
+
+def test_a_loaded_checkpoint_scores_like_the_trained_model(trained):
+    dataset, out, model, _, _ = trained
+    loaded, _ = load_mixrec(out, dataset)
+    with torch.no_grad():
+        assert torch.allclose(loaded.full_sort_predict(SEQUENCES[:2] % 30), model.full_sort_predict(SEQUENCES[:2] % 30),
+                              atol=1e-4)
+
+
+def test_a_checkpoint_refuses_another_llm_or_another_sasrec(trained, tmp_path):
+    dataset, out, _, _, patch = trained
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    patch.setattr(core.train_mixrec, "gguf_fingerprint", lambda: "another-llm")
+    with pytest.raises(CheckpointError, match="another LLM file"):
+        load_mixrec(copy, dataset)
+    patch.setattr(core.train_mixrec, "gguf_fingerprint", lambda: "tiny-llm")
+    train_backbone("sasrec", dataset, copy, TrainConfig(epochs=1, seed=7), max_len=8, progress=False, hidden=16)
+    with pytest.raises(CheckpointError, match="another SASRec checkpoint"):
+        load_mixrec(copy, dataset)
+
+
+def test_the_real_llm_loads_offline_and_runs_a_forward_pass():
+    llm = core.llm.load_llm(2)
+    assert llm.config.hidden_size == 576 and len(llm.model.layers) == 2
+    ids = llm.tokenize(["Toy Story (1995). Genres: Animation"])[0]
+    assert 5 < len(ids) < 30
+    with torch.no_grad():
+        states = llm.model(input_ids=torch.tensor([ids])).last_hidden_state
+    assert states.shape == (1, len(ids), 576) and torch.isfinite(states).all()
