@@ -1,8 +1,9 @@
 """`python -m benchmarks --quick|--full`: regenerate every table in benchmarks/results/ and the README's
 results section from them.
 
---quick measures the shipped checkpoints (a few minutes on 2 cores); --full also retrains the backbones with
-the repo's training command, runs the large scaling sweep and RecBole side by side (`recbole_anchor`).
+--quick measures the shipped checkpoints and trains MixRec's ablations on 5% of an epoch; --full also retrains
+the backbones with the repo's training command, gives the ablations 25% of an epoch, runs the large scaling
+sweep and RecBole side by side (`recbole_anchor`).
 """
 from __future__ import annotations
 

@@ -37,12 +37,13 @@ SERVING_CACHE_DTYPE = torch.float16
 
 @dataclass
 class MixRecTrainConfig:
-    epochs: int = 4
+    epochs: int = 2
     batch_size: int = 64
+    eval_every: int = 10  # steps between validations (and at each epoch's end): MixRec overfits within an epoch
     lr: float = 1e-3
     head_lr: float = 1e-4  # the output heads start at zero (MixRec = SASRec); small steps keep it near there
     weight_decay: float = 0.01
-    patience: int = 2
+    patience: int = 4  # validations without a gain before stopping
     llm_layers: int = 16  # the first 16 of SmolLM2's 30 layers: what 2 CPU cores train in the time budget
     bf16: bool = True
     window_share: float = 1.0  # share of the training windows used (the ablations use less)
@@ -80,36 +81,38 @@ def fit(model: MixRec, dataset: Dataset, config: MixRecTrainConfig, epochs: int,
     optimizer = torch.optim.AdamW([{"params": [p for n, p in trained if n not in heads], "lr": config.lr},
                                    {"params": [p for n, p in trained if n in heads], "lr": config.head_lr}],
                                   weight_decay=config.weight_decay)
-    started, log, best, best_state, stale = time.perf_counter(), [], -1.0, None, 0
+    started, log, best, best_state, stale, step, total, seen = time.perf_counter(), [], -1.0, None, 0, 0, 0.0, 0
     if model.cache is None:  # the frozen LLM's item keys/values: the same for every model over this LLM
         with precision(config, device):
             model.build_cache(dtype=torch.bfloat16 if config.bf16 else torch.float32)
     for epoch in range(1, epochs + 1):
-        model.train()
         order = torch.randperm(len(inputs), generator=generator)
-        total = 0.0
         batches = range(0, len(order), config.batch_size)
         for start in tqdm(batches, desc=f"{label} epoch {epoch}", disable=not progress, leave=False):
+            model.train()
             rows = order[start:start + config.batch_size]
             with precision(config, device):
                 loss = model.calculate_loss(inputs[rows].to(device), targets[rows].to(device))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            total += loss.item() * len(rows)
-        with precision(config, device):
-            valid = evaluate_sequential(model, dataset, "valid", valid_users)
-        log.append({"epoch": epoch, "loss": round(total / len(order), 5), "valid_ndcg@10": valid["ndcg@10"],
-                    "seconds": round(time.perf_counter() - started, 2)})
-        tqdm.write(f"{label} epoch {epoch}: loss {total / len(order):.4f}  valid ndcg@10 {valid['ndcg@10']:.4f}  "
-                   f"({log[-1]['seconds']:.0f} s)", file=sys.stderr)
-        if valid["ndcg@10"] > best:
-            best, stale = valid["ndcg@10"], 0
-            best_state = {k: v.detach().clone() for k, v in model.trainable_state_dict().items()}
-        else:
-            stale += 1
-            if stale >= config.patience:
-                break
+            step, total, seen = step + 1, total + loss.item() * len(rows), seen + len(rows)
+            if step % config.eval_every and start + config.batch_size < len(order):
+                continue
+            with precision(config, device):
+                valid = evaluate_sequential(model, dataset, "valid", valid_users)
+            log.append({"epoch": epoch, "step": step, "loss": round(total / seen, 5),
+                        "valid_ndcg@10": valid["ndcg@10"], "seconds": round(time.perf_counter() - started, 2)})
+            tqdm.write(f"{label} epoch {epoch} step {step}: loss {total / seen:.4f}  valid ndcg@10 "
+                       f"{valid['ndcg@10']:.4f}  ({log[-1]['seconds']:.0f} s)", file=sys.stderr)
+            total, seen = 0.0, 0
+            if valid["ndcg@10"] > best:
+                best, stale = valid["ndcg@10"], 0
+                best_state = {k: v.detach().clone() for k, v in model.trainable_state_dict().items()}
+            else:
+                stale += 1
+                if stale >= config.patience:
+                    return best_state, log, best
     return best_state, log, best
 
 
@@ -157,6 +160,7 @@ def train_mixrec(dataset: Dataset, out: Path, config: MixRecTrainConfig = MixRec
         "trained_parameters": sum(v.numel() for v in best_state.values()),
         "search": study,
         "best_epoch": max(log, key=lambda row: row["valid_ndcg@10"])["epoch"],
+        "best_step": max(log, key=lambda row: row["valid_ndcg@10"])["step"],
         "seconds_total": round(seconds_training, 2),
         "valid": evaluate_sequential(serving, dataset, "valid"),
         "test": evaluate_sequential(serving, dataset, "test"),
