@@ -13,7 +13,7 @@ import sys
 
 from benchmarks.common import RESULTS, ROOT, quick_or_full
 
-ORDER = ["backbones", "mixrec", "prompt_tasks", "latency", "scaling", "load", "recbole_anchor"]
+ORDER = ["backbones", "mixrec", "prompt_tasks", "latency", "scaling", "load", "load_sasrec_gru4rec_dpr", "recbole_anchor"]
 
 
 def run(module: str, *args: str):

@@ -138,7 +138,8 @@ def main(argv=None):
                                             "p99_ms", "errors", "queue_rejections", "rss_mb_after_100",
                                             "rss_mb_after_1000", "rss_growth_percent_100_to_1000"])
                 + f"\n\n{machine_line(info)}\n")
-    write_results("load", {"machine": info, "models": served, **result}, markdown)
+    name = "load" if not args.models else "load_" + args.models.replace(",", "_")  # one table per app setup
+    write_results(name, {"machine": info, "models": served, **result}, markdown)
 
 
 if __name__ == "__main__":
