@@ -36,8 +36,9 @@ def cache_agreement(model, dataset, users: list[int]) -> dict:
         full = model.full_sort_predict(sequences, cached=False)[:, 1:]
     top_cached, top_full = cached.topk(10).indices, full.topk(10).indices
     overlap = np.mean([len(set(a.tolist()) & set(b.tolist())) / 10 for a, b in zip(top_cached, top_full)])
-    return {"users": len(users), "max |score difference|": round(float((cached - full).abs().max()), 5),
-            "mean |score|": round(float(full.abs().mean()), 3), "top-10 overlap": round(float(overlap), 4)}
+    return {"users": len(users),
+            "largest absolute score difference": round(float((cached - full).abs().max()), 5),
+            "mean absolute score": round(float(full.abs().mean()), 3), "top-10 overlap": round(float(overlap), 4)}
 
 
 def main(argv=None):
