@@ -135,7 +135,6 @@ def run_train(args) -> int:
     return 0
 
 
-
 def run_evaluate(args) -> int:
     from core.run_evaluation import evaluate_model
 

@@ -145,6 +145,7 @@ def train_mixrec(dataset: Dataset, out: Path, config: MixRecTrainConfig = MixRec
     model.cache = cache
     best_state, log, _ = fit(model, dataset, config, config.epochs, config.window_share, progress, name)
     seconds_training = time.perf_counter() - started
+    best_row = max(log, key=lambda row: row["valid_ndcg@10"])
     model.load_state_dict(best_state)
     serving = serve(model, dataset, load_llm(config.llm_layers), cf)
     record = {
@@ -159,8 +160,8 @@ def train_mixrec(dataset: Dataset, out: Path, config: MixRecTrainConfig = MixRec
         "torch": torch.__version__,
         "trained_parameters": sum(v.numel() for v in best_state.values()),
         "search": study,
-        "best_epoch": max(log, key=lambda row: row["valid_ndcg@10"])["epoch"],
-        "best_step": max(log, key=lambda row: row["valid_ndcg@10"])["step"],
+        "best_epoch": best_row["epoch"],
+        "best_step": best_row["step"],
         "seconds_total": round(seconds_training, 2),
         "valid": evaluate_sequential(serving, dataset, "valid"),
         "test": evaluate_sequential(serving, dataset, "test"),

@@ -331,13 +331,13 @@ class MixRec(nn.Module):
 
     # ------------------------------------------------------------------------------- recommending
 
-    def user_states(self, sequences, prompt: str | None = None, cached: bool = True):
-        """Per position, the query vector for the next item (batch, length, cf_hidden)."""
+    def _states_and_vectors(self, sequences, prompt: str | None = None, cached: bool = True):
+        """Slot states and, per position, the query vector for the next item (batch, length, cf_hidden)."""
         cf_states = self.cf(sequences).detach() if self.config.collaborative else None
-        encoded = self.encode_prompt(prompt)
         run = self.forward if cached else self.forward_tokens
-        vectors = self.out(self.drop(run(sequences, cf_states, encoded)))
-        return vectors + cf_states if self.config.collaborative else vectors
+        states = run(sequences, cf_states, self.encode_prompt(prompt))
+        vectors = self.out(self.drop(states))
+        return states, vectors + cf_states if self.config.collaborative else vectors
 
     def item_vectors(self) -> torch.Tensor:
         if self.cache is None:
@@ -352,11 +352,7 @@ class MixRec(nn.Module):
 
     def calculate_loss(self, sequences, targets):
         """Next-item cross-entropy at every position, plus the slot/ID alignment task on the current item."""
-        cf_states = self.cf(sequences).detach() if self.config.collaborative else None
-        states = self.forward(sequences, cf_states)
-        vectors = self.out(self.drop(states))
-        if self.config.collaborative:
-            vectors = vectors + cf_states
+        states, vectors = self._states_and_vectors(sequences)
         table = self.item_vectors()
         mask = targets > 0
         loss = F.cross_entropy(self.logits(vectors[mask], table).float(), targets[mask])
@@ -365,7 +361,7 @@ class MixRec(nn.Module):
         return loss + self.config.align_weight * alignment
 
     def user_vector(self, sequences, prompt: str | None = None, cached: bool = True):
-        return self.user_states(sequences, prompt, cached)[:, -1]
+        return self._states_and_vectors(sequences, prompt, cached)[1][:, -1]
 
     def full_sort_predict(self, sequences, prompt: str | None = None, cached: bool = True):
         return self.logits(self.user_vector(sequences, prompt, cached), self.item_vectors())
