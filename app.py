@@ -370,16 +370,29 @@ def benchmark_tables() -> str:
     return "\n\n".join(path.read_text(encoding="utf-8") for path in files)
 
 
+SERVED = [("sasrec", "sasrec"), ("gru4rec", "gru4rec"), ("dpr", "sasrec"), ("dpr", "gru4rec"), ("mixrec", "sasrec")]
+
+
 def model_status(engine: Engine) -> str:
     """One line per model: loaded, or why not."""
     lines = []
-    for model, backbone in [("sasrec", "sasrec"), ("gru4rec", "gru4rec"), ("dpr", "sasrec"), ("dpr", "gru4rec"),
-                            ("mixrec", "sasrec")]:
+    for model, backbone in SERVED:
         reason = engine.unavailable_reason(model, backbone)
         title = column_title("backbone" if model in BACKBONES else model, backbone)
-        status = f"not available: {html.escape(reason, quote=False)}" if reason else "loaded"
-        lines.append(f"- **{title}**: {status}")
+        state = f"not available: {html.escape(reason, quote=False)}" if reason else "loaded"
+        lines.append(f"- **{title}**: {state}")
     return "\n".join(lines)
+
+
+def status() -> dict:
+    """What this server answers with; this is the API endpoint /status (a health check that costs nothing).
+
+    `models` maps "model" or "dpr/<backbone>" to null when it is loaded, else to why it is not."""
+    engine = get_engine()
+    models = {model if model != "dpr" else f"dpr/{backbone}": engine.unavailable_reason(model, backbone)
+              for model, backbone in SERVED}
+    return {"dataset": engine.dataset.name, "users": engine.dataset.num_users, "items": engine.dataset.num_items,
+            "models": models}
 
 
 def build_demo() -> gr.Blocks:
@@ -460,6 +473,7 @@ def build_demo() -> gr.Blocks:
         for column, table in zip(COLUMNS, tables):
             table.select(on_select(column), last, why, **private)
         gr.api(compare, api_name="compare")
+        gr.api(status, api_name="status")
     demo.queue(default_concurrency_limit=2, max_size=64)
     return demo
 

@@ -1,13 +1,20 @@
-"""Load test: launch the app on loopback and drive `/compare` with many concurrent gradio_client clients.
+"""Load test: launch the app on loopback and drive `/compare` with many concurrent clients.
 
 Bounded in clients, requests and seconds; stops by itself. Reports the start-up time (launch to a page that
-answers), one client's latency (the baseline), then under load: requests/s, latency p50/p95/p99, errors,
-queue rejections (answered cleanly, with a message) and the server's resident memory after 100 and after
-1,000 requests. Only 127.0.0.1 is ever contacted.
+answers); one client's latency through `gradio_client` and through plain HTTP, each beside the same client's
+latency on `/status` (an endpoint that does no work: the floor of a round trip through Gradio's queue); then
+under load: requests/s, latency p50/p95/p99, errors, queue rejections (answered cleanly, with a message) and
+the server's resident memory after 100 and after 1,000 requests. Only 127.0.0.1 is ever contacted.
+
+The clients under load speak plain HTTP by default (`--client http`): Gradio's REST API as `curl` uses it, one
+POST with the inputs and one event stream for the result. Real clients run on their own machines; here they
+share the server's 2 cores, and `gradio_client` polls its event queue every 50 ms in a thread per request, so
+32 of them in one process cost the server much of its CPU (`--client gradio` measures that setup).
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import socket
 import subprocess
@@ -52,11 +59,43 @@ def wait_until_up(url: str, process: subprocess.Popen, timeout: float = 120):
     raise TimeoutError(f"the app did not answer within {timeout} s")
 
 
-def drive(url: str, clients: int, seconds: float, max_requests: int, backbone: str = "sasrec",
-          server: psutil.Process | None = None) -> dict:
-    """Run `clients` threads, each with its own gradio_client, until time or the request budget runs out."""
+class HttpClient:
+    """A client of Gradio's REST API (POST /gradio_api/call/<name>, then read its event stream)."""
+
+    def __init__(self, url: str):
+        import httpx
+
+        self.url = url
+        self.http = httpx.Client(timeout=120)
+
+    def predict(self, *inputs, api_name: str):
+        response = self.http.post(f"{self.url}gradio_api/call{api_name}", json={"data": list(inputs)})
+        if response.status_code == 503:
+            raise RuntimeError(f"the queue is full: {response.text[:100]}")
+        response.raise_for_status()
+        event_id = response.json()["event_id"]
+        event = None
+        with self.http.stream("GET", f"{self.url}gradio_api/call{api_name}/{event_id}") as stream:
+            for line in stream.iter_lines():
+                if line.startswith("event:"):
+                    event = line[6:].strip()
+                elif line.startswith("data:") and event in ("complete", "error"):
+                    data = json.loads(line[5:])
+                    if event == "error":
+                        raise RuntimeError(f"the app answered with an error: {data}")
+                    return data
+        raise RuntimeError("the event stream ended without a result")
+
+
+def make_client(kind: str, url: str):
     from gradio_client import Client
 
+    return HttpClient(url) if kind == "http" else Client(url, verbose=False)
+
+
+def drive(url: str, clients: int, seconds: float, max_requests: int, backbone: str = "sasrec",
+          server: psutil.Process | None = None, kind: str = "http", endpoint: str = "/compare") -> dict:
+    """Run `clients` threads, each with its own client, until time or the request budget runs out."""
     lock = threading.Lock()
     latencies, errors, rejections, memory = [], [], 0, {}
     issued = 0
@@ -64,7 +103,7 @@ def drive(url: str, clients: int, seconds: float, max_requests: int, backbone: s
 
     def worker(number: int):
         nonlocal issued, rejections
-        client = Client(url, verbose=False)
+        client = make_client(kind, url)
         while time.time() < deadline:
             with lock:
                 if issued >= max_requests:
@@ -74,7 +113,10 @@ def drive(url: str, clients: int, seconds: float, max_requests: int, backbone: s
             want, avoid = PROMPTS[request % len(PROMPTS)]
             started = time.perf_counter()
             try:
-                client.predict(str(1 + request % 943), want, avoid, backbone, 10, api_name="/compare")
+                if endpoint == "/compare":
+                    client.predict(str(1 + request % 943), want, avoid, backbone, 10, api_name=endpoint)
+                else:
+                    client.predict(api_name=endpoint)
                 elapsed = (time.perf_counter() - started) * 1000
                 with lock:
                     latencies.append(elapsed)
@@ -94,7 +136,7 @@ def drive(url: str, clients: int, seconds: float, max_requests: int, backbone: s
     for thread in threads:
         thread.join(timeout=seconds + 60)
     wall = time.time() - started
-    result = {"clients": clients, "seconds": round(wall, 1), "requests": len(latencies),
+    result = {"client": kind, "clients": clients, "seconds": round(wall, 1), "requests": len(latencies),
               "requests_per_s": round(len(latencies) / wall, 2), "errors": len(errors),
               "error_samples": errors[:5], "queue_rejections": rejections,
               "rss_mb_after_100": memory.get(100), "rss_mb_after_1000": memory.get(1000)}
@@ -103,11 +145,18 @@ def drive(url: str, clients: int, seconds: float, max_requests: int, backbone: s
     return result
 
 
+def cpu_seconds(process: psutil.Process) -> float:
+    times = process.cpu_times()
+    return times.user + times.system
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--max-requests", type=int, default=5000)
+    parser.add_argument("--client", choices=["http", "gradio"], default="http",
+                        help="what the clients under load speak (default: plain HTTP)")
     parser.add_argument("--models", help="comma-separated models the app loads (default: all, as deployed)")
     args = parser.parse_args(argv)
     port = free_port()
@@ -117,8 +166,13 @@ def main(argv=None):
         url = f"http://127.0.0.1:{port}/"
         wait_until_up(url, process)
         startup = round(time.perf_counter() - started, 1)
-        single = drive(url, 1, 60, 50)
-        result = drive(url, args.clients, args.seconds, args.max_requests, server=psutil.Process(process.pid))
+        single = [{"endpoint": endpoint, **drive(url, 1, 60, 50, kind=kind, endpoint=endpoint)}
+                  for kind in ("gradio", "http") for endpoint in ("/status", "/compare")]
+        server, generator = psutil.Process(process.pid), psutil.Process()
+        before = cpu_seconds(server), cpu_seconds(generator)
+        result = drive(url, args.clients, args.seconds, args.max_requests, server=server, kind=args.client)
+        result["server_cpu_s"] = round(cpu_seconds(server) - before[0], 1)
+        result["load_generator_cpu_s"] = round(cpu_seconds(generator) - before[1], 1)
     finally:
         process.terminate()
         process.wait(timeout=30)
@@ -128,17 +182,23 @@ def main(argv=None):
         growth = round(100 * (result["rss_mb_after_1000"] / result["rss_mb_after_100"] - 1), 1)
     result["rss_growth_percent_100_to_1000"] = growth
     result["startup_s"] = startup
-    result["single_client"] = {k: single.get(k) for k in ("requests", "p50_ms", "p95_ms", "errors")}
+    result["single_client"] = [{k: row.get(k) for k in ("client", "endpoint", "requests", "p50_ms", "p95_ms",
+                                                         "errors")} for row in single]
     served = args.models or "all models"
     markdown = (f"## Load: concurrent `/compare` clients against the app on loopback ({served})\n\n"
-                f"Start-up to a page that answers: {startup} s. One client alone (every loaded column, want + avoid "
-                f"prompts on most requests): p50 {single.get('p50_ms')} ms, p95 {single.get('p95_ms')} ms over "
-                f"{single['requests']} requests.\n\n"
+                f"Start-up to a page that answers: {startup} s.\n\nOne client alone (`/compare`: every loaded "
+                "column, want + avoid prompts on most requests; `/status`: no work, the round trip alone):\n\n"
+                + markdown_table(result["single_client"], ["client", "endpoint", "requests", "p50_ms", "p95_ms",
+                                                           "errors"])
+                + f"\n\nUnder load ({args.client} clients, on the same 2 cores as the server):\n\n"
                 + markdown_table([result], ["clients", "seconds", "requests", "requests_per_s", "p50_ms", "p95_ms",
-                                            "p99_ms", "errors", "queue_rejections", "rss_mb_after_100",
-                                            "rss_mb_after_1000", "rss_growth_percent_100_to_1000"])
+                                            "p99_ms", "errors", "queue_rejections", "server_cpu_s",
+                                            "load_generator_cpu_s", "rss_mb_after_100", "rss_mb_after_1000",
+                                            "rss_growth_percent_100_to_1000"])
                 + f"\n\n{machine_line(info)}\n")
     name = "load" if not args.models else "load_" + args.models.replace(",", "_")  # one table per app setup
+    if args.client != "http":
+        name += f"_{args.client}_clients"
     write_results(name, {"machine": info, "models": served, **result}, markdown)
 
 

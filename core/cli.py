@@ -95,15 +95,15 @@ def run_train(args) -> int:
     import torch
 
     from core.data import load_dataset
-    from core.train import TrainConfig, train_backbone
+    from core.train import backbone_train_config, train_backbone
 
     torch.set_num_threads(min(torch.get_num_threads(), os.cpu_count() or 1))
     dataset = load_dataset(args.data)
     out = Path(args.out) if args.out else Path(__file__).resolve().parent.parent / "checkpoints" / dataset.name
     progress = not args.quiet
     if args.model in ("sasrec", "gru4rec"):
-        config = TrainConfig(device=args.device, seed=args.seed,
-                             **({"epochs": args.epochs} if args.epochs else {}))
+        config = backbone_train_config(args.model, device=args.device, seed=args.seed,
+                                       **({"epochs": args.epochs} if args.epochs else {}))
         _, record = train_backbone(args.model, dataset, out, config, data_path=args.data, progress=progress,
                                    resume=args.resume)
         if os.environ.get("RANK", "0") == "0":  # one line, also under a multi-process launcher

@@ -24,6 +24,7 @@ from core.checkpoint import build_model, load_checkpoint, save_checkpoint
 from core.data import Dataset
 from core.errors import SteerRecError
 from core.evaluate import evaluate_sequential, pad_left
+from core.llm import cpu_has_bf16
 from core.models import BACKBONES
 
 
@@ -36,6 +37,20 @@ class TrainConfig:
     patience: int = 10
     seed: int = 42
     device: str = "cpu"
+    bf16: bool = False  # bfloat16 autocast (see core.llm.cpu_has_bf16 for when it pays on a CPU)
+
+
+# Settings of each backbone's default run that differ from TrainConfig's, chosen on ML-100K validation.
+# SASRec: batches of 32 at 1e-3 reach the validation plateau in about 22 epochs (128 at 2e-3: 35 to 55), and
+# bfloat16 autocast, where the hardware has it, makes each epoch about 12% shorter with the same curve.
+BACKBONE_DEFAULTS = {"sasrec": {"batch_size": 32, "lr": 1e-3, "bf16": True}, "gru4rec": {}}
+
+
+def backbone_train_config(name: str, **settings) -> TrainConfig:
+    """A backbone's default run with `settings` on top; bfloat16 only on CUDA or a CPU with native bfloat16."""
+    config = TrainConfig(**{**BACKBONE_DEFAULTS.get(name, {}), **settings})
+    config.bf16 = config.bf16 and (config.device == "cuda" or cpu_has_bf16())
+    return config
 
 
 def seed_everything(seed: int):
@@ -163,7 +178,8 @@ def train_backbone(name: str, dataset: Dataset, out: Path, config: TrainConfig =
         total = 0.0
         for start in range(0, len(order), config.batch_size):
             rows = order[start:start + config.batch_size][share]
-            loss = training_loss(inputs[rows].to(device), targets[rows].to(device))
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16):
+                loss = training_loss(inputs[rows].to(device), targets[rows].to(device))
             optimizer.zero_grad(set_to_none=True)
             accelerator.backward(loss)
             optimizer.step()

@@ -28,8 +28,8 @@ from core.models.dpr import DPR, DPRConfig
 from core.prompt_tasks import build_prompt_cases, evaluate_prompt_task
 from core.prompts import (attribute_matrix, attribute_vocabulary, history_counts, phrasings, wordings)
 from core.text import item_text_embeddings, shared_encoder
-from core.train import (TrainConfig, command_line, data_record, load_backbone, resolve_device, seed_everything,
-                        train_backbone)
+from core.train import (backbone_train_config, command_line, data_record, load_backbone, resolve_device,
+                        seed_everything, train_backbone)
 
 
 @dataclass
@@ -182,8 +182,9 @@ def train_dpr(dataset: Dataset, backbone_name: str, checkpoints: Path, config: D
     stages = {}
     backbone_folder = Path(checkpoints) / backbone_name
     if not (backbone_folder / "config.json").exists():
-        train_backbone(backbone_name, dataset, checkpoints, TrainConfig(device=config.device),
-                       data_path=data_path, progress=progress)
+        train_backbone(backbone_name, dataset, checkpoints,
+                       backbone_train_config(backbone_name, device=config.device), data_path=data_path,
+                       progress=progress)
     backbone, backbone_config = load_backbone(checkpoints, backbone_name, dataset)
     for parameter in backbone.parameters():
         parameter.requires_grad_(False)

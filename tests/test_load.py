@@ -8,7 +8,7 @@ import subprocess
 import psutil
 import pytest
 
-from benchmarks.load import drive, free_port, start_app, wait_until_up
+from benchmarks.load import drive, free_port, make_client, start_app, wait_until_up
 
 
 @pytest.fixture(scope="module")
@@ -37,3 +37,16 @@ def test_concurrent_clients_get_answers_without_errors(server):
     assert result["requests"] > 0 and result["queue_rejections"] == 0, result
     assert result["p95_ms"] < 5000, result
     assert process.poll() is None, "the server died under load"
+
+
+@pytest.mark.parametrize("kind", ["gradio", "http"])
+def test_status_and_errors_over_both_clients(server, kind):
+    """/status says what is served; a bad request comes back as the app's message, not a server fault."""
+    url, _ = server
+    client = make_client(kind, url)
+    answer = client.predict(api_name="/status")
+    assert answer["dataset"] == "ml-100k" and answer["users"] == 943
+    assert set(answer["models"]) == {"sasrec", "gru4rec", "dpr/sasrec", "dpr/gru4rec", "mixrec"}
+    assert answer["models"]["sasrec"] is None  # loaded
+    with pytest.raises(Exception, match="unknown user"):
+        client.predict("no-such-user", "", "", "sasrec", 10, api_name="/compare")

@@ -8,8 +8,10 @@ from core.checkpoint import load_checkpoint, save_checkpoint
 from core.data import load_dataset
 from core.errors import CheckpointError
 from core.evaluate import evaluate_sequential, pad_left
+import core.train
 from core.models import GRU4Rec, GRU4RecConfig, SASRec, SASRecConfig
-from core.train import TrainConfig, load_backbone, train_backbone, training_windows
+from core.models.base import ByteDropout
+from core.train import TrainConfig, backbone_train_config, load_backbone, train_backbone, training_windows
 
 
 @pytest.mark.parametrize("model", [SASRec(SASRecConfig(num_items=20, max_len=8)),
@@ -25,6 +27,34 @@ def test_interface_shapes_and_no_nan_with_padding(model):
     assert torch.isfinite(scores[:, 1:]).all()
     loss = model.calculate_loss(sequences, pad_left([np.array([2, 3, 4]), np.array([6]), np.arange(2, 13)], 8))
     assert loss.ndim == 0 and torch.isfinite(loss)
+
+
+def test_byte_dropout_drops_the_asked_share_and_keeps_the_mean():
+    torch.manual_seed(0)
+    dropout = ByteDropout(0.4)
+    x = torch.ones(200_000, requires_grad=True)
+    y = dropout(x)
+    dropped = float((y == 0).double().mean())
+    assert abs(dropped - 102 / 256) < 0.005  # p rounded to a multiple of 1/256
+    assert abs(float(y.mean()) - 1.0) < 0.01
+    assert set(torch.unique(y).tolist()) == {0.0, 256 / 154}
+    y.sum().backward()
+    assert torch.equal(x.grad, y.detach())  # the gradient flows through the kept elements only
+    assert not torch.equal(dropout(x), y)  # a fresh mask every call
+    dropout.eval()
+    assert dropout(x) is x
+    assert ByteDropout(0.0)(x) is x
+
+
+def test_backbone_default_runs(monkeypatch):
+    monkeypatch.setattr(core.train, "cpu_has_bf16", lambda: False)
+    sasrec = backbone_train_config("sasrec")
+    assert (sasrec.batch_size, sasrec.lr, sasrec.bf16) == (32, 1e-3, False)  # no native bfloat16: float32
+    assert backbone_train_config("sasrec", device="cuda").bf16
+    assert backbone_train_config("sasrec", lr=5e-3, seed=3).lr == 5e-3
+    monkeypatch.setattr(core.train, "cpu_has_bf16", lambda: True)
+    assert backbone_train_config("sasrec").bf16
+    assert backbone_train_config("gru4rec") == TrainConfig()
 
 
 def test_sasrec_state_ignores_padding_and_other_rows():

@@ -9,6 +9,22 @@ import torch.nn.functional as F
 from torch import nn
 
 
+class ByteDropout(nn.Dropout):
+    """nn.Dropout with a cheaper mask: one 64-bit random word gives the keep/drop bits of 8 elements.
+
+    On CPU, torch draws one random number per element for a dropout mask, which made dropout half of a
+    SASRec training step on 2 cores; drawing 8 bytes at a time is 8 times fewer draws. Each byte is kept
+    when it is at least round(256 p), so p is rounded to a multiple of 1/256 (0.4 becomes 0.3984)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0:
+            return x
+        threshold = round(self.p * 256)
+        words = torch.randint(-2**63, 2**63 - 1, ((x.numel() + 7) // 8,), dtype=torch.int64, device=x.device)
+        keep = words.view(torch.uint8)[:x.numel()].view(x.shape) >= threshold
+        return x * (keep.to(x.dtype) * (256 / (256 - threshold)))
+
+
 class SequentialRecommender(nn.Module):
     def __init__(self, num_items: int, hidden: int):
         super().__init__()

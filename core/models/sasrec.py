@@ -1,11 +1,12 @@
 """SASRec (Kang & McAuley 2018): a causal Transformer over the item sequence, pre-LayerNorm."""
 from dataclasses import dataclass
 
+import math
+
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from core.models.base import SequentialRecommender
+from core.models.base import ByteDropout, SequentialRecommender
 
 
 @dataclass
@@ -22,20 +23,21 @@ class Block(nn.Module):
     def __init__(self, config: SASRecConfig):
         super().__init__()
         self.heads = config.heads
-        self.dropout = config.dropout
         self.norm1 = nn.LayerNorm(config.hidden)
         self.qkv = nn.Linear(config.hidden, 3 * config.hidden)
         self.proj = nn.Linear(config.hidden, config.hidden)
         self.norm2 = nn.LayerNorm(config.hidden)
-        self.mlp = nn.Sequential(nn.Linear(config.hidden, config.hidden), nn.GELU(), nn.Dropout(config.dropout),
+        self.mlp = nn.Sequential(nn.Linear(config.hidden, config.hidden), nn.GELU(), ByteDropout(config.dropout),
                                  nn.Linear(config.hidden, config.hidden))
-        self.drop = nn.Dropout(config.dropout)
+        self.attention_drop = ByteDropout(config.dropout)
+        self.drop = ByteDropout(config.dropout)
 
     def forward(self, x: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
         batch, length, hidden = x.shape
         q, k, v = self.qkv(self.norm1(x)).view(batch, length, 3, self.heads, -1).permute(2, 0, 3, 1, 4)
-        attended = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed,
-                                                  dropout_p=self.dropout if self.training else 0.0)
+        # written out rather than F.scaled_dot_product_attention so that the attention dropout is the cheap one
+        weights = (q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])).masked_fill(~allowed, float("-inf"))
+        attended = self.attention_drop(weights.softmax(-1)) @ v
         x = x + self.drop(self.proj(attended.transpose(1, 2).reshape(batch, length, hidden)))
         return x + self.drop(self.mlp(self.norm2(x)))
 
@@ -45,7 +47,7 @@ class SASRec(SequentialRecommender):
         super().__init__(config.num_items, config.hidden)
         self.config = config
         self.position_embedding = nn.Embedding(config.max_len, config.hidden)
-        self.drop = nn.Dropout(config.dropout)
+        self.drop = ByteDropout(config.dropout)
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.layers))
         self.norm = nn.LayerNorm(config.hidden)
         self.apply(self._init_weights)
