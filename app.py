@@ -2,12 +2,17 @@
 avoid, and compare the backbone, DPR and MixRec side by side.
 
 This file is layout and wiring only. Every ranking, profile and explanation comes from `core.engine.Engine`,
-so the app, the CLI and the benchmarks always agree. `compare` backs the API endpoint `/compare`.
+so the app, the CLI and the benchmarks always agree. `compare`, `recommend` and `status` are the API endpoints
+`/compare`, `/recommend` and `/status`.
 """
 import os
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+# Gradio's queue recomputes a pandas summary of its last 10,000 events after every event (for its monitoring
+# page), which under load cost more than the comparison itself: every 100 events, over the last 1,000
+os.environ.setdefault("GRADIO_ANALYTICS_CACHE_FREQUENCY", "100")
+os.environ.setdefault("GRADIO_ANALYTICS_MAX_EVENTS", "1000")
 
 import functools  # noqa: E402
 import html  # noqa: E402
@@ -131,6 +136,18 @@ def compare(user: str, want: str = "", avoid: str = "", backbone: str = "sasrec"
     """
     _, results = rankings(source_of(DATASET_USER, user, []), want, avoid, backbone, k)
     return tuple(as_json(column, results[column], backbone) for column in COLUMNS)
+
+
+@shows_errors
+def recommend(model: str, user: str, want: str = "", avoid: str = "", backbone: str = "sasrec",
+              k: int = 10) -> dict:
+    """One model's ranking for a dataset user; this is the API endpoint /recommend.
+
+    `model` is sasrec, gru4rec, dpr or mixrec (`backbone` picks DPR's); the answer is the object that
+    `python -m core recommend --json` prints."""
+    source = source_of(DATASET_USER, user, [])
+    return get_engine().recommend(model, want=split_phrases(want), avoid=split_phrases(avoid), k=k,
+                                  backbone=str(backbone).strip().lower(), **source).to_dict()
 
 
 def as_json(column: str, result, backbone: str) -> dict:
@@ -473,6 +490,7 @@ def build_demo() -> gr.Blocks:
         for column, table in zip(COLUMNS, tables):
             table.select(on_select(column), last, why, **private)
         gr.api(compare, api_name="compare")
+        gr.api(recommend, api_name="recommend")
         gr.api(status, api_name="status")
     demo.queue(default_concurrency_limit=2, max_size=64)
     return demo

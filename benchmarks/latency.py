@@ -2,6 +2,7 @@
 warm-up, with torch using 1 and then 2 threads. DPR is timed with and without a prompt, and its steering
 alone (prompt already encoded) is compared with the backbone's own cost in the same run. MixRec is timed as
 served (item cache) and uncached (the whole token sequence through the LLM, 20 requests), in the same run.
+The engine's user-vector cache is off, so every request runs its backbone.
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ def main(argv=None):
     from core.engine import Engine
     from core.evaluate import pad_left
 
-    engine = Engine(models=["sasrec", "gru4rec", "dpr", "mixrec"])
+    engine = Engine(models=["sasrec", "gru4rec", "dpr", "mixrec"], user_vector_cache=0)
     users = [engine.dataset.user_ids[u] for u in range(1, engine.dataset.num_users + 1)]
     rng = np.random.default_rng(0)
     cases = []

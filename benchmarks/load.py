@@ -1,8 +1,8 @@
 """Load test: launch the app on loopback and drive `/compare` with many concurrent clients.
 
 Bounded in clients, requests and seconds; stops by itself. Reports the start-up time (launch to a page that
-answers); one client's latency through `gradio_client` and through plain HTTP, each beside the same client's
-latency on `/status` (an endpoint that does no work: the floor of a round trip through Gradio's queue); then
+answers); one client's latency through `gradio_client` and through plain HTTP on `/status` (no work: the
+floor of a round trip through Gradio's queue), `/recommend` (one model) and `/compare` (every column); then
 under load: requests/s, latency p50/p95/p99, errors, queue rejections (answered cleanly, with a message) and
 the server's resident memory after 100 and after 1,000 requests. Only 127.0.0.1 is ever contacted.
 
@@ -21,6 +21,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 
 import psutil
 
@@ -28,6 +29,21 @@ from benchmarks.common import ROOT, machine, machine_line, markdown_table, perce
 
 PROMPTS = [("something that makes me laugh", "horror"), ("space and aliens", ""), ("", "romance"),
            ("animated films", "musicals"), ("", "")]
+
+
+def request_inputs(request: int) -> tuple[str, str, str]:
+    """(user, want, avoid) of the n-th request: users and prompts in turn."""
+    return (str(1 + request % 943), *PROMPTS[request % len(PROMPTS)])
+
+
+# what one request asks: (label, endpoint, its inputs for the n-th request)
+COMPARE = ("/compare", "/compare", lambda n: (*request_inputs(n), "sasrec", 10))
+SINGLE_CLIENT_CALLS = [
+    ("/status", "/status", lambda n: ()),
+    ("/recommend sasrec", "/recommend", lambda n: ("sasrec", request_inputs(n)[0], "", "", "sasrec", 10)),
+    ("/recommend dpr", "/recommend", lambda n: ("dpr", *request_inputs(n), "sasrec", 10)),
+    COMPARE,
+]
 
 
 def free_port() -> int:
@@ -60,16 +76,20 @@ def wait_until_up(url: str, process: subprocess.Popen, timeout: float = 120):
 
 
 class HttpClient:
-    """A client of Gradio's REST API (POST /gradio_api/call/<name>, then read its event stream)."""
+    """A client of Gradio's REST API (POST /gradio_api/call/<name>, then read its event stream); `predict`
+    answers as gradio_client's does: the one output, or a tuple of several. Like gradio_client and a browser
+    tab, it keeps one session for all its calls (without one, the server builds a fresh session per call)."""
 
     def __init__(self, url: str):
         import httpx
 
         self.url = url
         self.http = httpx.Client(timeout=120)
+        self.session = uuid.uuid4().hex
 
     def predict(self, *inputs, api_name: str):
-        response = self.http.post(f"{self.url}gradio_api/call{api_name}", json={"data": list(inputs)})
+        response = self.http.post(f"{self.url}gradio_api/call{api_name}",
+                                  json={"data": list(inputs), "session_hash": self.session})
         if response.status_code == 503:
             raise RuntimeError(f"the queue is full: {response.text[:100]}")
         response.raise_for_status()
@@ -82,8 +102,8 @@ class HttpClient:
                 elif line.startswith("data:") and event in ("complete", "error"):
                     data = json.loads(line[5:])
                     if event == "error":
-                        raise RuntimeError(f"the app answered with an error: {data}")
-                    return data
+                        raise RuntimeError(data.get("error") if isinstance(data, dict) else f"error: {data}")
+                    return data[0] if len(data) == 1 else tuple(data)
         raise RuntimeError("the event stream ended without a result")
 
 
@@ -93,8 +113,8 @@ def make_client(kind: str, url: str):
     return HttpClient(url) if kind == "http" else Client(url, verbose=False)
 
 
-def drive(url: str, clients: int, seconds: float, max_requests: int, backbone: str = "sasrec",
-          server: psutil.Process | None = None, kind: str = "http", endpoint: str = "/compare") -> dict:
+def drive(url: str, clients: int, seconds: float, max_requests: int, server: psutil.Process | None = None,
+          kind: str = "http", call=COMPARE) -> dict:
     """Run `clients` threads, each with its own client, until time or the request budget runs out."""
     lock = threading.Lock()
     latencies, errors, rejections, memory = [], [], 0, {}
@@ -110,13 +130,10 @@ def drive(url: str, clients: int, seconds: float, max_requests: int, backbone: s
                     return
                 issued += 1
                 request = issued
-            want, avoid = PROMPTS[request % len(PROMPTS)]
+            _, endpoint, inputs = call
             started = time.perf_counter()
             try:
-                if endpoint == "/compare":
-                    client.predict(str(1 + request % 943), want, avoid, backbone, 10, api_name=endpoint)
-                else:
-                    client.predict(api_name=endpoint)
+                client.predict(*inputs(request), api_name=endpoint)
                 elapsed = (time.perf_counter() - started) * 1000
                 with lock:
                     latencies.append(elapsed)
@@ -136,7 +153,7 @@ def drive(url: str, clients: int, seconds: float, max_requests: int, backbone: s
     for thread in threads:
         thread.join(timeout=seconds + 60)
     wall = time.time() - started
-    result = {"client": kind, "clients": clients, "seconds": round(wall, 1), "requests": len(latencies),
+    result = {"client": kind, "call": call[0], "clients": clients, "seconds": round(wall, 1), "requests": len(latencies),
               "requests_per_s": round(len(latencies) / wall, 2), "errors": len(errors),
               "error_samples": errors[:5], "queue_rejections": rejections,
               "rss_mb_after_100": memory.get(100), "rss_mb_after_1000": memory.get(1000)}
@@ -166,8 +183,8 @@ def main(argv=None):
         url = f"http://127.0.0.1:{port}/"
         wait_until_up(url, process)
         startup = round(time.perf_counter() - started, 1)
-        single = [{"endpoint": endpoint, **drive(url, 1, 60, 50, kind=kind, endpoint=endpoint)}
-                  for kind in ("gradio", "http") for endpoint in ("/status", "/compare")]
+        single = [drive(url, 1, 60, 50, kind=kind, call=call) for kind in ("gradio", "http")
+                  for call in SINGLE_CLIENT_CALLS]
         server, generator = psutil.Process(process.pid), psutil.Process()
         before = cpu_seconds(server), cpu_seconds(generator)
         result = drive(url, args.clients, args.seconds, args.max_requests, server=server, kind=args.client)
@@ -182,13 +199,14 @@ def main(argv=None):
         growth = round(100 * (result["rss_mb_after_1000"] / result["rss_mb_after_100"] - 1), 1)
     result["rss_growth_percent_100_to_1000"] = growth
     result["startup_s"] = startup
-    result["single_client"] = [{k: row.get(k) for k in ("client", "endpoint", "requests", "p50_ms", "p95_ms",
-                                                         "errors")} for row in single]
+    result["single_client"] = [{k: row.get(k) for k in ("client", "call", "requests", "p50_ms", "p95_ms", "errors")}
+                               for row in single]
     served = args.models or "all models"
     markdown = (f"## Load: concurrent `/compare` clients against the app on loopback ({served})\n\n"
-                f"Start-up to a page that answers: {startup} s.\n\nOne client alone (`/compare`: every loaded "
-                "column, want + avoid prompts on most requests; `/status`: no work, the round trip alone):\n\n"
-                + markdown_table(result["single_client"], ["client", "endpoint", "requests", "p50_ms", "p95_ms",
+                f"Start-up to a page that answers: {startup} s.\n\nOne client alone (`/status`: no work, the "
+                "round trip alone; `/recommend`: one model; `/compare`: every loaded column; want + avoid prompts "
+                "on most requests):\n\n"
+                + markdown_table(result["single_client"], ["client", "call", "requests", "p50_ms", "p95_ms",
                                                            "errors"])
                 + f"\n\nUnder load ({args.client} clients, on the same 2 cores as the server):\n\n"
                 + markdown_table([result], ["clients", "seconds", "requests", "requests_per_s", "p50_ms", "p95_ms",

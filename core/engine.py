@@ -6,6 +6,7 @@ checkpoint is missing or broken is reported by `unavailable`, never silently rep
 """
 from __future__ import annotations
 
+import functools
 import os
 import threading
 import time
@@ -63,7 +64,8 @@ class Recommendation:
 
 
 class Engine:
-    def __init__(self, data=None, checkpoints=None, models=MODEL_NAMES, index_kind: str = "exact"):
+    def __init__(self, data=None, checkpoints=None, models=MODEL_NAMES, index_kind: str = "exact",
+                 user_vector_cache: int = 4096):
         self.dataset: Dataset = load_dataset(data)
         self.checkpoints = Path(checkpoints) if checkpoints else DEFAULT_CHECKPOINTS / self.dataset.name
         self.index_kind = index_kind
@@ -72,6 +74,8 @@ class Engine:
         self.item_text, self.vocabulary = None, []  # DPR's item-text embeddings and attribute names
         self._encoder = None
         self._encoder_lock = threading.Lock()
+        # one comparison asks for the same user vector twice (backbone and DPR columns): keep recent ones
+        self._user_vectors = functools.lru_cache(maxsize=user_vector_cache)(self._compute_user_vector)
         for name in BACKBONE_NAMES:
             if name in models or "dpr" in models:
                 self._load_backbone(name)
@@ -218,8 +222,13 @@ class Engine:
                               (time.perf_counter() - started) * 1000, backbone, gates)
 
     def user_vector(self, backbone: str, items: np.ndarray) -> torch.Tensor:
+        """(1, d) query of a backbone for a history; shared between calls, so never changed in place."""
+        return self._user_vectors(backbone, np.asarray(items, dtype=np.int64).tobytes())
+
+    @torch.inference_mode()
+    def _compute_user_vector(self, backbone: str, history: bytes) -> torch.Tensor:
         model = self.backbones[backbone]
-        return model.user_vector(pad_left([items], model.config.max_len))
+        return model.user_vector(pad_left([np.frombuffer(history, dtype=np.int64)], model.config.max_len))
 
     def _rank_steered(self, backbone: str, items: np.ndarray, prompts: list[Prompt], k: int):
         """Backbone retrieval, steered by DPR when there are prompts (no prompt: the backbone itself)."""

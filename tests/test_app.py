@@ -182,8 +182,26 @@ def client(served_app):
     return Client(served_app, verbose=False)
 
 
-def test_api_exposes_only_compare(client):
-    assert list(client.view_api(print_info=False, return_format="dict")["named_endpoints"]) == ["/compare"]
+def test_api_exposes_compare_recommend_and_status(client):
+    endpoints = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
+    assert sorted(endpoints) == ["/compare", "/recommend", "/status"]
+
+
+def test_api_recommend_is_one_column_of_compare(client, engine):
+    needs(engine, "sasrec", "dpr")
+    dpr = client.predict("dpr", "196", "something funny", AVOID, "sasrec", 10, api_name="/recommend")
+    expected = app.compare("196", "something funny", AVOID, "sasrec", 10)[1]
+    assert dpr["items"] == expected["items"] and dpr["model"] == "dpr" and dpr["avoid"] == [AVOID]
+    with pytest.raises(Exception, match="unknown model 'bert'"):
+        client.predict("bert", "196", "", "", "sasrec", 10, api_name="/recommend")
+
+
+def test_api_status_names_every_model(client, engine):
+    answer = client.predict(api_name="/status")
+    assert (answer["dataset"], answer["users"], answer["items"]) == ("ml-100k", 943, 1682)
+    for model in ("sasrec", "gru4rec", "mixrec"):
+        assert (answer["models"][model] is None) == engine.is_available(model, "sasrec")
+    assert (answer["models"]["dpr/gru4rec"] is None) == engine.is_available("dpr", "gru4rec")
 
 
 def test_api_compare_returns_three_rankings(client, engine):

@@ -67,9 +67,12 @@ def test_same_input_same_ranking_from_many_threads(engine):
         assert ranking == results[users.index(user)]
 
 
-def test_user_vectors_are_finite(engine):
+def test_user_vectors_are_finite_and_kept(engine):
     vector = engine.user_vector("sasrec", np.array([1, 2, 3]))
     assert torch.isfinite(vector).all()
+    assert engine.user_vector("sasrec", [1, 2, 3]) is vector  # computed once for the same history
+    assert not torch.equal(engine.user_vector("sasrec", np.array([1, 2, 4])), vector)
+    assert not torch.equal(engine.user_vector("gru4rec", np.array([1, 2, 3])), vector)
 
 
 def test_mixrec_matches_its_own_full_ranking_and_reads_prompts(engine):
