@@ -7,9 +7,10 @@ under load: requests/s, latency p50/p95/p99, errors, queue rejections (answered 
 the server's resident memory after 100 and after 1,000 requests. Only 127.0.0.1 is ever contacted.
 
 The clients under load speak plain HTTP by default (`--client http`): Gradio's REST API as `curl` uses it, one
-POST with the inputs and one event stream for the result. Real clients run on their own machines; here they
-share the server's 2 cores, and `gradio_client` polls its event queue every 50 ms in a thread per request, so
-32 of them in one process cost the server much of its CPU (`--client gradio` measures that setup).
+POST with the inputs and one event stream for the result, one session per client. Real clients run on their
+own machines; here they share the server's 2 cores, and `gradio_client` waits for each result by polling
+every 50 ms in a thread per request (`--client gradio` measures that setup; the single-client rows show its
+floor).
 """
 from __future__ import annotations
 
