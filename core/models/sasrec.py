@@ -1,7 +1,6 @@
 """SASRec (Kang & McAuley 2018): a causal Transformer over the item sequence, pre-LayerNorm."""
-from dataclasses import dataclass
-
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import nn
