@@ -109,9 +109,11 @@ class HttpClient:
 
 
 def make_client(kind: str, url: str):
+    if kind == "http":
+        return HttpClient(url)
     from gradio_client import Client
 
-    return HttpClient(url) if kind == "http" else Client(url, verbose=False)
+    return Client(url, verbose=False)
 
 
 def drive(url: str, clients: int, seconds: float, max_requests: int, server: psutil.Process | None = None,
@@ -121,6 +123,7 @@ def drive(url: str, clients: int, seconds: float, max_requests: int, server: psu
     latencies, errors, rejections, memory = [], [], 0, {}
     issued = 0
     deadline = time.time() + seconds
+    _, endpoint, inputs = call
 
     def worker(number: int):
         nonlocal issued, rejections
@@ -131,7 +134,6 @@ def drive(url: str, clients: int, seconds: float, max_requests: int, server: psu
                     return
                 issued += 1
                 request = issued
-            _, endpoint, inputs = call
             started = time.perf_counter()
             try:
                 client.predict(*inputs(request), api_name=endpoint)
@@ -154,8 +156,8 @@ def drive(url: str, clients: int, seconds: float, max_requests: int, server: psu
     for thread in threads:
         thread.join(timeout=seconds + 60)
     wall = time.time() - started
-    result = {"client": kind, "call": call[0], "clients": clients, "seconds": round(wall, 1), "requests": len(latencies),
-              "requests_per_s": round(len(latencies) / wall, 2), "errors": len(errors),
+    result = {"client": kind, "call": call[0], "clients": clients, "seconds": round(wall, 1),
+              "requests": len(latencies), "requests_per_s": round(len(latencies) / wall, 2), "errors": len(errors),
               "error_samples": errors[:5], "queue_rejections": rejections,
               "rss_mb_after_100": memory.get(100), "rss_mb_after_1000": memory.get(1000)}
     if latencies:
