@@ -2,8 +2,8 @@
 results section from them.
 
 --quick measures the shipped checkpoints and trains MixRec's ablations on 5% of an epoch; --full also retrains
-the backbones with the repo's training command, gives the ablations 25% of an epoch, runs the large scaling
-sweep and RecBole side by side (`recbole_anchor`).
+the backbones with the repo's training command, gives the ablations 25% of an epoch, runs MixRec's recipe
+study where a GPU is present, the large scaling sweep and RecBole side by side (`recbole_anchor`).
 """
 from __future__ import annotations
 
@@ -11,9 +11,11 @@ import re
 import subprocess
 import sys
 
+import torch
+
 from benchmarks.common import RESULTS, ROOT, quick_or_full
 
-ORDER = ["backbones", "mixrec", "prompt_tasks", "latency", "scaling", "load", "load_sasrec_gru4rec_dpr", "recbole_anchor"]
+ORDER = ["backbones", "mixrec", "mixrec_recipes", "prompt_tasks", "latency", "scaling", "load", "load_sasrec_gru4rec_dpr", "recbole_anchor"]
 
 
 def run(module: str, *args: str):
@@ -38,6 +40,10 @@ def main(argv=None):
                          "retrain the backbones, full scaling sweep").parse_args(argv)
     run("backbones", *([] if args.full else ["--shipped"]))
     run("mixrec", "--full" if args.full else "--quick")
+    if args.full and torch.cuda.is_available():  # 19 MixRec trainings: minutes on a GPU, hours on 2 cores
+        run("mixrec_recipes", "--device", "cuda")
+    elif args.full:
+        print("\n=== benchmarks.mixrec_recipes skipped: it needs a GPU (the committed table is kept)", flush=True)
     run("prompt_tasks")
     run("latency")
     run("scaling", "--full" if args.full else "--quick")

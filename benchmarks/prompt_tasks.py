@@ -2,8 +2,10 @@
 
 One table per task and backbone, every method in a row: the backbone (prompt ignored), the oracle hard filter
 over the whole catalogue and over the backbone's top 100, the text rerank of the top 100, and DPR; then MixRec
-without and with the prompt in its context. Writes benchmarks/results/prompt_tasks.{json,md}
-and a PNG of NDCG@10 per method.
+without and with the prompt in its context. A last section separates language from steering: how often
+DPR's grounding puts the most weight on the right attribute, for training and for evaluation phrasings, and
+DPR on the same users and attributes with training phrasings (wording it has seen; not what the bars use).
+Writes benchmarks/results/prompt_tasks.{json,md} and a PNG of NDCG@10 per method.
 """
 from __future__ import annotations
 
@@ -31,6 +33,43 @@ def plot(results: dict):
         axis.tick_params(axis="x", rotation=45)
     figure.tight_layout()
     figure.savefig(RESULTS / "prompt_tasks.png", dpi=110)
+
+
+def grounding_accuracy(engine, backbone: str) -> list[dict]:
+    """Share of phrasings whose grounding weighs their own attribute most, per polarity and phrasing set."""
+    import torch
+
+    from core.prompts import attribute_vocabulary, phrasings
+
+    model, _ = engine.dpr[backbone]
+    vocab = attribute_vocabulary(engine.dataset)
+    rows = []
+    for negative in (False, True):
+        for part in ("train", "eval"):
+            labelled = [(index, text) for index, name in enumerate(vocab) for text in phrasings(name, negative, part)]
+            texts = torch.from_numpy(engine.encoder.encode([text for _, text in labelled]))[None]
+            with torch.no_grad():
+                _, weights = model.ground(texts, torch.full(texts.shape[:2], negative))
+            right = weights[0].argmax(-1) == torch.tensor([index for index, _ in labelled])
+            rows.append({"backbone": backbone, "polarity": "avoid" if negative else "want", "phrasings": part,
+                         "count": len(labelled), "grounded to the right attribute": float(right.float().mean())})
+    return rows
+
+
+def seen_wording(engine, backbone: str, task: str, split: str) -> dict:
+    """DPR on the task's users and attributes, phrased with training phrasings instead of evaluation ones."""
+    import torch
+
+    from core.prompt_tasks import build_prompt_cases, evaluate_prompt_task
+    from core.prompts import attribute_matrix, attribute_vocabulary
+    from core.train_dpr import prompt_methods
+
+    vocab = attribute_vocabulary(engine.dataset)
+    matrix = attribute_matrix(engine.dataset, vocab)
+    net, (model, _) = engine.backbones[backbone], engine.dpr[backbone]
+    cases = build_prompt_cases(engine.dataset, task, split, matrix, vocab, engine.encoder, "train")
+    scorer = prompt_methods(model, net, net.item_vectors(), model.item_semantics(engine.item_text))
+    return evaluate_prompt_task(cases, {"dpr": scorer}, torch.from_numpy(matrix), net.config.max_len)["dpr"]
 
 
 def main(argv=None):
@@ -69,6 +108,20 @@ def main(argv=None):
                                                     "recall@20", *shares]))
     else:
         sections.append(f"MixRec with the prompt in its context: skipped ({engine.unavailable_reason('mixrec', 'sasrec')}).")
+    backbones = [b for b in ("sasrec", "gru4rec") if engine.is_available("dpr", b)]
+    if backbones:
+        grounding = [row for b in backbones for row in grounding_accuracy(engine, b)]
+        seen = [{"backbone": b, "task": task, "method": "dpr, training phrasings",
+                 **seen_wording(engine, b, task, args.split)} for b in backbones for task in ("positive", "negative")]
+        seen += [{"backbone": b, "task": task, "method": f"{name}, evaluation phrasings", **metrics}
+                 for b in backbones for task in ("positive", "negative")
+                 for name, metrics in results[task][b]["methods"].items() if name in ("dpr", "filter")]
+        seen.sort(key=lambda row: (row["backbone"], row["task"]))
+        results["language"] = {"grounding": grounding, "seen_wording": seen}
+        sections.append("### Language or steering? DPR with wording it has seen\n\n"
+                        + markdown_table(grounding, list(grounding[0])) + "\n\n"
+                        + markdown_table(seen, ["backbone", "task", "method", "ndcg@10", "recall@10",
+                                                "compliance@10", "violation@10"]))
     info = machine()
     markdown = ("## Prompt-guided tasks on ML-100K (evaluation phrasings only)\n\n" + "\n\n".join(sections)
                 + f"\n\n![NDCG@10 per method](prompt_tasks.png)\n\n{machine_line(info)}\n")

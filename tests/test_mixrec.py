@@ -24,11 +24,12 @@ TEXTS = [""] + [f"Movie {i} ({1990 + i % 10}). Genres: {'Comedy' if i % 2 else '
 SEQUENCES = torch.tensor([[0, 0, 3, 5, 7, 2, 9, 11], [1, 2, 3, 4, 5, 6, 7, 8], [0, 0, 0, 0, 0, 0, 0, 4]])
 
 
-def _model(collaborative=True, masking=True, experts=(("lora4", "mlp64"), ("none", "lora4")), perturb=True):
+def _model(collaborative=True, masking=True, experts=(("lora4", "mlp64"), ("none", "lora4")), perturb=True,
+           tune=False, cf=None):
     torch.manual_seed(0)
-    cf = SASRec(SASRecConfig(num_items=ITEMS, max_len=8, hidden=16)).eval()
+    cf = cf or SASRec(SASRecConfig(num_items=ITEMS, max_len=8, hidden=16)).eval()
     config = MixRecConfig(num_items=ITEMS, max_len=8, experts=[list(e) for e in experts], item_tokens=12,
-                          collaborative=collaborative, context_masking=masking, cf_hidden=16)
+                          collaborative=collaborative, context_masking=masking, cf_hidden=16, tune_collaborative=tune)
     model = MixRec(config, tiny_llm(layers=len(experts)), TEXTS, cf)
     if perturb:  # heads and experts start at zero; make them matter
         with torch.no_grad():
@@ -98,6 +99,27 @@ def test_training_updates_only_adapters_and_heads():
     assert not any(k.startswith(("llm.", "cf.")) for k in model.trainable_state_dict())
 
 
+def test_a_tuned_sasrec_is_mixrecs_own_copy_and_travels_with_its_weights():
+    shared = SASRec(SASRecConfig(num_items=ITEMS, max_len=8, hidden=16)).eval()
+    before = {k: v.clone() for k, v in shared.state_dict().items()}
+    model = _model(perturb=False, tune=True, cf=shared).train()
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    for _ in range(3):
+        loss = model.calculate_loss(SEQUENCES, torch.roll(SEQUENCES, -1, 1))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert model.cf.training and all(torch.equal(v, shared.state_dict()[k]) for k, v in before.items())
+    saved = model.trainable_state_dict()
+    assert any(k.startswith("cf.") for k in saved) and not any(k.startswith("llm.") for k in saved)
+    reloaded = _model(perturb=False, tune=True, cf=shared)
+    reloaded.load_state_dict(saved)
+    with torch.no_grad():
+        assert torch.allclose(reloaded.eval().full_sort_predict(SEQUENCES), model.eval().full_sort_predict(SEQUENCES))
+    with pytest.raises(RuntimeError, match="missing keys"):
+        reloaded.load_state_dict({k: v for k, v in saved.items() if not k.startswith("cf.")})
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """MixRec over a tiny SASRec and a tiny random LLM on a synthetic dataset, with a 2-trial search."""
@@ -159,3 +181,15 @@ def test_the_real_llm_loads_offline_and_runs_a_forward_pass():
     with torch.no_grad():
         states = llm.model(input_ids=torch.tensor([ids])).last_hidden_state
     assert states.shape == (1, len(ids), 576) and torch.isfinite(states).all()
+
+
+def test_recipe_study_windows_hold_each_users_latest_training_pairs(tmp_path):
+    from benchmarks.mixrec_recipes import VARIANTS, recent_windows
+
+    dataset = load_dataset(write_atomic(tmp_path / "data", users=6, items=30))
+    inputs, targets = recent_windows(dataset, 8)
+    assert inputs.shape == targets.shape == (6, 8)
+    for row, user in enumerate(range(1, 7)):
+        train = dataset.sequences[user][:-2]
+        assert inputs[row, -1] == train[-2] and targets[row, -1] == train[-1]
+    assert all(layers in (8, 16, 30) for layers, *_ in VARIANTS.values())

@@ -20,6 +20,7 @@ chosen layers, the projections that inject the collaborative (SASRec) model, and
 """
 from __future__ import annotations
 
+import copy
 import re
 from dataclasses import dataclass, field
 
@@ -43,6 +44,7 @@ class MixRecConfig:
     context_masking: bool = True
     collaborative: bool = True
     cf_hidden: int = 64
+    tune_collaborative: bool = False  # fine-tune (a copy of) SASRec jointly instead of keeping it frozen
     align_weight: float = 0.1
     dropout: float = 0.1
 
@@ -101,7 +103,10 @@ class MixRec(nn.Module):
         self.config = config
         self.tokenize = llm.tokenize
         self.llm = llm.model.requires_grad_(False)
-        self.cf = cf.requires_grad_(False) if config.collaborative else None
+        self.cf = None
+        if config.collaborative:  # a tuned SASRec is MixRec's own copy: the engine's SASRec stays as it was
+            self.cf = copy.deepcopy(cf) if config.tune_collaborative else cf
+            self.cf.requires_grad_(config.tune_collaborative)
         hidden = self.llm.config.hidden_size
         self.head_dim = self.llm.config.hidden_size // self.llm.config.num_attention_heads
         self.adapters = nn.ModuleDict({str(i): MixtureAdapter(kinds, hidden) for i, kinds in enumerate(config.experts)
@@ -128,23 +133,24 @@ class MixRec(nn.Module):
         self.cache = None
 
     def train(self, mode: bool = True):
-        """The frozen LLM and SASRec stay in eval mode (no dropout) while the adapters train."""
+        """The frozen LLM (and a frozen SASRec) stay in eval mode (no dropout) while the adapters train."""
         super().train(mode)
         self.llm.eval()
-        if self.cf is not None:
+        if self.cf is not None and not self.config.tune_collaborative:
             self.cf.eval()
         return self
 
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
-        """Only what training changed: the LLM and SASRec are frozen and shipped elsewhere."""
+        """Only what training changed: the LLM (and a frozen SASRec) are shipped elsewhere."""
         names = {name for name, p in self.named_parameters() if p.requires_grad}
         return {k: v for k, v in self.state_dict().items() if k in names}
 
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
-        """Loads the trained parts (what `trainable_state_dict` saved); the frozen LLM and SASRec come from
-        their own files."""
+        """Loads the trained parts (what `trainable_state_dict` saved); the frozen LLM and a frozen SASRec come
+        from their own files."""
         result = super().load_state_dict(state_dict, strict=False, assign=assign)
-        missing = [k for k in result.missing_keys if not k.startswith(("llm.", "cf."))]
+        shipped_elsewhere = ("llm.",) if self.config.tune_collaborative else ("llm.", "cf.")
+        missing = [k for k in result.missing_keys if not k.startswith(shipped_elsewhere)]
         if strict and (missing or result.unexpected_keys):
             raise RuntimeError(f"missing keys {missing[:3]}, unexpected keys {result.unexpected_keys[:3]}")
         return result
@@ -333,7 +339,7 @@ class MixRec(nn.Module):
 
     def _states_and_vectors(self, sequences, prompt: str | None = None, cached: bool = True):
         """Slot states and, per position, the query vector for the next item (batch, length, cf_hidden)."""
-        cf_states = self.cf(sequences).detach() if self.config.collaborative else None
+        cf_states = self.cf(sequences) if self.config.collaborative else None
         run = self.forward if cached else self.forward_tokens
         states = run(sequences, cf_states, self.encode_prompt(prompt))
         vectors = self.out(self.drop(states))
