@@ -110,16 +110,22 @@ def main(argv=None):
         sections.append(f"MixRec with the prompt in its context: skipped ({engine.unavailable_reason('mixrec', 'sasrec')}).")
     backbones = [b for b in ("sasrec", "gru4rec") if engine.is_available("dpr", b)]
     if backbones:
-        grounding = [row for b in backbones for row in grounding_accuracy(engine, b)]
+        grounding = grounding_accuracy(engine, backbones[0])  # both checkpoints hold the same prototypes
+        labels = {"filter": "filter (oracle genre, no text)", "dpr": "dpr, evaluation phrasings"}
         seen = [{"backbone": b, "task": task, "method": "dpr, training phrasings",
                  **seen_wording(engine, b, task, args.split)} for b in backbones for task in ("positive", "negative")]
-        seen += [{"backbone": b, "task": task, "method": f"{name}, evaluation phrasings", **metrics}
+        seen += [{"backbone": b, "task": task, "method": labels[name], **metrics}
                  for b in backbones for task in ("positive", "negative")
-                 for name, metrics in results[task][b]["methods"].items() if name in ("dpr", "filter")]
-        seen.sort(key=lambda row: (row["backbone"], row["task"]))
+                 for name, metrics in results[task][b]["methods"].items() if name in labels]
+        seen.sort(key=lambda row: (row["backbone"], row["task"], row["method"]))
         results["language"] = {"grounding": grounding, "seen_wording": seen}
         sections.append("### Language or steering? DPR with wording it has seen\n\n"
-                        + markdown_table(grounding, list(grounding[0])) + "\n\n"
+                        "How often DPR's grounding weighs a phrasing's own genre most (the prototypes are the same "
+                        "in both checkpoints), then DPR on the same users and genres phrased with its training "
+                        "phrasings (seen wording) beside the evaluation phrasings and the filter:\n\n"
+                        + markdown_table([{k: v for k, v in row.items() if k != "backbone"} for row in grounding],
+                                         ["polarity", "phrasings", "count", "grounded to the right attribute"])
+                        + "\n\n"
                         + markdown_table(seen, ["backbone", "task", "method", "ndcg@10", "recall@10",
                                                 "compliance@10", "violation@10"]))
     info = machine()
