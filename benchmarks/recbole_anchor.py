@@ -8,8 +8,10 @@ and test targets equal ours for every user before training. RecBole ranks sequen
 seen items, so both models are reported under both rules: history excluded (our protocol) and not excluded.
 
 `--quick` trains RecBole for 2 epochs (pipeline check, not converged); `--full` for up to 300 epochs with
-early stopping after 10; `--epochs N` caps either (a capped run is labelled not converged). RecBole turns every prefix of every sequence into a training sample (about 97,000 an
-epoch), so one epoch takes about 140 s on 2 CPU cores: plan on an hour or more for `--full`. Writes benchmarks/results/recbole_anchor.{json,md}.
+early stopping after 10; `--epochs N` caps either (a capped run is labelled not converged and its validation
+curve is reported). RecBole turns every prefix of every sequence into a training sample (about 97,000 an
+epoch), so one epoch takes about 140-200 s on 2 CPU cores: 14 epochs took 47 minutes, and `--full` takes
+hours. Writes benchmarks/results/recbole_anchor.{json,md}.
 """
 from __future__ import annotations
 

@@ -84,15 +84,21 @@ def test_mixture_gates_and_expert_kinds():
                           "group1_expert_b": "mlp64"}, 2, 5) == [["lora4", "none"]] * 3 + [["mlp64", "mlp64"]] * 2
 
 
-def test_training_updates_only_adapters_and_heads():
-    model = _model(perturb=False).train()
-    frozen = {k: v.clone() for k, v in model.state_dict().items() if k.startswith(("llm.", "cf."))}
+def _train_three_steps(model) -> torch.Tensor:
+    """Three AdamW steps on the next-item task over SEQUENCES; the last loss."""
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
     for _ in range(3):
         loss = model.calculate_loss(SEQUENCES, torch.roll(SEQUENCES, -1, 1))
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
+    return loss
+
+
+def test_training_updates_only_adapters_and_heads():
+    model = _model(perturb=False).train()
+    frozen = {k: v.clone() for k, v in model.state_dict().items() if k.startswith(("llm.", "cf."))}
+    loss = _train_three_steps(model)
     assert torch.isfinite(loss)
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in frozen.items())
     assert not model.cf.training and not model.llm.training
@@ -103,12 +109,7 @@ def test_a_tuned_sasrec_is_mixrecs_own_copy_and_travels_with_its_weights():
     shared = SASRec(SASRecConfig(num_items=ITEMS, max_len=8, hidden=16)).eval()
     before = {k: v.clone() for k, v in shared.state_dict().items()}
     model = _model(perturb=False, tune=True, cf=shared).train()
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
-    for _ in range(3):
-        loss = model.calculate_loss(SEQUENCES, torch.roll(SEQUENCES, -1, 1))
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+    _train_three_steps(model)
     assert model.cf.training and all(torch.equal(v, shared.state_dict()[k]) for k, v in before.items())
     saved = model.trainable_state_dict()
     assert any(k.startswith("cf.") for k in saved) and not any(k.startswith("llm.") for k in saved)
