@@ -49,8 +49,8 @@ def main(argv=None):
     run("scaling", "--full" if args.full else "--quick")
     run("load", *([] if args.full else ["--clients", "8", "--seconds", "20"]))
     run("load", "--models", "sasrec,gru4rec,dpr", *([] if args.full else ["--seconds", "20"]))  # 32 clients
-    if args.full:  # RecBole in its own virtualenv, to convergence: an hour or more on 2 cores
-        run("recbole_anchor", "--full")
+    if args.full:  # RecBole in its own virtualenv, to convergence: hours on 2 cores
+        run("recbole_anchor", "--full", "--resume")  # rerunning after an interruption continues it
     update_readme()
     print("\nREADME results section updated.")
 

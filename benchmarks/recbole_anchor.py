@@ -1,17 +1,19 @@
-"""RecBole's SASRec beside ours on the identical ML-100K split, so our numbers have an outside anchor.
+"""RecBole's SASRec and GRU4Rec beside ours on the identical ML-100K split, so our numbers have an outside anchor.
 
 Why this shape: RecBole 1.2.1 needs numpy<2 and pandas<3, which our environment does not have, so it runs in
 its own virtualenv `.venv-recbole/` (created on first use) as a child process that never imports `core`.
 Our split is exported as RecBole atomic files whose timestamp is each interaction's position in the user's
 sequence, so RecBole's time ordering and leave-one-out reproduce ours; the child checks that its validation
 and test targets equal ours for every user before training. RecBole ranks sequential models without excluding
-seen items, so both models are reported under both rules: history excluded (our protocol) and not excluded.
+seen items, so every model is reported under both rules: history excluded (our protocol) and not excluded.
 
 `--quick` trains RecBole for 2 epochs (pipeline check, not converged); `--full` for up to 300 epochs with
 early stopping after 10; `--epochs N` caps either (a capped run is labelled not converged and its validation
 curve is reported). RecBole turns every prefix of every sequence into a training sample (about 97,000 an
-epoch), so one epoch takes about 140-200 s on 2 CPU cores: 14 epochs took 47 minutes, and `--full` takes
-hours. Writes benchmarks/results/recbole_anchor.{json,md}.
+epoch), so one SASRec epoch takes about 200 s on 2 CPU cores and `--full` takes hours. A `--full` run keeps
+its state in `.recbole-anchor/<model>/` after every epoch (weights, optimiser, early-stopping counter, random
+generators), so `--full --resume` continues an interrupted or capped run where it stopped and a resumed run
+trains exactly as an uninterrupted one would. Writes benchmarks/results/recbole_anchor.{json,md}.
 """
 from __future__ import annotations
 
@@ -30,27 +32,34 @@ from benchmarks.common import (ROOT, machine, machine_line, markdown_table, quic
 VENV = ROOT / ".venv-recbole"
 PYTHON = VENV / "bin" / "python"
 REQUIREMENTS = ["torch==2.13.0", "recbole==1.2.1", "numpy<2", "pandas<3", "setuptools<81"]
+STATE = ROOT / ".recbole-anchor"  # one resumable run per model
 NAME = "ml-100k-steer"
-BACKBONES_RESULT = ROOT / "benchmarks" / "results" / "backbones.json"  # peak MB of our training run
+BACKBONES_RESULT = ROOT / "benchmarks" / "results" / "backbones.json"  # peak MB of our training runs
 METRICS = ("ndcg@10", "recall@10", "mrr@10")
+# RecBole's class and settings per backbone: the sizes match ours (core/models/), CE loss over the full catalogue.
+MODELS = {"sasrec": ("SASRec", {"hidden_size": 64, "n_layers": 2, "n_heads": 2, "hidden_dropout_prob": 0.2,
+                                "attn_dropout_prob": 0.2}),
+          "gru4rec": ("GRU4Rec", {"embedding_size": 64, "hidden_size": 128, "num_layers": 1, "dropout_prob": 0.3})}
 
 CHILD = r'''
-import json, os, sys, time
+import json, os, random, sys, time
+import numpy as np
 import torch
 from recbole.config import Config
 from recbole.data import create_dataset, data_preparation
 from recbole.data.interaction import Interaction
-from recbole.model.sequential_recommender import SASRec
+from recbole.model import sequential_recommender
 from recbole.trainer import Trainer
 from recbole.utils import init_seed
 
-work, epochs, stopping_step = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+work, epochs = sys.argv[1], int(sys.argv[2])
 os.chdir(work)  # RecBole writes log/ and log_tensorboard/ into the working directory
+settings = json.load(open("settings.json"))
+stopping_step = settings["stopping_step"]
 sequences = json.load(open("sequences.json"))  # external user -> external items in time order
-config = Config(model="SASRec", dataset="NAME", config_dict={
+config = Config(model=settings["recbole_model"], dataset="NAME", config_dict={
     "data_path": work, "checkpoint_dir": os.path.join(work, "saved"), "use_gpu": False, "show_progress": False,
-    "load_col": {"inter": ["user_id", "item_id", "timestamp"]},
-    "hidden_size": 64, "n_layers": 2, "n_heads": 2, "hidden_dropout_prob": 0.2, "attn_dropout_prob": 0.2,
+    "load_col": {"inter": ["user_id", "item_id", "timestamp"]}, **settings["model_settings"],
     "MAX_ITEM_LIST_LENGTH": 50, "loss_type": "CE", "train_neg_sample_args": None,
     "eval_args": {"split": {"LS": "valid_and_test"}, "order": "TO", "mode": "full", "group_by": "user"},
     "metrics": ["NDCG", "Recall", "MRR"], "topk": [10], "metric_decimal_place": 8, "valid_metric": "NDCG@10",
@@ -68,11 +77,34 @@ split_identical = (targets(test_data) == {u: s[-1] for u, s in sequences.items()
                    and targets(valid_data) == {u: s[-2] for u, s in sequences.items()})
 
 init_seed(config["seed"], config["reproducibility"])
-model = SASRec(config, train_data.dataset)
+model = getattr(sequential_recommender, settings["recbole_model"])(config, train_data.dataset)
 trainer = Trainer(config, model)
-log, started = [], time.perf_counter()
-trainer.fit(train_data, valid_data, show_progress=False,
-            callback_fn=lambda epoch, score: log.append((epoch + 1, score, time.perf_counter() - started)))
+log = []  # (epoch, validation NDCG@10, seconds of training since the first epoch began)
+if os.path.exists("resume.pth"):  # continue where the last run stopped, random generators included
+    state = torch.load("resume.pth", weights_only=False)
+    model.load_state_dict(state["model"])
+    trainer.optimizer.load_state_dict(state["optimizer"])
+    trainer.start_epoch, trainer.cur_step = state["epoch"] + 1, state["cur_step"]
+    trainer.best_valid_score, trainer.best_valid_result = state["best_valid_score"], state["best_valid_result"]
+    trainer.saved_model_file, log = state["best_file"], state["log"]
+    torch.set_rng_state(state["torch_rng"])
+    train_data.generator.set_state(state["loader_rng"])
+    np.random.set_state(state["numpy_rng"])
+    random.setstate(state["python_rng"])
+    print(f"resumed after epoch {len(log)}", flush=True)
+started = time.perf_counter() - (log[-1][2] if log else 0.0)
+
+def after_epoch(epoch, score):
+    log.append((epoch + 1, float(score), time.perf_counter() - started))
+    torch.save({"model": model.state_dict(), "optimizer": trainer.optimizer.state_dict(), "epoch": epoch,
+                "cur_step": trainer.cur_step, "best_valid_score": trainer.best_valid_score,
+                "best_valid_result": trainer.best_valid_result, "best_file": trainer.saved_model_file, "log": log,
+                "torch_rng": torch.get_rng_state(), "loader_rng": train_data.generator.get_state(),
+                "numpy_rng": np.random.get_state(), "python_rng": random.getstate()}, "resume.tmp")
+    os.replace("resume.tmp", "resume.pth")  # a run killed mid-save keeps the previous epoch's state
+
+if trainer.cur_step <= stopping_step:  # early stopping has not ended the run yet
+    trainer.fit(train_data, valid_data, show_progress=False, callback_fn=after_epoch)
 best = max(log, key=lambda row: row[1])  # first epoch with the best score, as RecBole's early stopping keeps
 result = trainer.evaluate(test_data, load_best_model=True, show_progress=False)
 
@@ -100,7 +132,8 @@ excluded = {"ndcg@10": float(torch.where(hit, 1 / torch.log2(ranks + 2), 0.0).me
 json.dump({"split_identical": bool(split_identical), "users": len(users), "items": dataset.item_num - 1,
            "epochs_run": len(log), "best_epoch": best[0], "seconds_to_best": round(best[2], 2),
            "seconds_per_epoch": round(log[-1][2] / len(log), 2),
-           "valid_curve": [[epoch, round(float(score), 5), round(seconds, 1)] for epoch, score, seconds in log],
+           "stopped_early": trainer.cur_step > stopping_step,
+           "valid_curve": [[epoch, round(score, 5), round(seconds, 1)] for epoch, score, seconds in log],
            "not_excluded": {k: float(result[k]) for k in ("ndcg@10", "recall@10", "mrr@10")},
            "excluded": excluded}, open("result.json", "w"), indent=2)
 '''.replace("NAME", NAME)
@@ -114,10 +147,11 @@ def ensure_venv():
     subprocess.run([str(PYTHON), "-m", "pip", "install", "-q", *REQUIREMENTS], check=True)
 
 
-def export(dataset, work: Path):
-    """Our split as RecBole atomic files (timestamp = position in the user's sequence) + the sequences as JSON."""
+def export(dataset, work: Path, settings: dict):
+    """Our split as RecBole atomic files (timestamp = position in the user's sequence), the sequences as JSON,
+    the run's settings and the child script."""
     folder = work / NAME
-    folder.mkdir()
+    folder.mkdir(exist_ok=True)
     sequences = {dataset.user_ids[u]: [dataset.item_ids[i] for i in dataset.sequences[u]]
                  for u in range(1, dataset.num_users + 1)}
     lines = ["user_id:token\titem_id:token\ttimestamp:float"]
@@ -125,12 +159,56 @@ def export(dataset, work: Path):
               for position, item in enumerate(items)]
     (folder / f"{NAME}.inter").write_text("\n".join(lines) + "\n")
     (work / "sequences.json").write_text(json.dumps(sequences))
+    (work / "settings.json").write_text(json.dumps(settings, indent=2))
     (work / "child.py").write_text(CHILD)
+
+
+def run_settings(name: str, dataset, stopping_step: int) -> dict:
+    """What a resumed run must share with the run it continues: RecBole's model and settings, and the data."""
+    recbole_model, model_settings = MODELS[name]
+    return {"recbole_model": recbole_model, "model_settings": model_settings, "stopping_step": stopping_step,
+            "dataset": dataset.fingerprint}
+
+
+def prepare_work(name: str, settings: dict, quick: bool, resume: bool) -> Path:
+    """The child's folder: a throwaway one for `--quick`, the model's resumable one for `--full`."""
+    if quick:
+        return Path(tempfile.mkdtemp(prefix=f"recbole-{name}-"))
+    work = STATE / name
+    if resume and (work / "settings.json").exists():
+        saved = json.loads((work / "settings.json").read_text())
+        if saved != settings:
+            raise SystemExit(f"cannot resume {work}: it was trained with other settings or another split "
+                             f"({saved} != {settings}); rerun without --resume to start afresh")
+        return work
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    return work
+
+
+def run_recbole(name: str, dataset, epochs: int, stopping_step: int, quick: bool, resume: bool) -> dict:
+    settings = run_settings(name, dataset, stopping_step)
+    work = prepare_work(name, settings, quick, resume)
+    export(dataset, work, settings)
+    code, wall, peak = run_with_peak_memory(
+        ["env", "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1", "HF_HUB_OFFLINE=1", str(PYTHON), str(work / "child.py"),
+         str(work), str(epochs)], log_path=work / "child.log")
+    if code != 0:
+        raise SystemExit(f"RecBole child failed with exit code {code}; log: {work / 'child.log'}")
+    result = json.loads((work / "result.json").read_text())
+    peaks = work / "peaks.json"  # a resumed run's peak memory is the largest over its parts
+    result["peak_mb"] = max([peak, *(json.loads(peaks.read_text()) if peaks.exists() else [])])
+    result["wall_s"] = round(wall, 2)
+    if quick:
+        shutil.rmtree(work)
+    else:
+        peaks.write_text(json.dumps([result["peak_mb"]]))
+    return result
 
 
 @torch.no_grad()
 def ours_not_excluded(model, dataset) -> dict:
-    """Our SASRec on the test split with RecBole's rule: seen items stay in the ranking."""
+    """Our model on the test split with RecBole's rule: seen items stay in the ranking."""
     from core.evaluate import metrics_from_ranks, pad_left, split_batches, target_ranks
 
     model.eval()
@@ -139,69 +217,82 @@ def ours_not_excluded(model, dataset) -> dict:
     return metrics_from_ranks(torch.cat(ranks), ks=(10,))
 
 
+def comparison_rows(name: str, recbole: dict, dataset) -> tuple[list[dict], dict]:
+    """Ours beside RecBole under both seen-item rules, with the ratios ours/RecBole."""
+    from core.evaluate import evaluate_sequential
+    from core.train import load_backbone
+
+    model, config = load_backbone(ROOT / "checkpoints" / "ml-100k", name, dataset)
+    rows = json.loads(BACKBONES_RESULT.read_text())["rows"] if BACKBONES_RESULT.exists() else []
+    our_peak = next((r["peak MB"] for r in rows if r["model"] == name), None)
+    ours = {"excluded": {k: evaluate_sequential(model, dataset, "test")[k] for k in METRICS},
+            "not_excluded": ours_not_excluded(model, dataset), "seconds_to_best": config["seconds_to_best"],
+            "peak_mb": our_peak, "command": config["command"]}
+    label = MODELS[name][0]
+    table = []
+    for rule, rule_label in (("excluded", "history excluded"), ("not_excluded", "not excluded")):
+        table.append({"model": f"ours {label} (shipped)", "rule": rule_label, **ours[rule],
+                      "seconds to best": ours["seconds_to_best"], "peak MB": our_peak})
+        table.append({"model": f"RecBole {label}" + ("" if recbole["stopped_early"] else " (not converged)"),
+                      "rule": rule_label, **recbole[rule], "seconds to best": recbole["seconds_to_best"],
+                      "peak MB": recbole["peak_mb"]})
+        table.append({"model": "ratio ours/RecBole", "rule": rule_label,
+                      **{k: ours[rule][k] / recbole[rule][k] for k in METRICS},
+                      "seconds to best": ours["seconds_to_best"] / recbole["seconds_to_best"],
+                      "peak MB": our_peak / recbole["peak_mb"] if our_peak else ""})
+    return table, ours
+
+
+def section(name: str, recbole: dict, table: list[dict], ours: dict, epochs: int) -> str:
+    label, model_settings = MODELS[name]
+    split = ("identical: RecBole's validation and test targets equal ours for every user"
+             if recbole["split_identical"] else "NOT identical: RecBole's targets differ from ours")
+    ending = ("it stopped by early stopping (no better validation NDCG@10 for 10 epochs)" if recbole["stopped_early"]
+              else f"it had not stopped by early stopping (cap {epochs} epochs), so it is not converged")
+    curve = ", ".join(f"{e}: {v:.4f}" for e, v, _ in recbole["valid_curve"])
+    return (f"### {label} (full ranking over {recbole['items']} items, {recbole['users']} test users)\n\n"
+            f"{markdown_table(table, ['model', 'rule', *METRICS, 'seconds to best', 'peak MB'])}\n\n"
+            f"Split {split}. RecBole: " + ", ".join(f"{k} {v}" for k, v in model_settings.items())
+            + f", max length 50, CE loss; {recbole['epochs_run']} epochs run (best {recbole['best_epoch']}, "
+            f"{recbole['seconds_per_epoch']} s/epoch incl. validation); {ending}. Its seconds to best count "
+            f"training and validation from the start of the first epoch; its peak MB is the whole child process. "
+            f"Ours: `{ours['command']}` (seconds to best from its config.json, peak MB of the training process "
+            f"from benchmarks/results/backbones.json). RecBole's validation NDCG@10 by epoch: {curve}.\n")
+
+
 def main(argv=None):
     parser = quick_or_full(__doc__, "RecBole for 2 epochs: checks the pipeline",
                            "RecBole for up to 300 epochs, early stopping after 10", required=True)
     parser.add_argument("--epochs", type=int, help="cap RecBole's epochs (a run that reaches the cap is "
                                                    "reported as not converged, with its validation curve)")
+    parser.add_argument("--models", default="sasrec,gru4rec", help="comma-separated backbones (sasrec, gru4rec)")
+    parser.add_argument("--resume", action="store_true",
+                        help="with --full: continue each model's run in .recbole-anchor/ instead of starting afresh")
     args = parser.parse_args(argv)
+    names = [n.strip() for n in args.models.split(",") if n.strip()]
+    unknown = sorted(set(names) - set(MODELS))
+    if unknown or not names:
+        parser.error(f"unknown model(s) {unknown or names}; choose from {', '.join(MODELS)}")
+    if args.resume and args.quick:
+        parser.error("--resume continues a --full run; --quick always starts afresh")
     epochs, stopping_step = args.epochs or (2 if args.quick else 300), 10
 
     from core.data import load_dataset
-    from core.evaluate import evaluate_sequential
-    from core.train import load_backbone
 
     ensure_venv()
     dataset = load_dataset()
-    work = Path(tempfile.mkdtemp(prefix="recbole-anchor-"))
-    export(dataset, work)
-    code, wall, peak = run_with_peak_memory(
-        ["env", "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1", "HF_HUB_OFFLINE=1", str(PYTHON), str(work / "child.py"),
-         str(work), str(epochs), str(stopping_step)], log_path=work / "child.log")
-    if code != 0:
-        raise SystemExit(f"RecBole child failed with exit code {code}; log: {work / 'child.log'}")
-    recbole = json.loads((work / "result.json").read_text())
-    shutil.rmtree(work)
-    converged = recbole["epochs_run"] < epochs  # early stopping ended it, not the cap
-
-    folder = ROOT / "checkpoints" / "ml-100k"
-    model, config = load_backbone(folder, "sasrec", dataset)
-    rows = json.loads(BACKBONES_RESULT.read_text())["rows"] if BACKBONES_RESULT.exists() else []
-    our_peak = next((r["peak MB"] for r in rows if r["model"] == "sasrec"), None)
-    ours = {"excluded": {k: evaluate_sequential(model, dataset, "test")[k] for k in METRICS},
-            "not_excluded": ours_not_excluded(model, dataset)}
-    rows = []
-    for rule, label in (("excluded", "history excluded"), ("not_excluded", "not excluded")):
-        rows.append({"model": "ours SASRec (shipped)", "rule": label, **ours[rule],
-                     "seconds to best": config["seconds_to_best"], "peak MB": our_peak})
-        rows.append({"model": "RecBole SASRec" + ("" if converged else " (not converged)"), "rule": label,
-                     **recbole[rule], "seconds to best": recbole["seconds_to_best"], "peak MB": peak})
-        rows.append({"model": "ratio ours/RecBole", "rule": label,
-                     **{k: ours[rule][k] / recbole[rule][k] for k in METRICS},
-                     "seconds to best": config["seconds_to_best"] / recbole["seconds_to_best"],
-                     "peak MB": our_peak / peak if our_peak else ""})
+    results, sections, rows = {}, [], []
+    for name in names:
+        recbole = run_recbole(name, dataset, epochs, stopping_step, args.quick, args.resume)
+        table, ours = comparison_rows(name, recbole, dataset)
+        results[name] = {"recbole": recbole, "ours": ours}
+        sections.append(section(name, recbole, table, ours, epochs))
+        rows += table
 
     info = machine()
-    split = ("identical: RecBole's validation and test targets equal ours for every user"
-             if recbole["split_identical"] else "NOT identical: RecBole's targets differ from ours")
-    markdown = (f"## RecBole anchor: SASRec on ML-100K (full ranking over {recbole['items']} items, "
-                f"{recbole['users']} test users)\n\n"
-                f"{markdown_table(rows, ['model', 'rule', *METRICS, 'seconds to best', 'peak MB'])}\n\n"
-                f"Split {split}. RecBole: hidden 64, 2 layers, 2 heads, dropout 0.2, max length 50, CE loss, "
-                f"{recbole['epochs_run']} epochs run (best {recbole['best_epoch']}, "
-                f"{recbole['seconds_per_epoch']} s/epoch incl. validation); its seconds to best count from the start "
-                f"of training, its peak MB is the whole child process. Ours: `{config['command']}` "
-                f"(seconds to best from its config.json, peak MB of the training process from "
-                f"benchmarks/results/backbones.json)."
-                + ("" if converged else f" RecBole stopped at its cap of {epochs} epochs, not by early stopping; "
-                   "its validation NDCG@10 by epoch: "
-                   + ", ".join(f"{e}: {v:.4f}" for e, v, _ in recbole["valid_curve"]) + ".")
-                + f"\n\n{machine_line(info)}\n")
+    markdown = "## RecBole anchor on ML-100K\n\n" + "\n".join(sections) + f"\n{machine_line(info)}\n"
     write_results("recbole_anchor", {"machine": info, "epochs": epochs, "stopping_step": stopping_step,
-                                     "split_identical": recbole["split_identical"], "recbole": recbole,
-                                     "recbole_peak_mb": peak, "recbole_wall_s": round(wall, 2), "ours": ours,
-                                     "ours_seconds_to_best": config["seconds_to_best"], "ours_peak_mb": our_peak,
-                                     "rows": rows}, markdown)
+                                     "models": results, "rows": rows}, markdown)
 
 
 if __name__ == "__main__":
