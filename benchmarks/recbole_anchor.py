@@ -1,11 +1,11 @@
 """RecBole's SASRec and GRU4Rec beside ours on the identical ML-100K split, so our numbers have an outside anchor.
 
-Why this shape: RecBole 1.2.1 needs numpy<2 and pandas<3, which our environment does not have, so it runs in
-its own virtualenv `.venv-recbole/` (created on first use) as a child process that never imports `core`.
-Our split is exported as RecBole atomic files whose timestamp is each interaction's position in the user's
-sequence, so RecBole's time ordering and leave-one-out reproduce ours; the child checks that its validation
-and test targets equal ours for every user before training. RecBole ranks sequential models without excluding
-seen items, so every model is reported under both rules: history excluded (our protocol) and not excluded.
+Why this shape: RecBole 1.2.1 needs numpy<2 and pandas<3, which our environment does not have, so it runs in its
+own virtualenv `.venv-recbole/` (created on first use) as a child process that never imports `core`. Our split
+is exported as RecBole atomic files whose timestamp is each interaction's position in the user's sequence, so
+RecBole's time ordering and leave-one-out reproduce ours; the child checks that its validation and test targets
+equal ours for every user and refuses to train otherwise. RecBole ranks sequential models without excluding seen
+items, so every model is reported under both rules: history excluded (our protocol) and not excluded.
 
 `--quick` trains RecBole for 2 epochs (pipeline check, not converged); `--full` for up to 300 epochs with
 early stopping after 10; `--epochs N` caps either (a capped run is labelled not converged and its validation
@@ -17,6 +17,8 @@ trains exactly as an uninterrupted one would. Writes benchmarks/results/recbole_
 """
 from __future__ import annotations
 
+import argparse
+import hashlib
 import json
 import shutil
 import subprocess
@@ -43,7 +45,7 @@ MODELS = {"sasrec": ("SASRec", {"hidden_size": 64, "n_layers": 2, "n_heads": 2, 
           "gru4rec": ("GRU4Rec", {"embedding_size": 64, "hidden_size": 128, "num_layers": 1, "dropout_prob": 0.3})}
 
 CHILD = r'''
-import json, os, random, sys, time
+import json, os, random, resource, sys, time
 import numpy as np
 import torch
 from recbole.config import Config
@@ -58,7 +60,7 @@ os.chdir(work)  # RecBole writes log/ and log_tensorboard/ into the working dire
 settings = json.load(open("settings.json"))
 stopping_step = settings["stopping_step"]
 sequences = json.load(open("sequences.json"))  # external user -> external items in time order
-config = Config(model=settings["recbole_model"], dataset="NAME", config_dict={
+config = Config(model=settings["recbole_model"], dataset=settings["dataset_name"], config_dict={
     "data_path": work, "checkpoint_dir": os.path.join(work, "saved"), "use_gpu": False, "show_progress": False,
     "load_col": {"inter": ["user_id", "item_id", "timestamp"]}, **settings["model_settings"],
     "MAX_ITEM_LIST_LENGTH": 50, "loss_type": "CE", "train_neg_sample_args": None,
@@ -74,20 +76,21 @@ def targets(split):
     users = dataset.id2token("user_id", feat["user_id"].numpy())
     return dict(zip(users, dataset.id2token("item_id", feat["item_id"].numpy())))
 
-split_identical = (targets(test_data) == {u: s[-1] for u, s in sequences.items()}
-                   and targets(valid_data) == {u: s[-2] for u, s in sequences.items()})
+if (targets(test_data) != {u: s[-1] for u, s in sequences.items()}
+        or targets(valid_data) != {u: s[-2] for u, s in sequences.items()}):
+    sys.exit("RecBole's validation or test targets differ from ours: the comparison would not be like for like")
 
 init_seed(config["seed"], config["reproducibility"])
 model = getattr(sequential_recommender, settings["recbole_model"])(config, train_data.dataset)
 trainer = Trainer(config, model)
-log = []  # (epoch, validation NDCG@10, seconds of training since the first epoch began)
+log, peak_mb = [], 0.0  # log: (epoch, validation NDCG@10, seconds of training since the first epoch began)
 if os.path.exists("resume.pth"):  # continue where the last run stopped, random generators included
     state = torch.load("resume.pth", weights_only=False)
     model.load_state_dict(state["model"])
     trainer.optimizer.load_state_dict(state["optimizer"])
     trainer.start_epoch, trainer.cur_step = state["epoch"] + 1, state["cur_step"]
     trainer.best_valid_score, trainer.best_valid_result = state["best_valid_score"], state["best_valid_result"]
-    trainer.saved_model_file, log = state["best_file"], state["log"]
+    trainer.saved_model_file, log, peak_mb = state["best_file"], state["log"], state["peak_mb"]
     torch.set_rng_state(state["torch_rng"])
     train_data.generator.set_state(state["loader_rng"])
     np.random.set_state(state["numpy_rng"])
@@ -95,18 +98,23 @@ if os.path.exists("resume.pth"):  # continue where the last run stopped, random 
     print(f"resumed after epoch {len(log)}", flush=True)
 started = time.perf_counter() - (log[-1][2] if log else 0.0)
 
+def peak():  # this process's peak resident memory (MB), and the earlier parts' of a resumed run
+    return max(peak_mb, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+
 def after_epoch(epoch, score):
     log.append((epoch + 1, float(score), time.perf_counter() - started))
     torch.save({"model": model.state_dict(), "optimizer": trainer.optimizer.state_dict(), "epoch": epoch,
                 "cur_step": trainer.cur_step, "best_valid_score": trainer.best_valid_score,
                 "best_valid_result": trainer.best_valid_result, "best_file": trainer.saved_model_file, "log": log,
                 "torch_rng": torch.get_rng_state(), "loader_rng": train_data.generator.get_state(),
-                "numpy_rng": np.random.get_state(), "python_rng": random.getstate()}, "resume.tmp")
+                "numpy_rng": np.random.get_state(), "python_rng": random.getstate(), "peak_mb": peak()}, "resume.tmp")
     os.replace("resume.tmp", "resume.pth")  # a run killed mid-save keeps the previous epoch's state
 
-if trainer.cur_step <= stopping_step:  # early stopping has not ended the run yet
+# RecBole stops once cur_step > stopping_step; a finished run (stopped, or at the cap) only reports: fit() would
+# otherwise overwrite the best-model file with the last epoch's weights
+if trainer.cur_step <= stopping_step and trainer.start_epoch < epochs:
     trainer.fit(train_data, valid_data, show_progress=False, callback_fn=after_epoch)
-best = max(log, key=lambda row: row[1])  # first epoch with the best score, as RecBole's early stopping keeps
+best = max(reversed(log), key=lambda row: row[1])  # last epoch with the best score: RecBole keeps ties' later one
 result = trainer.evaluate(test_data, load_best_model=True, show_progress=False)
 
 # Our rule on RecBole's model: score every test user, exclude the history (keeping the target), rank with
@@ -130,14 +138,14 @@ excluded = {"ndcg@10": float(torch.where(hit, 1 / torch.log2(ranks + 2), 0.0).me
             "recall@10": float(hit.double().mean()),
             "mrr@10": float(torch.where(hit, 1 / (ranks + 1), 0.0).mean())}
 
-json.dump({"split_identical": bool(split_identical), "users": len(users), "items": dataset.item_num - 1,
+json.dump({"users": len(users), "items": dataset.item_num - 1, "peak_mb": peak(),
            "epochs_run": len(log), "best_epoch": best[0], "seconds_to_best": round(best[2], 2),
            "seconds_per_epoch": round(log[-1][2] / len(log), 2),
            "stopped_early": trainer.cur_step > stopping_step,
            "valid_curve": [[epoch, round(score, 5), round(seconds, 1)] for epoch, score, seconds in log],
            "not_excluded": {k: float(result[k]) for k in ("ndcg@10", "recall@10", "mrr@10")},
            "excluded": excluded}, open("result.json", "w"), indent=2)
-'''.replace("NAME", NAME)
+'''
 
 
 def ensure_venv():
@@ -148,9 +156,9 @@ def ensure_venv():
     subprocess.run([str(PYTHON), "-m", "pip", "install", "-q", *REQUIREMENTS], check=True)
 
 
-def export(dataset, work: Path, settings: dict):
-    """Our split as RecBole atomic files (timestamp = position in the user's sequence), the sequences as JSON,
-    the run's settings and the child script."""
+def write_child_inputs(dataset, work: Path, settings: dict):
+    """The child's inputs: our split as RecBole atomic files (timestamp = position in the user's sequence), the
+    sequences as JSON, the run's settings and the child script itself."""
     folder = work / NAME
     folder.mkdir(exist_ok=True)
     sequences = {dataset.user_ids[u]: [dataset.item_ids[i] for i in dataset.sequences[u]]
@@ -165,10 +173,12 @@ def export(dataset, work: Path, settings: dict):
 
 
 def run_settings(name: str, dataset, stopping_step: int) -> dict:
-    """What a resumed run must share with the run it continues: RecBole's model and settings, and the data."""
+    """What a resumed run must share with the run it continues: RecBole's model and settings, the data and the
+    child script (which holds the rest of RecBole's configuration)."""
     recbole_model, model_settings = MODELS[name]
     return {"recbole_model": recbole_model, "model_settings": model_settings, "stopping_step": stopping_step,
-            "dataset": dataset.fingerprint}
+            "dataset_name": NAME, "dataset": dataset.fingerprint,
+            "child": hashlib.sha256(CHILD.encode()).hexdigest()[:16]}
 
 
 def prepare_work(name: str, settings: dict, quick: bool, resume: bool) -> Path:
@@ -176,12 +186,16 @@ def prepare_work(name: str, settings: dict, quick: bool, resume: bool) -> Path:
     if quick:
         return Path(tempfile.mkdtemp(prefix=f"recbole-{name}-"))
     work = STATE / name
-    if resume and (work / "settings.json").exists():
-        saved = json.loads((work / "settings.json").read_text())
-        if saved != settings:
-            raise SystemExit(f"cannot resume {work}: it was trained with other settings or another split "
-                             f"({saved} != {settings}); rerun without --resume to start afresh")
+    saved = work / "settings.json"
+    if resume and saved.exists():
+        if json.loads(saved.read_text()) != settings:
+            raise SystemExit(f"cannot resume {work}: it was trained with other settings, data or child script "
+                             f"({saved.read_text()} != {settings}); rerun without --resume to start afresh")
         return work
+    if saved.exists():
+        print(f"starting afresh: discarding the run saved in {work} (--resume continues it)", flush=True)
+    elif resume:
+        print(f"nothing to resume in {work}: starting afresh", flush=True)
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     return work
@@ -190,20 +204,17 @@ def prepare_work(name: str, settings: dict, quick: bool, resume: bool) -> Path:
 def run_recbole(name: str, dataset, epochs: int, stopping_step: int, quick: bool, resume: bool) -> dict:
     settings = run_settings(name, dataset, stopping_step)
     work = prepare_work(name, settings, quick, resume)
-    export(dataset, work, settings)
+    write_child_inputs(dataset, work, settings)
     code, wall, peak = run_with_peak_memory(
         ["env", "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1", "HF_HUB_OFFLINE=1", str(PYTHON), str(work / "child.py"),
          str(work), str(epochs)], log_path=work / "child.log")
     if code != 0:
         raise SystemExit(f"RecBole child failed with exit code {code}; log: {work / 'child.log'}")
     result = json.loads((work / "result.json").read_text())
-    peaks = work / "peaks.json"  # a resumed run's peak memory is the largest over its parts
-    result["peak_mb"] = max([peak, *(json.loads(peaks.read_text()) if peaks.exists() else [])])
-    result["wall_s"] = round(wall, 2)
+    result["peak_mb"] = round(max(peak, result["peak_mb"]), 1)  # the child's covers a resumed run's earlier parts
+    result["wall_s"] = round(wall, 2)  # this part only
     if quick:
         shutil.rmtree(work)
-    else:
-        peaks.write_text(json.dumps([result["peak_mb"]]))
     return result
 
 
@@ -225,7 +236,7 @@ def comparison_rows(name: str, recbole: dict, dataset) -> tuple[list[dict], dict
 
     model, config = load_backbone(ROOT / "checkpoints" / "ml-100k", name, dataset)
     rows = json.loads(BACKBONES_RESULT.read_text())["rows"] if BACKBONES_RESULT.exists() else []
-    our_peak = next((r["peak MB"] for r in rows if r["model"] == name), None)
+    our_peak = next((r["peak MB"] for r in rows if r["model"] == name), "")
     ours = {"excluded": {k: evaluate_sequential(model, dataset, "test")[k] for k in METRICS},
             "not_excluded": ours_not_excluded(model, dataset), "seconds_to_best": config["seconds_to_best"],
             "peak_mb": our_peak, "command": config["command"]}
@@ -244,16 +255,16 @@ def comparison_rows(name: str, recbole: dict, dataset) -> tuple[list[dict], dict
     return table, ours
 
 
-def section(name: str, recbole: dict, table: list[dict], ours: dict, epochs: int) -> str:
+def section(name: str, recbole: dict, table: list[dict], ours: dict, stopping_step: int) -> str:
     label, model_settings = MODELS[name]
-    split = ("identical: RecBole's validation and test targets equal ours for every user"
-             if recbole["split_identical"] else "NOT identical: RecBole's targets differ from ours")
-    ending = ("it stopped by early stopping (no better validation NDCG@10 for 10 epochs)" if recbole["stopped_early"]
-              else f"it had not stopped by early stopping (cap {epochs} epochs), so it is not converged")
+    ending = (f"early stopping ended it ({stopping_step + 1} epochs in a row without reaching its best validation "
+              f"NDCG@10)" if recbole["stopped_early"]
+              else "early stopping had not ended it when it reached its epoch cap, so it is not converged")
     curve = ", ".join(f"{e}: {v:.4f}" for e, v, _ in recbole["valid_curve"])
     return (f"### {label} (full ranking over {recbole['items']} items, {recbole['users']} test users)\n\n"
             f"{markdown_table(table, ['model', 'rule', *METRICS, 'seconds to best', 'peak MB'])}\n\n"
-            f"Split {split}. RecBole: " + ", ".join(f"{k} {v}" for k, v in model_settings.items())
+            f"Split identical: RecBole's validation and test targets equal ours for every user (the child refuses "
+            f"to train otherwise). RecBole: " + ", ".join(f"{k} {v}" for k, v in model_settings.items())
             + f", max length 50, CE loss; {recbole['epochs_run']} epochs run (best {recbole['best_epoch']}, "
             f"{recbole['seconds_per_epoch']} s/epoch incl. validation); {ending}. Its seconds to best count "
             f"training and validation from the start of the first epoch; its peak MB is the whole child process. "
@@ -261,10 +272,16 @@ def section(name: str, recbole: dict, table: list[dict], ours: dict, epochs: int
             f"from benchmarks/results/backbones.json). RecBole's validation NDCG@10 by epoch: {curve}.\n")
 
 
+def positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of epochs of at least 1, got {text!r}")
+    return int(text)
+
+
 def main(argv=None):
     parser = quick_or_full(__doc__, "RecBole for 2 epochs: checks the pipeline",
                            "RecBole for up to 300 epochs, early stopping after 10", required=True)
-    parser.add_argument("--epochs", type=int, help="cap RecBole's epochs (a run that reaches the cap is "
+    parser.add_argument("--epochs", type=positive, help="cap RecBole's epochs (a run that reaches the cap is "
                                                    "reported as not converged, with its validation curve)")
     parser.add_argument("--models", default="sasrec,gru4rec", help="comma-separated backbones (sasrec, gru4rec)")
     parser.add_argument("--resume", action="store_true",
@@ -287,7 +304,7 @@ def main(argv=None):
         recbole = run_recbole(name, dataset, epochs, stopping_step, args.quick, args.resume)
         table, ours = comparison_rows(name, recbole, dataset)
         results[name] = {"recbole": recbole, "ours": ours}
-        sections.append(section(name, recbole, table, ours, epochs))
+        sections.append(section(name, recbole, table, ours, stopping_step))
         rows += table
 
     info = machine()

@@ -14,7 +14,7 @@ def dataset(tiny_atomic):
 
 def test_export_gives_recbole_our_sequences_with_positions_as_timestamps(dataset, tmp_path):
     settings = recbole_anchor.run_settings("sasrec", dataset, stopping_step=10)
-    recbole_anchor.export(dataset, tmp_path, settings)
+    recbole_anchor.write_child_inputs(dataset, tmp_path, settings)
     lines = (tmp_path / recbole_anchor.NAME / f"{recbole_anchor.NAME}.inter").read_text().splitlines()
     assert lines[0] == "user_id:token\titem_id:token\ttimestamp:float"
     exported = {}
@@ -37,14 +37,16 @@ def test_a_full_run_resumes_only_with_the_same_settings_and_data(dataset, tmp_pa
 
     assert recbole_anchor.prepare_work("sasrec", settings, quick=False, resume=True) == work
     assert (work / "resume.pth").exists()
-    for other in ({**settings, "stopping_step": 5}, {**settings, "dataset": "another split"}):
+    for other in ({**settings, "stopping_step": 5}, {**settings, "dataset": "another split"},
+                  {**settings, "child": "an edited child script"}):
         with pytest.raises(SystemExit, match="cannot resume"):
             recbole_anchor.prepare_work("sasrec", other, quick=False, resume=True)
     assert recbole_anchor.prepare_work("sasrec", settings, quick=False, resume=False) == work
     assert not (work / "resume.pth").exists()  # without --resume a run starts afresh
 
 
-@pytest.mark.parametrize("argv", [["--full", "--models", "bert4rec"], ["--quick", "--resume"], ["--full", "--models", ","]])
+@pytest.mark.parametrize("argv", [["--full", "--models", "bert4rec"], ["--quick", "--resume"], ["--full", "--models", ","],
+                                  ["--full", "--epochs", "0"]])
 def test_the_command_line_rejects_what_it_cannot_run(argv, capsys):
     with pytest.raises(SystemExit) as stopped:
         recbole_anchor.main(argv)
