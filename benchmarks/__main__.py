@@ -15,7 +15,8 @@ import torch
 
 from benchmarks.common import RESULTS, ROOT, quick_or_full
 
-ORDER = ["backbones", "mixrec", "mixrec_recipes", "prompt_tasks", "latency", "scaling", "load", "load_sasrec_gru4rec_dpr", "recbole_anchor"]
+ORDER = ["backbones", "mixrec", "mixrec_recipes", "prompt_tasks", "grounding", "latency", "scaling", "load",
+         "load_sasrec_gru4rec_dpr", "recbole_anchor"]
 
 
 def run(module: str, *args: str):
@@ -45,6 +46,7 @@ def main(argv=None):
     elif args.full:
         print("\n=== benchmarks.mixrec_recipes skipped: it needs a GPU (the committed table is kept)", flush=True)
     run("prompt_tasks")
+    run("grounding")
     run("latency")
     run("scaling", "--full" if args.full else "--quick")
     run("load", *([] if args.full else ["--clients", "8", "--seconds", "20"]))

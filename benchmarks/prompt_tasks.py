@@ -3,7 +3,7 @@
 One table per task and backbone, every method in a row: the backbone (prompt ignored), the oracle hard filter
 over the whole catalogue and over the backbone's top 100, the text rerank of the top 100, and DPR; then MixRec
 without and with the prompt in its context. A last section separates language from steering: how often
-DPR's grounding puts the most weight on the right attribute, for training and for evaluation phrasings, and
+DPR's grounding picks the right attribute, for training and for evaluation phrasings, and
 DPR on the same users and attributes with training phrasings (wording it has seen; not what the bars use).
 Writes benchmarks/results/prompt_tasks.{json,md} and a PNG of NDCG@10 per method.
 """
@@ -36,7 +36,7 @@ def plot(results: dict):
 
 
 def grounding_accuracy(engine, backbone: str) -> list[dict]:
-    """Share of phrasings whose grounding weighs their own attribute most, per polarity and phrasing set."""
+    """Share of phrasings grounded in their own attribute, per polarity and phrasing set."""
     import torch
 
     from core.prompts import attribute_vocabulary, phrasings
@@ -110,7 +110,7 @@ def main(argv=None):
         sections.append(f"MixRec with the prompt in its context: skipped ({engine.unavailable_reason('mixrec', 'sasrec')}).")
     backbones = [b for b in ("sasrec", "gru4rec") if engine.is_available("dpr", b)]
     if backbones:
-        grounding = grounding_accuracy(engine, backbones[0])  # both checkpoints hold the same prototypes
+        grounding = grounding_accuracy(engine, backbones[0])  # both checkpoints hold the same reader
         labels = {"filter": "filter (oracle genre, no text)", "dpr": "dpr, evaluation phrasings"}
         seen = [{"backbone": b, "task": task, "method": "dpr, training phrasings",
                  **seen_wording(engine, b, task, args.split)} for b in backbones for task in ("positive", "negative")]
@@ -120,8 +120,8 @@ def main(argv=None):
         seen.sort(key=lambda row: (row["backbone"], row["task"], row["method"]))
         results["language"] = {"grounding": grounding, "seen_wording": seen}
         sections.append("### Language or steering? DPR with wording it has seen\n\n"
-                        "How often DPR's grounding weighs a phrasing's own genre most (the prototypes are the same "
-                        "in both checkpoints), then DPR on the same users and genres phrased with its training "
+                        "How often DPR's reader grounds a phrasing in its own genre (the reader is the same in "
+                        "both checkpoints; `python -m benchmarks.grounding` compares it with other rules), then DPR on the same users and genres phrased with its training "
                         "phrasings (seen wording) beside the evaluation phrasings and the filter:\n\n"
                         + markdown_table([{k: v for k, v in row.items() if k != "backbone"} for row in grounding],
                                          ["polarity", "phrasings", "count", "grounded to the right attribute"])

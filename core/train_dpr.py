@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from sklearn.linear_model import LogisticRegression
 from tqdm import tqdm
 
 from core.checkpoint import build_model, file_sha256, load_checkpoint, save_checkpoint
@@ -53,6 +54,17 @@ def dpr_folder(checkpoints: Path, backbone: str) -> Path:
     return Path(checkpoints) / f"dpr-{backbone}"
 
 
+def fit_reader(blocks: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """(weights (A, 384), biases (A,)) of a logistic regression from a phrasing's embedding to its attribute;
+    blocks[a] holds attribute a's phrasings. It grounds unseen wording better than the nearest prototype
+    (benchmarks/grounding.py, chosen on held-out training wordings). One attribute needs no reading."""
+    if len(blocks) < 2:
+        return np.zeros((len(blocks), blocks[0].shape[1]), np.float32), np.zeros(len(blocks), np.float32)
+    labels = np.concatenate([np.full(len(block), a) for a, block in enumerate(blocks)])
+    fitted = LogisticRegression(max_iter=2000).fit(np.concatenate(blocks), labels)
+    return fitted.coef_.astype(np.float32), fitted.intercept_.astype(np.float32)
+
+
 class PhraseTable:
     """Encoded training phrasings: for attribute a and polarity, a (count, 384) block of embeddings."""
 
@@ -70,6 +82,12 @@ class PhraseTable:
         """(2, attributes, 384): the unit mean embedding of each attribute's phrasings, want then avoid."""
         return torch.stack([torch.stack([F.normalize(self.blocks[a, negative].mean(0), dim=0)
                                          for a in range(count)]) for negative in (False, True)])
+
+    def reader(self, count: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """((2, attributes, 384) weights, (2, attributes) biases) of DPR's reader, want then avoid."""
+        fitted = [fit_reader([self.blocks[a, negative].numpy() for a in range(count)]) for negative in (False, True)]
+        return (torch.stack([torch.from_numpy(w) for w, _ in fitted]),
+                torch.stack([torch.from_numpy(b) for _, b in fitted]))
 
     def sample(self, attributes: np.ndarray, negative: bool, rng: np.random.Generator) -> torch.Tensor:
         rows = [self.blocks[int(a), negative] for a in attributes]
@@ -200,6 +218,9 @@ def train_dpr(dataset: Dataset, backbone_name: str, checkpoints: Path, config: D
     model = DPR(DPRConfig(backbone=backbone_name, hidden=item_vectors.shape[1], attributes=len(vocab))).to(device)
     phrases = PhraseTable(vocab, encoder)
     model.prototypes.copy_(phrases.prototypes(len(vocab)))
+    reader_weight, reader_bias = phrases.reader(len(vocab))
+    model.reader_weight.copy_(reader_weight)
+    model.reader_bias.copy_(reader_bias)
 
     stage_start = time.perf_counter()
     stages["align"] = align(model, item_vectors, item_text, vocab, matrix, encoder, config, progress)

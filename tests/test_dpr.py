@@ -44,6 +44,33 @@ def test_prompts_compose_additively_and_route_by_polarity():
     assert gates[1, 2:].sum().item() == pytest.approx(1) and gates[1, :2].sum().item() == 0
 
 
+def test_the_reader_grounds_unseen_phrasings_in_their_own_attribute():
+    from core.train_dpr import fit_reader
+
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(3, 12))
+
+    def phrasings(attribute, count):  # embeddings scattered around the attribute's centre
+        points = centres[attribute] + rng.normal(scale=0.6, size=(count, 12))
+        return (points / np.linalg.norm(points, axis=1, keepdims=True)).astype(np.float32)
+
+    model = _tiny()
+    blocks = [phrasings(a, 40) for a in range(3)]
+    weights, biases = fit_reader(blocks)
+    for polarity in range(2):  # the same reader for want and avoid here
+        model.reader_weight[polarity] = torch.from_numpy(weights)
+        model.reader_bias[polarity] = torch.from_numpy(biases)
+    unseen = torch.from_numpy(np.concatenate([phrasings(a, 10) for a in range(3)]))[None]
+    truth = torch.arange(3).repeat_interleave(10)
+    for negative in (False, True):
+        grounded, attribute_weights = model.ground(unseen, torch.full((1, 30), negative))
+        assert (attribute_weights[0].argmax(-1) == truth).float().mean() >= 0.9
+        nearest = (grounded[0] @ model.prototypes[int(negative)].T).argmax(-1)  # a mix led by the right prototype
+        assert (nearest == truth).float().mean() >= 0.9
+    single_weights, single_biases = fit_reader(blocks[:1])  # one attribute: nothing to tell apart
+    assert single_weights.shape == (1, 12) and not single_weights.any() and not single_biases.any()
+
+
 def _genre_share(engine, result, genre):
     return np.mean([genre in item.genres for item in result.items])
 

@@ -6,8 +6,10 @@ projected to a few dimensions); the query is `[h', q]` and the score `h'·e_i + 
 inner-product search over `[e_i, a_i]`.
 
 For each prompt with text embedding `t` and polarity (want / avoid):
-- grounding: `t` is replaced by a softmax-weighted mix of attribute prototypes (the mean embedding of each
-  attribute's training phrasings, per polarity), so unseen wordings land where training wordings did;
+- grounding: a linear reader (a logistic regression fitted on the training phrasings, per polarity) names the
+  attribute `t` is about, and `t` is replaced by that attribute's prototype (the mean embedding of its training
+  phrasings), so unseen wordings land where training wordings did (benchmarks/grounding.py compares the
+  rules we tried);
 - fusion: `P t` is the prompt projected into the collaborative space (aligned with item ID embeddings in
   stage 2); each expert is a small MLP on `[h, P t, h * P t]` that proposes a shift of `h` and of `q`;
 - mixture of experts: a router on `[t, h]` weighs the positive experts (want) or the negative experts (avoid);
@@ -19,6 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -31,8 +34,7 @@ class DPRConfig:
     fusion_hidden: int = 256
     positive_experts: int = 2
     negative_experts: int = 2
-    attributes: int = 18  # rows of the grounding prototypes
-    grounding_temperature: float = 0.05
+    attributes: int = 18  # rows of the grounding prototypes and of the reader
 
 
 class Expert(nn.Module):
@@ -74,15 +76,23 @@ class DPR(nn.Module):
         self.positive = ExpertGroup(config, config.positive_experts)
         self.negative = ExpertGroup(config, config.negative_experts)
         self.polarity_scale = nn.Parameter(torch.tensor([1.0, -1.0]))  # want, avoid
-        # (polarity, attribute, text_dim): unit mean embeddings of training phrasings, set before stage 3
+        # per polarity (want, avoid), set before stage 3 from the training phrasings: unit mean embedding of each
+        # attribute's phrasings, and the reader's weights and biases that say which attributes a text is about
         self.register_buffer("prototypes", torch.zeros(2, config.attributes, config.text_dim))
+        self.register_buffer("reader_weight", torch.zeros(2, config.attributes, config.text_dim))
+        self.register_buffer("reader_bias", torch.zeros(2, config.attributes))
 
     def ground(self, texts: torch.Tensor, negative: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(grounded texts, attribute weights): each prompt as a mix of attribute prototypes."""
-        prototypes = self.prototypes[negative.long()]  # (B, P, A, text_dim)
-        similarity = torch.einsum("bpd,bpad->bpa", texts, prototypes)
-        weights = torch.softmax(similarity / self.config.grounding_temperature, -1)
-        return torch.einsum("bpa,bpad->bpd", weights, prototypes), weights
+        """(grounded texts, attribute probabilities): each prompt becomes the prototype of the attribute the
+        reader finds most likely; its probabilities say what DPR understood. A hard choice keeps the steering
+        as decisive for an unseen wording as for a training one (the reader's soft mix blurs unsure prompts
+        into several genres at once)."""
+        logits = torch.einsum("bpd,nad->bpna", texts, self.reader_weight) + self.reader_bias  # both polarities
+        avoid = negative.unsqueeze(-1)
+        logits = torch.where(avoid, logits[..., 1, :], logits[..., 0, :])
+        chosen = F.one_hot(logits.argmax(-1), logits.shape[-1]).to(texts.dtype)
+        grounded = torch.where(avoid, chosen @ self.prototypes[1], chosen @ self.prototypes[0])
+        return grounded, torch.softmax(logits, -1)
 
     def item_semantics(self, item_text: torch.Tensor) -> torch.Tensor:
         """(items, semantic_dim) vectors a_i; row 0 (padding) is zero text, so close to the bias only."""
