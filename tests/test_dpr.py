@@ -103,7 +103,7 @@ def test_dpr_without_prompt_returns_the_backbone_ranking(engine):
     ("space and aliens", "horror", "Sci-Fi", "Horror"),
     pytest.param("animated films", "musicals", "Animation", "Musical", marks=pytest.mark.xfail(
         strict=True, reason="known limitation: 17 of ML-100K's 42 animated films are musicals, and DPR keeps "
-                            "about half of them in the top 10 (README, 'What is not done yet')")),
+                            "nearly half of them in the top 10 (README, 'What is not done yet')")),
 ])
 def test_want_and_avoid_together(engine, want, avoid, wanted, avoided):
     result = engine.recommend("dpr", user="196", want=[want], avoid=[avoid], k=10)
