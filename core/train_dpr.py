@@ -3,7 +3,8 @@
 1. backbone: reuse `checkpoints/<dataset>/<backbone>/` (trained by core.train if missing), then frozen;
 2. alignment: the prompt projection P is aligned with the item ID embeddings (InfoNCE between P z_i and e_i),
    and the semantic projections with the attributes (a training phrasing of an attribute must score the
-   items carrying it above the rest);
+   items carrying it above the rest); the grounding (prototypes and reader) is fitted on the training
+   phrasings alongside;
 3. steering: fusion, experts and routers learn synthetic prompt tasks built from the training split only
    (positive: an attribute of the next item; negative: an attribute it lacks, with a penalty on the
    probability mass of items that carry it; sometimes both at once, so prompts learn to compose).
