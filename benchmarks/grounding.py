@@ -1,7 +1,7 @@
 """How DPR reads a prompt it has never seen: the shipped grounding rule beside the alternatives we tried.
 
-DPR replaces a prompt's text embedding by a mix of attribute prototypes (core/models/dpr.py), and on the
-negative task that reading decides the result: an avoid prompt grounded to the wrong genre leaves the banned
+DPR replaces a prompt's text embedding by the prototype of the attribute its reader names (core/models/dpr.py),
+and on the negative task that reading decides the result: an avoid prompt grounded to the wrong genre leaves the banned
 genre at the backbone's rate. Each rule names the genre a phrasing is about; we count how often it is right.
 
 A rule is judged on training phrasings only: three folds, each holding out a third of every genre's training

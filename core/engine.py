@@ -261,7 +261,8 @@ class Engine:
         return ids, scores
 
     def _top_attributes(self, weights: torch.Tensor, count: int = 3) -> dict[str, float]:
-        """The attributes a prompt was grounded in, with their weights (what DPR understood)."""
+        """What DPR read in a prompt: the likeliest attributes with the reader's probabilities (DPR steers by the
+        first)."""
         top = torch.topk(weights, min(count, len(weights)))
         return {self.vocabulary[int(i)]: round(float(w), 3) for w, i in zip(top.values, top.indices) if w >= 0.05}
 

@@ -63,7 +63,10 @@ def fit_reader(blocks: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         return np.zeros((len(blocks), blocks[0].shape[1]), np.float32), np.zeros(len(blocks), np.float32)
     labels = np.concatenate([np.full(len(block), a) for a, block in enumerate(blocks)])
     fitted = LogisticRegression(max_iter=2000).fit(np.concatenate(blocks), labels)
-    return fitted.coef_.astype(np.float32), fitted.intercept_.astype(np.float32)
+    weights, biases = fitted.coef_, fitted.intercept_
+    if len(blocks) == 2:  # sklearn keeps one row (attribute 1 against 0); attribute 0's logit is then zero
+        weights, biases = np.concatenate([np.zeros_like(weights), weights]), np.concatenate([[0.0], biases])
+    return weights.astype(np.float32), biases.astype(np.float32)
 
 
 class PhraseTable:

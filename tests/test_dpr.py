@@ -11,6 +11,8 @@ def _tiny():
     for parameter in model.parameters():  # experts start at zero; make them do something
         torch.nn.init.normal_(parameter, std=0.3)
     model.prototypes.copy_(torch.nn.functional.normalize(torch.randn(2, 3, 12), dim=-1))
+    model.reader_weight.copy_(torch.randn(2, 3, 12))
+    model.reader_bias.copy_(torch.randn(2, 3))
     return model.eval()
 
 
@@ -39,7 +41,7 @@ def test_prompts_compose_additively_and_route_by_polarity():
     assert torch.allclose(both[0] - user, (first[0] - user) + (second[0] - user), atol=1e-5)
     assert torch.allclose(both[1], first[1] + second[1], atol=1e-5)
     gates = both[2][0]
-    assert torch.allclose(both[3].sum(-1), torch.ones(1, 2))  # each prompt grounded in a mix of attributes
+    assert torch.allclose(both[3].sum(-1), torch.ones(1, 2))  # the reader's probabilities over attributes
     assert gates[0, :2].sum().item() == pytest.approx(1) and gates[0, 2:].sum().item() == 0
     assert gates[1, 2:].sum().item() == pytest.approx(1) and gates[1, :2].sum().item() == 0
 
@@ -57,6 +59,7 @@ def test_the_reader_grounds_unseen_phrasings_in_their_own_attribute():
     model = _tiny()
     blocks = [phrasings(a, 40) for a in range(3)]
     weights, biases = fit_reader(blocks)
+    assert weights.shape == (3, 12) and biases.shape == (3,)
     for polarity in range(2):  # the same reader for want and avoid here
         model.reader_weight[polarity] = torch.from_numpy(weights)
         model.reader_bias[polarity] = torch.from_numpy(biases)
@@ -64,9 +67,12 @@ def test_the_reader_grounds_unseen_phrasings_in_their_own_attribute():
     truth = torch.arange(3).repeat_interleave(10)
     for negative in (False, True):
         grounded, attribute_weights = model.ground(unseen, torch.full((1, 30), negative))
-        assert (attribute_weights[0].argmax(-1) == truth).float().mean() >= 0.9
-        nearest = (grounded[0] @ model.prototypes[int(negative)].T).argmax(-1)  # a mix led by the right prototype
-        assert (nearest == truth).float().mean() >= 0.9
+        read = attribute_weights[0].argmax(-1)
+        assert (read == truth).float().mean() >= 0.9
+        assert torch.equal(grounded[0], model.prototypes[int(negative)][read])  # the prompt becomes its prototype
+    pair_weights, pair_biases = fit_reader(blocks[:2])  # sklearn fits two classes with one row: both must read
+    pair = torch.from_numpy(unseen[0, :20].numpy() @ pair_weights.T + pair_biases).argmax(-1)
+    assert pair_weights.shape == (2, 12) and (pair == truth[:20]).float().mean() >= 0.9
     single_weights, single_biases = fit_reader(blocks[:1])  # one attribute: nothing to tell apart
     assert single_weights.shape == (1, 12) and not single_weights.any() and not single_biases.any()
 
