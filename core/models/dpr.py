@@ -11,7 +11,7 @@ For each prompt with text embedding `t` and polarity (want / avoid):
   phrasings), so unseen wordings land where training wordings did (benchmarks/grounding.py compares the
   rules we tried);
 - fusion: `P t` is the prompt projected into the collaborative space (aligned with item ID embeddings in
-  stage 2); each expert is a small MLP on `[h, P t, h * P t]` that proposes a shift of `h` and of `q`;
+  stage 2); each expert is a small MLP on `[h, P t, LayerNorm(h) * P t]` that proposes a shift of `h` and of `q`;
 - mixture of experts: a router on `[t, h]` weighs the positive experts (want) or the negative experts (avoid);
 - the semantic query starts from the aligned prompt direction `S t` (stage 2), signed by polarity.
 Several prompts add up; no prompt gives `h' = h`, `q = 0`: exactly the backbone.
@@ -38,7 +38,7 @@ class DPRConfig:
 
 
 class Expert(nn.Module):
-    """One candidate steering: from [h, Pt, h*Pt] to a shift of the user vector and a semantic query."""
+    """One candidate steering: from [h, Pt, LayerNorm(h)*Pt] to a shift of the user vector and a semantic query."""
 
     def __init__(self, config: DPRConfig):
         super().__init__()
