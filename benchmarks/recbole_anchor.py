@@ -85,7 +85,7 @@ model = getattr(sequential_recommender, settings["recbole_model"])(config, train
 trainer = Trainer(config, model)
 log, peak_mb = [], 0.0  # log: (epoch, validation NDCG@10, seconds of training since the first epoch began)
 if os.path.exists("resume.pth"):  # continue where the last run stopped, random generators included
-    state = torch.load("resume.pth", weights_only=False)
+    state = torch.load("resume.pth", weights_only=True)  # tensors and plain values only: nothing is unpickled
     model.load_state_dict(state["model"])
     trainer.optimizer.load_state_dict(state["optimizer"])
     trainer.start_epoch, trainer.cur_step = state["epoch"] + 1, state["cur_step"]
@@ -93,7 +93,8 @@ if os.path.exists("resume.pth"):  # continue where the last run stopped, random 
     trainer.saved_model_file, log, peak_mb = state["best_file"], state["log"], state["peak_mb"]
     torch.set_rng_state(state["torch_rng"])
     train_data.generator.set_state(state["loader_rng"])
-    np.random.set_state(state["numpy_rng"])
+    name, keys, position, has_gauss, gauss = state["numpy_rng"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), position, has_gauss, gauss))
     random.setstate(state["python_rng"])
     print(f"resumed after epoch {len(log)}", flush=True)
 started = time.perf_counter() - (log[-1][2] if log else 0.0)
@@ -103,11 +104,14 @@ def peak():  # this process's peak resident memory (MB), and the earlier parts' 
 
 def after_epoch(epoch, score):
     log.append((epoch + 1, float(score), time.perf_counter() - started))
+    name, keys, position, has_gauss, gauss = np.random.get_state()
     torch.save({"model": model.state_dict(), "optimizer": trainer.optimizer.state_dict(), "epoch": epoch,
-                "cur_step": trainer.cur_step, "best_valid_score": trainer.best_valid_score,
-                "best_valid_result": trainer.best_valid_result, "best_file": trainer.saved_model_file, "log": log,
-                "torch_rng": torch.get_rng_state(), "loader_rng": train_data.generator.get_state(),
-                "numpy_rng": np.random.get_state(), "python_rng": random.getstate(), "peak_mb": peak()}, "resume.tmp")
+                "cur_step": trainer.cur_step, "best_valid_score": float(trainer.best_valid_score),
+                "best_valid_result": {k: float(v) for k, v in (trainer.best_valid_result or {}).items()},
+                "best_file": trainer.saved_model_file, "log": log, "torch_rng": torch.get_rng_state(),
+                "loader_rng": train_data.generator.get_state(), "python_rng": random.getstate(), "peak_mb": peak(),
+                "numpy_rng": [name, torch.from_numpy(keys.astype(np.int64)), position, has_gauss, gauss]},
+               "resume.tmp")
     os.replace("resume.tmp", "resume.pth")  # a run killed mid-save keeps the previous epoch's state
 
 # RecBole stops once cur_step > stopping_step; a finished run (stopped, or at the cap) only reports: fit() would
