@@ -121,8 +121,9 @@ def main(argv=None):
         results["language"] = {"grounding": grounding, "seen_wording": seen}
         sections.append("### Language or steering? DPR with wording it has seen\n\n"
                         "How often DPR's reader grounds a phrasing in its own genre (the reader is the same in "
-                        "both checkpoints; `python -m benchmarks.grounding` compares it with other rules), then DPR on the same users and genres phrased with its training "
-                        "phrasings (seen wording) beside the evaluation phrasings and the filter:\n\n"
+                        "both checkpoints; `python -m benchmarks.grounding` compares it with other rules), then "
+                        "DPR on the same users and genres phrased with its training phrasings (seen wording) "
+                        "beside the evaluation phrasings and the filter:\n\n"
                         + markdown_table([{k: v for k, v in row.items() if k != "backbone"} for row in grounding],
                                          ["polarity", "phrasings", "count", "grounded to the right attribute"])
                         + "\n\n"

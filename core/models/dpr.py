@@ -21,7 +21,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 
@@ -88,11 +87,8 @@ class DPR(nn.Module):
         as decisive for an unseen wording as for a training one (the reader's soft mix blurs unsure prompts
         into several genres at once)."""
         logits = torch.einsum("bpd,nad->bpna", texts, self.reader_weight) + self.reader_bias  # both polarities
-        avoid = negative.unsqueeze(-1)
-        logits = torch.where(avoid, logits[..., 1, :], logits[..., 0, :])
-        chosen = F.one_hot(logits.argmax(-1), logits.shape[-1]).to(texts.dtype)
-        grounded = torch.where(avoid, chosen @ self.prototypes[1], chosen @ self.prototypes[0])
-        return grounded, torch.softmax(logits, -1)
+        logits = torch.where(negative.unsqueeze(-1), logits[..., 1, :], logits[..., 0, :])
+        return self.prototypes[negative.long(), logits.argmax(-1)], torch.softmax(logits, -1)
 
     def item_semantics(self, item_text: torch.Tensor) -> torch.Tensor:
         """(items, semantic_dim) vectors a_i; row 0 (padding) is zero text, so close to the bias only."""
