@@ -14,6 +14,25 @@ import argparse
 from benchmarks.common import RESULTS, machine, machine_line, markdown_table, write_results
 
 TASKS = ("positive", "negative", "sequential")
+BAR_METRIC = {"positive": "ndcg@10", "negative": "recall@10", "sequential": "ndcg@10"}
+
+
+def difference_column(task: str, reference: str) -> str:
+    return f"{BAR_METRIC[task]} minus {reference} [95% interval]"
+
+
+def table_rows(methods: dict, task: str) -> list[dict]:
+    """One row per method; a method compared with a reference gets the paired difference of the task's bar
+    metric and its bootstrap interval over users (core.evaluate.paired_differences)."""
+    from core.evaluate import describe_difference
+
+    rows = []
+    for name, metrics in methods.items():
+        row = {"method": name, **{k: v for k, v in metrics.items() if not isinstance(v, dict)}}
+        for key, differences in ((k, v) for k, v in metrics.items() if isinstance(v, dict)):
+            row[difference_column(task, key.removeprefix("vs "))] = describe_difference(differences[BAR_METRIC[task]])
+        rows.append(row)
+    return rows
 
 
 def plot(results: dict):
@@ -91,21 +110,23 @@ def main(argv=None):
             results[task][backbone] = result
             share = "violation@10" if task == "negative" else "compliance@10"
             columns = ["method", "ndcg@10", "recall@10", "mrr@10", "ndcg@20", "recall@20"] + \
-                ([share] if task != "sequential" else [])
-            rows = [{"method": name, **metrics} for name, metrics in result["methods"].items()]
+                ([share, difference_column(task, "filter")] if task != "sequential" else [])
+            rows = table_rows(result["methods"], task)
             sections.append(f"### {task} task, {backbone} backbone ({result['users']} {args.split} users)\n\n"
                             + markdown_table(rows, columns))
     if engine.is_available("mixrec"):
         for task in TASKS:
             result = evaluate_model("mixrec", task, args.split, engine=engine)
             results[task]["mixrec"] = result
-            shares = {"negative": ["violation@10"], "positive": ["compliance@10"]}.get(task, [])
-            rows = [{"method": name, **metrics} for name, metrics in result["methods"].items()]
+            extra = {"negative": ["violation@10", difference_column(task, "filter")],
+                     "positive": ["compliance@10", difference_column(task, "filter")],
+                     "sequential": [difference_column(task, "sasrec")]}[task]
+            rows = table_rows(result["methods"], task)
             heading = "MixRec" if task == "sequential" else \
                 "MixRec without and with the prompt in its context (baselines over SASRec)"
             sections.append(f"### {task} task, {heading} ({result['users']} {args.split} users)\n\n"
                             + markdown_table(rows, ["method", "ndcg@10", "recall@10", "mrr@10", "ndcg@20",
-                                                    "recall@20", *shares]))
+                                                    "recall@20", *extra]))
     else:
         sections.append(f"MixRec with the prompt in its context: skipped ({engine.unavailable_reason('mixrec', 'sasrec')}).")
     backbones = [b for b in ("sasrec", "gru4rec") if engine.is_available("dpr", b)]

@@ -51,20 +51,40 @@ def target_ranks(scores: torch.Tensor, targets) -> torch.Tensor:
     return ranks
 
 
-def metrics_from_ranks(ranks: torch.Tensor, ks=KS) -> dict[str, float]:
+def per_user(ranks: torch.Tensor, metric: str) -> torch.Tensor:
+    """One value per user of "ndcg@k", "recall@k" or "mrr@k" from 0-based target ranks."""
+    name, k = metric.split("@")
     ranks = ranks.double()
+    hit = ranks < int(k)
+    value = {"ndcg": 1 / torch.log2(ranks + 2), "recall": torch.ones_like(ranks), "mrr": 1 / (ranks + 1)}[name]
+    return torch.where(hit, value, 0.0)
+
+
+def metrics_from_ranks(ranks: torch.Tensor, ks=KS) -> dict[str, float]:
+    return {f"{name}@{k}": float(per_user(ranks, f"{name}@{k}").mean())
+            for k in ks for name in ("ndcg", "recall", "mrr")}
+
+
+def paired_differences(ranks: torch.Tensor, baseline_ranks: torch.Tensor, metrics=("ndcg@10", "recall@10"),
+                       resamples: int = 5000, seed: int = 0) -> dict[str, dict[str, float]]:
+    """Per metric: the mean per-user difference (model minus baseline) and its 95% bootstrap interval. Both
+    rank the same users, so resampling users keeps each pair together: the interval speaks about the two
+    models, not about which users happened to be drawn. An interval that excludes 0 is a real difference."""
+    from scipy.stats import bootstrap
+
     result = {}
-    for k in ks:
-        hit = ranks < k
-        result[f"ndcg@{k}"] = float(torch.where(hit, 1 / torch.log2(ranks + 2), 0.0).mean())
-        result[f"recall@{k}"] = float(hit.double().mean())
-        result[f"mrr@{k}"] = float(torch.where(hit, 1 / (ranks + 1), 0.0).mean())
+    for metric in metrics:
+        differences = (per_user(ranks, metric) - per_user(baseline_ranks, metric)).numpy()
+        interval = bootstrap((differences,), np.mean, n_resamples=resamples, confidence_level=0.95,
+                             method="percentile", rng=np.random.default_rng(seed)).confidence_interval
+        result[metric] = {"difference": float(differences.mean()), "low": float(interval.low),
+                          "high": float(interval.high)}
     return result
 
 
-def share_with_attribute(top_items: torch.Tensor, has_attribute: torch.Tensor) -> float:
-    """Mean share of each top-k list that carries the row's attribute (compliance / violation)."""
-    return float(has_attribute.gather(1, top_items).double().mean())
+def describe_difference(difference: dict[str, float]) -> str:
+    """'+0.0402 [+0.0250, +0.0550]': a paired difference and its 95% interval, for tables and the CLI."""
+    return f"{difference['difference']:+.4f} [{difference['low']:+.4f}, {difference['high']:+.4f}]"
 
 
 def split_batches(dataset: Dataset, part: str, users=None, batch_size: int = 512):
@@ -77,8 +97,8 @@ def split_batches(dataset: Dataset, part: str, users=None, batch_size: int = 512
 
 
 @torch.no_grad()
-def evaluate_sequential(model, dataset: Dataset, part: str = "valid", users=None) -> dict[str, float]:
-    """Full-ranking metrics of a sequential model (anything with `full_sort_predict`)."""
+def sequential_ranks(model, dataset: Dataset, part: str = "valid", users=None) -> torch.Tensor:
+    """Each user's target rank under a sequential model (anything with `full_sort_predict`)."""
     model.eval()
     device = next(model.parameters()).device
     ranks = []
@@ -86,4 +106,9 @@ def evaluate_sequential(model, dataset: Dataset, part: str = "valid", users=None
         sequences = pad_left(histories, model.config.max_len).to(device)
         scores = exclude_history(model.full_sort_predict(sequences).float().cpu(), histories, targets)
         ranks.append(target_ranks(scores, targets))
-    return metrics_from_ranks(torch.cat(ranks))
+    return torch.cat(ranks)
+
+
+def evaluate_sequential(model, dataset: Dataset, part: str = "valid", users=None) -> dict[str, float]:
+    """Full-ranking metrics of a sequential model."""
+    return metrics_from_ranks(sequential_ranks(model, dataset, part, users))

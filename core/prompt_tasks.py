@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from core.data import Dataset
-from core.evaluate import exclude_history, metrics_from_ranks, pad_left, target_ranks
+from core.evaluate import exclude_history, metrics_from_ranks, pad_left, paired_differences, target_ranks
 from core.prompts import Prompt, instruction, negative_attribute, pick_phrasing, positive_attribute
 
 RERANK_CANDIDATES = 100
@@ -129,8 +129,9 @@ def standardize(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def evaluate_prompt_task(cases: PromptBatch, methods: dict, matrix: torch.Tensor, max_len: int,
-                         batch_size: int = 256) -> dict[str, dict[str, float]]:
-    """Metrics of every method on the same cases; compliance@10 or violation@10 from each top 10."""
+                         batch_size: int = 256, reference: str | None = None) -> dict[str, dict[str, float]]:
+    """Metrics of every method on the same cases; compliance@10 or violation@10 from each top 10. With a
+    reference method, every other method also gets its paired difference from it (`vs <reference>`)."""
     share_name = "violation@10" if cases.negative else "compliance@10"
     ranks = {name: [] for name in methods}
     shares = {name: [] for name in methods}
@@ -145,9 +146,12 @@ def evaluate_prompt_task(cases: PromptBatch, methods: dict, matrix: torch.Tensor
             listed = torch.isfinite(top_scores)
             flagged = carries.gather(1, top_items) & listed
             shares[name].append(flagged.sum(1).double() / listed.sum(1).clamp(min=1))
+    ranks = {name: torch.cat(parts) for name, parts in ranks.items()}
     results = {}
     for name in methods:
-        metrics = metrics_from_ranks(torch.cat(ranks[name]))
+        metrics = metrics_from_ranks(ranks[name])
         metrics[share_name] = float(torch.cat(shares[name]).mean())
+        if reference is not None and name != reference:
+            metrics[f"vs {reference}"] = paired_differences(ranks[name], ranks[reference])
         results[name] = metrics
     return results

@@ -5,7 +5,7 @@ import torch
 
 from core.engine import Engine
 from core.errors import SteerRecError
-from core.evaluate import evaluate_sequential
+from core.evaluate import metrics_from_ranks, paired_differences, sequential_ranks
 from core.prompt_tasks import (backbone_scorer, build_prompt_cases, evaluate_prompt_task, filter_scorer,
                                prompted_scorer, rerank_scorer)
 from core.prompts import attribute_matrix, attribute_vocabulary
@@ -28,7 +28,13 @@ def evaluate_model(model: str, task: str, split: str = "test", backbone: str = "
         if task == "sequential":
             # DPR without a prompt is the backbone by construction (h' = h, q = 0)
             scored = engine.mixrec[0] if model == "mixrec" else net
-            result["methods"][model] = evaluate_sequential(scored, dataset, split, users)
+            ranks = sequential_ranks(scored, dataset, split, users)
+            if model == "mixrec":  # beside the ID-based model it must beat, with the paired difference
+                base = sequential_ranks(net, dataset, split, users)
+                result["methods"][backbone] = metrics_from_ranks(base)
+                result["methods"][model] = {**metrics_from_ranks(ranks), f"vs {backbone}": paired_differences(ranks, base)}
+            else:
+                result["methods"][model] = metrics_from_ranks(ranks)
             result["users"] = dataset.num_users if users is None else len(users)
             return result
         if task not in ("positive", "negative"):
@@ -52,5 +58,6 @@ def evaluate_model(model: str, task: str, split: str = "test", backbone: str = "
         else:
             methods[model] = methods["backbone"]
         result["users"] = len(cases)
-        result["methods"] = evaluate_prompt_task(cases, methods, carries, net.config.max_len)
+        result["methods"] = evaluate_prompt_task(cases, methods, carries, net.config.max_len,
+                                                 reference="filter")
     return result

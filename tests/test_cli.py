@@ -3,6 +3,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 ENV = {"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"}
 
 
@@ -47,6 +49,20 @@ def test_evaluate_sequential_json():
     assert result["users"] == 943
     assert {"ndcg@10", "recall@10", "mrr@10", "ndcg@20", "recall@20"} <= set(metrics)
     assert metrics["ndcg@10"] > 0.1
+
+
+def test_evaluate_prompt_task_reports_the_difference_from_the_filter():
+    done = run("evaluate", "--model", "dpr", "--task", "negative", "--backbone", "gru4rec")
+    assert done.returncode == 0, done.stderr
+    lines = [line for line in done.stdout.splitlines() if "vs filter (95% interval)" in line]
+    assert len(lines) == 4  # backbone, filter@100, rerank, dpr: every method but the filter itself
+    assert "recall@10 +0.0000 [+0.0000, +0.0000]" in lines[1]  # the filter over the top 100 is the filter here
+    done = run("evaluate", "--model", "dpr", "--task", "positive", "--json")
+    methods = json.loads(done.stdout)["methods"]
+    difference = methods["dpr"]["vs filter"]["ndcg@10"]
+    assert difference["low"] <= difference["difference"] <= difference["high"]
+    assert difference["difference"] == pytest.approx(methods["dpr"]["ndcg@10"] - methods["filter"]["ndcg@10"])
+    assert "vs filter" not in methods["filter"]
 
 
 def test_mixrec_recommend_and_a_missing_checkpoint(tmp_path):

@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from core.errors import SteerRecError
-from core.evaluate import evaluate_sequential, exclude_history, metrics_from_ranks, pad_left, target_ranks
+from core.evaluate import (describe_difference, evaluate_sequential, exclude_history, metrics_from_ranks, pad_left,
+                           paired_differences, target_ranks)
 from core.models import SASRec, SASRecConfig
 
 
@@ -56,3 +57,28 @@ def test_untrained_model_scores_chance_on_the_real_data(real_dataset):
     chance = 10 / real_dataset.num_items
     assert metrics["recall@10"] < 4 * chance
     assert metrics["ndcg@10"] < 4 * chance
+
+
+def test_paired_difference_of_identical_rankings_is_exactly_zero():
+    ranks = torch.tensor([0.0, 3.0, 12.0, math.inf])
+    for difference in paired_differences(ranks, ranks).values():
+        assert difference == {"difference": 0.0, "low": 0.0, "high": 0.0}
+
+
+def test_paired_difference_sees_a_consistent_gain_that_unpaired_spread_would_hide():
+    """Users differ a lot (ranks 0 to 9) but the model is one place better for every one of them: the paired
+    interval must exclude 0 and hold the mean difference."""
+    generator = torch.Generator().manual_seed(0)
+    baseline = torch.randint(1, 10, (400,), generator=generator).double()
+    found = paired_differences(baseline - 1, baseline)["ndcg@10"]
+    assert 0 < found["low"] <= found["difference"] <= found["high"]
+    assert describe_difference(found).startswith("+")
+    worse = paired_differences(baseline, baseline - 1)["recall@10"]
+    assert worse == {"difference": 0.0, "low": 0.0, "high": 0.0}  # a hit either way: recall cannot tell them apart
+
+
+def test_a_model_no_better_than_its_baseline_gets_an_interval_around_zero():
+    generator = torch.Generator().manual_seed(1)
+    a, b = (torch.randint(0, 30, (943,), generator=generator).double() for _ in range(2))
+    found = paired_differences(a, b)["ndcg@10"]
+    assert found["low"] < 0 < found["high"]
