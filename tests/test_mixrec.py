@@ -50,6 +50,24 @@ def test_cached_scores_equal_the_full_token_sequence(collaborative, prompt):
     assert torch.isneginf(cached[:, 0]).all()
 
 
+def test_the_token_path_in_chunks_gives_the_same_scores_and_gradients(monkeypatch):
+    """forward_tokens runs rows in chunks (recomputed in backward): the result must not depend on the chunking."""
+    import core.models.mixrec
+
+    def loss_and_gradients():
+        model = _model(masking=False).train()
+        loss = model.calculate_loss(SEQUENCES, torch.roll(SEQUENCES, -1, 1))
+        loss.backward()
+        return loss.detach(), {k: p.grad.clone() for k, p in model.named_parameters() if p.grad is not None}
+
+    one_pass, one_pass_grads = loss_and_gradients()
+    monkeypatch.setattr(core.models.mixrec, "TOKEN_ROWS", 1)
+    chunked, chunked_grads = loss_and_gradients()
+    assert torch.allclose(one_pass, chunked, atol=1e-5)
+    assert one_pass_grads.keys() == chunked_grads.keys() and one_pass_grads
+    assert all(torch.allclose(one_pass_grads[k], chunked_grads[k], atol=1e-5) for k in one_pass_grads)
+
+
 def test_context_masking_changes_the_model_and_a_prompt_changes_the_ranking():
     masked, unmasked = _model(masking=True), _model(masking=False)
     with torch.no_grad():

@@ -27,11 +27,13 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from core.errors import SteerRecError
 
 EXPERT_KINDS = ("none", "lora4", "lora16", "mlp64")
 DEFAULT_EXPERTS = ["lora16", "mlp64"]  # per layer, before (or without) the search
+TOKEN_ROWS = 8  # rows per pass when the whole token sequence runs through the LLM (forward_tokens)
 
 
 @dataclass
@@ -291,7 +293,20 @@ class MixRec(nn.Module):
         return self.llm.norm(h)
 
     def forward_tokens(self, sequences, cf_states=None, prompt=None):
-        """The same model over the whole token sequence (no cache); without context masking, plain causal."""
+        """The same model over the whole token sequence (no cache); without context masking, plain causal.
+        Attention over a thousand tokens per row is what costs memory, so rows go through in chunks, and in
+        training each chunk is recomputed in the backward pass instead of keeping its attention weights."""
+        if len(sequences) <= TOKEN_ROWS:
+            return self._forward_token_rows(sequences, cf_states, prompt)
+        parts = []
+        for start in range(0, len(sequences), TOKEN_ROWS):
+            rows = (sequences[start:start + TOKEN_ROWS],
+                    None if cf_states is None else cf_states[start:start + TOKEN_ROWS], prompt)
+            parts.append(checkpoint(self._forward_token_rows, *rows, use_reentrant=False)
+                         if torch.is_grad_enabled() else self._forward_token_rows(*rows))
+        return torch.cat(parts)
+
+    def _forward_token_rows(self, sequences, cf_states, prompt):
         batch, length = sequences.shape
         device = sequences.device
         prompt_ids = prompt[0][0] if prompt else torch.zeros(0, dtype=torch.long, device=device)
