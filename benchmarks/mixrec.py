@@ -62,7 +62,8 @@ def main(argv=None):
     cf, cf_config = load_backbone(folder, "sasrec", dataset)
     users = None if args.full else list(range(1, 201))
     cf_ranks = sequential_ranks(cf, dataset, "test", users)
-    rows = [{"variant": "SASRec (shipped)", **{k: metrics_from_ranks(cf_ranks)[k] for k in METRICS},
+    cf_metrics = metrics_from_ranks(cf_ranks)
+    rows = [{"variant": "SASRec (shipped)", **{k: cf_metrics[k] for k in METRICS},
              "train s": cf_config["seconds_to_best"]}]
     try:
         shipped, config = load_mixrec(folder, dataset, cf)
@@ -71,7 +72,8 @@ def main(argv=None):
                       f"## MixRec ablations\n\nskipped: {error}\n")
         return
     shipped_ranks = sequential_ranks(shipped, dataset, "test", users)
-    rows.append({"variant": "MixRec (shipped)", **{k: metrics_from_ranks(shipped_ranks)[k] for k in METRICS},
+    shipped_metrics = metrics_from_ranks(shipped_ranks)
+    rows.append({"variant": "MixRec (shipped)", **{k: shipped_metrics[k] for k in METRICS},
                  "train s": config["seconds_total"]})
     against_sasrec = paired_differences(shipped_ranks, cf_ranks)
     agreement = cache_agreement(shipped, dataset, list(range(1, 21 if not args.full else 101)))

@@ -24,12 +24,13 @@ def difference_column(task: str, reference: str) -> str:
 def table_rows(methods: dict, task: str) -> list[dict]:
     """One row per method; a method compared with a reference gets the paired difference of the task's bar
     metric and its bootstrap interval over users (core.evaluate.paired_differences)."""
-    from core.evaluate import describe_difference
+    from core.evaluate import describe_difference, split_differences
 
     rows = []
     for name, metrics in methods.items():
-        row = {"method": name, **{k: v for k, v in metrics.items() if not isinstance(v, dict)}}
-        for key, differences in ((k, v) for k, v in metrics.items() if isinstance(v, dict)):
+        plain, compared = split_differences(metrics)
+        row = {"method": name, **plain}
+        for key, differences in compared.items():
             row[difference_column(task, key.removeprefix("vs "))] = describe_difference(differences[BAR_METRIC[task]])
         rows.append(row)
     return rows

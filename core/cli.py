@@ -136,7 +136,7 @@ def run_train(args) -> int:
 
 
 def run_evaluate(args) -> int:
-    from core.evaluate import describe_difference
+    from core.evaluate import describe_difference, split_differences
     from core.run_evaluation import evaluate_model
 
     result = evaluate_model(args.model, args.task, args.split, backbone=args.backbone, data=args.data,
@@ -146,8 +146,9 @@ def run_evaluate(args) -> int:
         return 0
     print(f"{result['task']} task, {result['split']} split, {result['users']} users")
     for method, metrics in result["methods"].items():
-        print(f"  {method:12s} " + "  ".join(f"{k} {v:.4f}" for k, v in metrics.items() if not isinstance(v, dict)))
-        for reference, differences in ((k, v) for k, v in metrics.items() if isinstance(v, dict)):
+        plain, compared = split_differences(metrics)
+        print(f"  {method:12s} " + "  ".join(f"{k} {v:.4f}" for k, v in plain.items()))
+        for reference, differences in compared.items():
             print(f"  {'':12s} {reference} (95% interval): "
                   + "  ".join(f"{k} {describe_difference(v)}" for k, v in differences.items()))
     return 0

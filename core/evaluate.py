@@ -53,7 +53,9 @@ def target_ranks(scores: torch.Tensor, targets) -> torch.Tensor:
 
 def per_user(ranks: torch.Tensor, metric: str) -> torch.Tensor:
     """One value per user of "ndcg@k", "recall@k" or "mrr@k" from 0-based target ranks."""
-    name, k = metric.split("@")
+    name, _, k = metric.partition("@")
+    if name not in ("ndcg", "recall", "mrr") or not k.isdigit():
+        raise ValueError(f"unknown metric {metric!r}: expected ndcg@k, recall@k or mrr@k")
     ranks = ranks.double()
     hit = ranks < int(k)
     value = {"ndcg": 1 / torch.log2(ranks + 2), "recall": torch.ones_like(ranks), "mrr": 1 / (ranks + 1)}[name]
@@ -69,17 +71,30 @@ def paired_differences(ranks: torch.Tensor, baseline_ranks: torch.Tensor, metric
                        resamples: int = 5000, seed: int = 0) -> dict[str, dict[str, float]]:
     """Per metric: the mean per-user difference (model minus baseline) and its 95% bootstrap interval. Both
     rank the same users, so resampling users keeps each pair together: the interval speaks about the two
-    models, not about which users happened to be drawn. An interval that excludes 0 is a real difference."""
+    models, not about which users happened to be drawn. An interval that excludes 0 is a real difference;
+    fewer than two users give no interval (NaN bounds)."""
     from scipy.stats import bootstrap
 
+    if ranks.shape != baseline_ranks.shape:
+        raise SteerRecError(f"a paired difference needs the same users on both sides; got {len(ranks)} and "
+                            f"{len(baseline_ranks)} ranks")
     result = {}
     for metric in metrics:
         differences = (per_user(ranks, metric) - per_user(baseline_ranks, metric)).numpy()
-        interval = bootstrap((differences,), np.mean, n_resamples=resamples, confidence_level=0.95,
-                             method="percentile", rng=np.random.default_rng(seed)).confidence_interval
-        result[metric] = {"difference": float(differences.mean()), "low": float(interval.low),
-                          "high": float(interval.high)}
+        low = high = math.nan
+        if len(differences) >= 2:
+            interval = bootstrap((differences,), np.mean, n_resamples=resamples, confidence_level=0.95,
+                                 method="percentile", rng=np.random.default_rng(seed)).confidence_interval
+            low, high = float(interval.low), float(interval.high)
+        result[metric] = {"difference": float(differences.mean()) if len(differences) else math.nan,
+                          "low": low, "high": high}
     return result
+
+
+def split_differences(metrics: dict) -> tuple[dict[str, float], dict[str, dict]]:
+    """(plain metrics, paired differences keyed "vs <baseline>") of one method's evaluation result."""
+    plain = {k: v for k, v in metrics.items() if not isinstance(v, dict)}
+    return plain, {k: v for k, v in metrics.items() if isinstance(v, dict)}
 
 
 def describe_difference(difference: dict[str, float]) -> str:

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from core.data import Dataset
+from core.errors import SteerRecError
 from core.evaluate import exclude_history, metrics_from_ranks, pad_left, paired_differences, target_ranks
 from core.prompts import Prompt, instruction, negative_attribute, pick_phrasing, positive_attribute
 
@@ -129,9 +130,11 @@ def standardize(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def evaluate_prompt_task(cases: PromptBatch, methods: dict, matrix: torch.Tensor, max_len: int,
-                         batch_size: int = 256, reference: str | None = None) -> dict[str, dict[str, float]]:
+                         batch_size: int = 256, reference: str | None = None) -> dict[str, dict]:
     """Metrics of every method on the same cases; compliance@10 or violation@10 from each top 10. With a
     reference method, every other method also gets its paired difference from it (`vs <reference>`)."""
+    if reference is not None and reference not in methods:
+        raise SteerRecError(f"the reference {reference!r} is not among the methods {', '.join(methods)}")
     share_name = "violation@10" if cases.negative else "compliance@10"
     ranks = {name: [] for name in methods}
     shares = {name: [] for name in methods}

@@ -15,6 +15,8 @@ def evaluate_model(model: str, task: str, split: str = "test", backbone: str = "
                    checkpoints=None, engine: Engine | None = None, users=None) -> dict:
     if model in ("sasrec", "gru4rec"):
         backbone = model
+    elif model == "mixrec":  # MixRec is built over SASRec: its baselines and its comparison are SASRec's
+        backbone = "sasrec"
     engine = engine or Engine(data=data, checkpoints=checkpoints,
                               models=[backbone] + ([model] if model in ("dpr", "mixrec") else []))
     if not engine.is_available(model, backbone):

@@ -82,3 +82,13 @@ def test_a_model_no_better_than_its_baseline_gets_an_interval_around_zero():
     a, b = (torch.randint(0, 30, (943,), generator=generator).double() for _ in range(2))
     found = paired_differences(a, b)["ndcg@10"]
     assert found["low"] < 0 < found["high"]
+
+
+def test_paired_difference_refuses_unpaired_ranks_and_gives_no_interval_for_one_user():
+    with pytest.raises(SteerRecError, match="same users"):
+        paired_differences(torch.tensor([0.0, 1.0]), torch.tensor([0.0]))
+    one = paired_differences(torch.tensor([0.0]), torch.tensor([3.0]))["ndcg@10"]
+    assert one["difference"] == pytest.approx(1 - 1 / math.log2(5))
+    assert math.isnan(one["low"]) and math.isnan(one["high"])
+    with pytest.raises(ValueError, match="unknown metric"):
+        paired_differences(torch.tensor([0.0, 1.0]), torch.tensor([0.0, 1.0]), metrics=("hit@10",))

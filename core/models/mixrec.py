@@ -294,8 +294,9 @@ class MixRec(nn.Module):
 
     def forward_tokens(self, sequences, cf_states=None, prompt=None):
         """The same model over the whole token sequence (no cache); without context masking, plain causal.
-        Attention over a thousand tokens per row is what costs memory, so rows go through in chunks, and in
-        training each chunk is recomputed in the backward pass instead of keeping its attention weights."""
+        Attention over a thousand tokens per row is what costs memory, so a batch of more than TOKEN_ROWS rows
+        goes through in chunks, and in training each chunk is recomputed in the backward pass instead of
+        keeping its attention weights."""
         if len(sequences) <= TOKEN_ROWS:
             return self._forward_token_rows(sequences, cf_states, prompt)
         parts = []
