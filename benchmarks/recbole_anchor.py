@@ -43,6 +43,7 @@ METRICS = ("ndcg@10", "recall@10", "mrr@10")
 MODELS = {"sasrec": ("SASRec", {"hidden_size": 64, "n_layers": 2, "n_heads": 2, "hidden_dropout_prob": 0.4,
                                 "attn_dropout_prob": 0.4}),
           "gru4rec": ("GRU4Rec", {"embedding_size": 64, "hidden_size": 128, "num_layers": 1, "dropout_prob": 0.3})}
+DROPOUT_KEYS = ("hidden_dropout_prob", "attn_dropout_prob", "dropout_prob")  # what --dropout overrides
 
 CHILD = r'''
 import json, os, random, resource, sys, time
@@ -176,20 +177,29 @@ def write_child_inputs(dataset, work: Path, settings: dict):
     (work / "child.py").write_text(CHILD)
 
 
-def run_settings(name: str, dataset, stopping_step: int) -> dict:
+def model_settings_for(name: str, dropout: float | None) -> dict:
+    """RecBole's settings for one backbone: ours, or ours with every dropout rate set to `dropout`."""
+    settings = dict(MODELS[name][1])
+    if dropout is not None:
+        settings.update({k: dropout for k in DROPOUT_KEYS if k in settings})
+    return settings
+
+
+def run_settings(name: str, dataset, stopping_step: int, dropout: float | None = None) -> dict:
     """What a resumed run must share with the run it continues: RecBole's model and settings, the data and the
     child script (which holds the rest of RecBole's configuration)."""
-    recbole_model, model_settings = MODELS[name]
+    recbole_model, model_settings = MODELS[name][0], model_settings_for(name, dropout)
     return {"recbole_model": recbole_model, "model_settings": model_settings, "stopping_step": stopping_step,
             "dataset_name": NAME, "dataset": dataset.fingerprint,
             "child": hashlib.sha256(CHILD.encode()).hexdigest()[:16]}
 
 
-def prepare_work(name: str, settings: dict, quick: bool, resume: bool) -> Path:
-    """The child's folder: a throwaway one for `--quick`, the model's resumable one for `--full`."""
+def prepare_work(name: str, settings: dict, quick: bool, resume: bool, dropout: float | None = None) -> Path:
+    """The child's folder: a throwaway one for `--quick`, the model's resumable one for `--full` (one per
+    dropout rate, so a `--dropout` run never discards the run at our settings)."""
     if quick:
         return Path(tempfile.mkdtemp(prefix=f"recbole-{name}-"))
-    work = STATE / name
+    work = STATE / (name if dropout is None else f"{name}-dropout{dropout:g}")
     saved = work / "settings.json"
     if resume and saved.exists():
         if json.loads(saved.read_text()) != settings:
@@ -205,9 +215,10 @@ def prepare_work(name: str, settings: dict, quick: bool, resume: bool) -> Path:
     return work
 
 
-def run_recbole(name: str, dataset, epochs: int, stopping_step: int, quick: bool, resume: bool) -> dict:
-    settings = run_settings(name, dataset, stopping_step)
-    work = prepare_work(name, settings, quick, resume)
+def run_recbole(name: str, dataset, epochs: int, stopping_step: int, quick: bool, resume: bool,
+                dropout: float | None = None) -> dict:
+    settings = run_settings(name, dataset, stopping_step, dropout)
+    work = prepare_work(name, settings, quick, resume, dropout)
     write_child_inputs(dataset, work, settings)
     code, wall, peak = run_with_peak_memory(
         ["env", "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1", "HF_HUB_OFFLINE=1", str(PYTHON), str(work / "child.py"),
@@ -259,8 +270,9 @@ def comparison_rows(name: str, recbole: dict, dataset) -> tuple[list[dict], dict
     return table, ours
 
 
-def section(name: str, recbole: dict, table: list[dict], ours: dict, stopping_step: int) -> str:
-    label, model_settings = MODELS[name]
+def section(name: str, recbole: dict, table: list[dict], ours: dict, stopping_step: int,
+            dropout: float | None) -> str:
+    label, model_settings = MODELS[name][0], model_settings_for(name, dropout)
     ending = (f"early stopping ended it ({stopping_step + 1} epochs in a row without reaching its best validation "
               f"NDCG@10)" if recbole["stopped_early"]
               else "early stopping had not ended it when it reached its epoch cap, so it is not converged")
@@ -274,6 +286,16 @@ def section(name: str, recbole: dict, table: list[dict], ours: dict, stopping_st
             f"training and validation from the start of the first epoch; its peak MB is the whole child process. "
             f"Ours: `{ours['command']}` (seconds to best from its config.json, peak MB of the training process "
             f"from benchmarks/results/backbones.json). RecBole's validation NDCG@10 by epoch: {curve}.\n")
+
+
+def dropout_rate(text: str) -> float:
+    try:
+        rate = float(text)
+    except ValueError:
+        rate = -1.0
+    if not 0.0 <= rate < 1.0:
+        raise argparse.ArgumentTypeError(f"expected a dropout rate from 0 up to (not including) 1, got {text!r}")
+    return rate
 
 
 def positive(text: str) -> int:
@@ -290,6 +312,9 @@ def main(argv=None):
     parser.add_argument("--models", default="sasrec,gru4rec", help="comma-separated backbones (sasrec, gru4rec)")
     parser.add_argument("--resume", action="store_true",
                         help="with --full: continue each model's run in .recbole-anchor/ instead of starting afresh")
+    parser.add_argument("--dropout", type=dropout_rate,
+                        help="give RecBole's models this dropout rate instead of ours; the run keeps its own state "
+                             "folder and writes recbole_anchor_dropout<rate>.{json,md} beside the main table")
     args = parser.parse_args(argv)
     names = [n.strip() for n in args.models.split(",") if n.strip()]
     unknown = sorted(set(names) - set(MODELS))
@@ -305,16 +330,20 @@ def main(argv=None):
     dataset = load_dataset()
     results, sections, rows = {}, [], []
     for name in names:
-        recbole = run_recbole(name, dataset, epochs, stopping_step, args.quick, args.resume)
+        recbole = run_recbole(name, dataset, epochs, stopping_step, args.quick, args.resume, args.dropout)
         table, ours = comparison_rows(name, recbole, dataset)
         results[name] = {"recbole": recbole, "ours": ours}
-        sections.append(section(name, recbole, table, ours, stopping_step))
+        sections.append(section(name, recbole, table, ours, stopping_step, args.dropout))
         rows += table
 
     info = machine()
-    markdown = "## RecBole anchor on ML-100K\n\n" + "\n".join(sections) + f"\n{machine_line(info)}\n"
-    write_results("recbole_anchor", {"machine": info, "epochs": epochs, "stopping_step": stopping_step,
-                                     "models": results, "rows": rows}, markdown)
+    title, result_name = "RecBole anchor on ML-100K", "recbole_anchor"
+    if args.dropout is not None:
+        title += f", RecBole at dropout {args.dropout:g}"
+        result_name += f"_dropout{args.dropout:g}"
+    markdown = f"## {title}\n\n" + "\n".join(sections) + f"\n{machine_line(info)}\n"
+    write_results(result_name, {"machine": info, "epochs": epochs, "stopping_step": stopping_step,
+                                "dropout": args.dropout, "models": results, "rows": rows}, markdown)
 
 
 if __name__ == "__main__":

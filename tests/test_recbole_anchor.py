@@ -45,8 +45,23 @@ def test_a_full_run_resumes_only_with_the_same_settings_and_data(dataset, tmp_pa
     assert not (work / "resume.pth").exists()  # without --resume a run starts afresh
 
 
+def test_a_dropout_run_sets_every_rate_and_keeps_its_own_state(dataset, tmp_path, monkeypatch):
+    monkeypatch.setattr(recbole_anchor, "STATE", tmp_path)
+    ours = recbole_anchor.run_settings("sasrec", dataset, stopping_step=10)
+    other = recbole_anchor.run_settings("sasrec", dataset, stopping_step=10, dropout=0.2)
+    assert ours["model_settings"]["hidden_dropout_prob"] == 0.4
+    assert other["model_settings"] == {**ours["model_settings"], "hidden_dropout_prob": 0.2, "attn_dropout_prob": 0.2}
+    gru = recbole_anchor.run_settings("gru4rec", dataset, stopping_step=10, dropout=0.0)["model_settings"]
+    assert gru["dropout_prob"] == 0.0 and gru["hidden_size"] == 128
+    kept = recbole_anchor.prepare_work("sasrec", ours, quick=False, resume=False)
+    (kept / "resume.pth").write_text("state")
+    assert recbole_anchor.prepare_work("sasrec", other, quick=False, resume=False, dropout=0.2) != kept
+    assert (kept / "resume.pth").exists()  # a --dropout run never discards the run at our settings
+
+
 @pytest.mark.parametrize("argv", [["--full", "--models", "bert4rec"], ["--quick", "--resume"], ["--full", "--models", ","],
-                                  ["--full", "--epochs", "0"]])
+                                  ["--full", "--epochs", "0"], ["--full", "--dropout", "1"],
+                                  ["--full", "--dropout", "lots"]])
 def test_the_command_line_rejects_what_it_cannot_run(argv, capsys):
     with pytest.raises(SystemExit) as stopped:
         recbole_anchor.main(argv)
