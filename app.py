@@ -153,7 +153,8 @@ def recommend(model: str, user: str, want: str = "", avoid: str = "", backbone: 
 def as_json(column: str, result, backbone: str) -> dict:
     if isinstance(result, Recommendation):
         return result.to_dict() | {"available": True, "notice": None}
-    return {"model": model_of(column, str(backbone).lower()), "available": False, "notice": result, "items": []}
+    return {"model": model_of(column, str(backbone).lower()), "backbone": None, "user": None, "want": [],
+            "avoid": [], "latency_ms": None, "items": [], "gates": [], "available": False, "notice": result}
 
 
 # --------------------------------------------------------------------------- genre markers (presentation)
@@ -265,8 +266,18 @@ def overlap_figure(item_lists: dict[str, list[str]]) -> go.Figure:
 def gate_label(gate: dict) -> str:
     """'want: something that makes me la… → Comedy': a prompt and the attributes DPR read in it."""
     prompt = gate["prompt"] if len(gate["prompt"]) <= 32 else gate["prompt"][:31] + "…"
-    understood = ", ".join(gate["understood_as"]) or "nothing it knows"
-    return f"{gate['polarity']}: {prompt} → {understood}"
+    return f"{gate['polarity']}: {prompt} → {understood_as(gate)}"
+
+
+def understood_as(gate: dict) -> str:
+    """The attributes DPR read in a prompt; 'Action? (unsure: 14%)' when its reader barely prefers one."""
+    read = gate["understood_as"]
+    if not read:
+        return "nothing it knows"
+    if gate["unsure"]:
+        name, probability = next(iter(read.items()))
+        return f"{name}? (unsure: {probability:.0%})"
+    return ", ".join(read)
 
 
 def gates_figure(result) -> go.Figure:

@@ -41,13 +41,13 @@ def main(argv=None):
         folder = ROOT / "checkpoints" / "ml-100k"
         rows = [measure(name, folder) for name in BACKBONES]
     else:
-        scratch = Path(tempfile.mkdtemp(prefix="backbones-"))
-        for name in BACKBONES:
-            code, _, peak = run_with_peak_memory([sys.executable, "-m", "core", "train", "--model", name,
-                                                  "--out", str(scratch), "--quiet"])
-            if code != 0:
-                raise SystemExit(f"training {name} failed with exit code {code}")
-            rows.append(measure(name, scratch, peak))
+        with tempfile.TemporaryDirectory(prefix="backbones-") as scratch:
+            for name in BACKBONES:
+                code, _, peak = run_with_peak_memory([sys.executable, "-m", "core", "train", "--model", name,
+                                                      "--out", scratch, "--quiet"])
+                if code != 0:
+                    raise SystemExit(f"training {name} failed with exit code {code}")
+                rows.append(measure(name, Path(scratch), peak))
     info = machine()
     columns = ["model", "test ndcg@10", "test recall@10", "test mrr@10", "test ndcg@20", "test recall@20",
                "best epoch", "seconds to best", "training seconds", "peak MB", "recommend p50 ms",

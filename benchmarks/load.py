@@ -125,7 +125,7 @@ def drive(url: str, clients: int, seconds: float, max_requests: int, server: psu
     deadline = time.time() + seconds
     _, endpoint, inputs = call
 
-    def worker(number: int):
+    def worker():
         nonlocal issued, rejections
         client = make_client(kind, url)
         while time.time() < deadline:
@@ -150,7 +150,7 @@ def drive(url: str, clients: int, seconds: float, max_requests: int, server: psu
                 memory[request] = round(server.memory_info().rss / 2**20, 1)
 
     started = time.time()
-    threads = [threading.Thread(target=worker, args=(n,), daemon=True) for n in range(clients)]
+    threads = [threading.Thread(target=worker, daemon=True) for _ in range(clients)]
     for thread in threads:
         thread.start()
     for thread in threads:

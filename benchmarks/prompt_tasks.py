@@ -82,13 +82,13 @@ def seen_wording(engine, backbone: str, task: str, split: str) -> dict:
 
     from core.prompt_tasks import build_prompt_cases, evaluate_prompt_task
     from core.prompts import attribute_matrix, attribute_vocabulary
-    from core.train_dpr import prompt_methods
+    from core.train_dpr import dpr_scorer
 
     vocab = attribute_vocabulary(engine.dataset)
     matrix = attribute_matrix(engine.dataset, vocab)
     net, (model, _) = engine.backbones[backbone], engine.dpr[backbone]
     cases = build_prompt_cases(engine.dataset, task, split, matrix, vocab, engine.encoder, "train")
-    scorer = prompt_methods(model, net, net.item_vectors(), model.item_semantics(engine.item_text))
+    scorer = dpr_scorer(model, net, net.item_vectors(), model.item_semantics(engine.item_text))
     return evaluate_prompt_task(cases, {"dpr": scorer}, torch.from_numpy(matrix), net.config.max_len)["dpr"]
 
 

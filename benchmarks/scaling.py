@@ -8,14 +8,14 @@ vectors are 96-d: 64 collaborative + 32 semantic dimensions, as in DPR's steered
 """
 from __future__ import annotations
 
-import argparse
 import time
 
 import numpy as np
 import psutil
 import torch
 
-from benchmarks.common import RESULTS, machine, machine_line, markdown_table, percentiles, write_results
+from benchmarks.common import (RESULTS, machine, machine_line, markdown_table, percentiles, quick_or_full,
+                               write_results)
 
 DIM, SEMANTIC, CLUSTERS, QUERIES = 64, 32, 512, 200
 
@@ -97,10 +97,7 @@ def growth(rows, key) -> float:
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--full", action="store_true", help="10k, 100k and 1M items (default: 10k and 100k)")
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args(argv)
+    args = quick_or_full(__doc__, "10k and 100k items (default)", "10k, 100k and 1M items").parse_args(argv)
     torch.set_num_threads(2)
     sizes = [10_000, 100_000, 1_000_000] if args.full else [10_000, 100_000]
     rng = np.random.default_rng(0)

@@ -110,10 +110,12 @@ def load_checkpoint(folder, model: str | None = None, fingerprint: str | None = 
 
 
 def build_model(build, tensors: dict, folder) -> torch.nn.Module:
-    """`build()` makes the model from config.json; load the verified tensors into it, or say why not."""
+    """`build()` makes the model from config.json; load the verified tensors into it, or say why not.
+    A hand-edited config (with its manifest re-signed) reaches torch, which refuses e.g. a negative size with
+    a RuntimeError."""
     try:
         model = build()
-    except (TypeError, KeyError, ValueError) as error:
+    except (TypeError, KeyError, ValueError, RuntimeError) as error:
         raise CheckpointError(f"{Path(folder) / 'config.json'} does not describe this model: "
                               f"{type(error).__name__}: {error}") from None
     try:

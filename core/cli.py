@@ -83,7 +83,12 @@ def run_recommend(args) -> int:
     if args.json:
         print(json.dumps(result.to_dict(), ensure_ascii=False))
         return 0
-    steering = "".join(f"  want: {w}\n" for w in result.want) + "".join(f"  avoid: {a}\n" for a in result.avoid)
+    if result.gates:  # DPR: what it read in each prompt
+        steering = "".join(f"  {g['polarity']}: {g['prompt']} -> read as "
+                           + ", ".join(f"{name} {p:.0%}" for name, p in g["understood_as"].items())
+                           + (" (unsure)" if g["unsure"] else "") + "\n" for g in result.gates)
+    else:
+        steering = "".join(f"  want: {w}\n" for w in result.want) + "".join(f"  avoid: {a}\n" for a in result.avoid)
     print(f"{result.model} for {'user ' + result.user if result.user else 'the given history'} "
           f"({result.latency_ms:.1f} ms)\n{steering}", end="")
     for item in result.items:

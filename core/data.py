@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import itertools
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -146,12 +147,38 @@ def _display_title(title: str) -> tuple[str, str]:
     return title, year
 
 
-def _read_table(path: Path, names=None, sep="\t", text=None, quoting=csv.QUOTE_NONE) -> pd.DataFrame:
-    """Read a delimited file as strings; a ragged line becomes a DataFormatError naming it."""
+@dataclass(frozen=True)
+class _Source:
+    """Where a table's rows come from, to name the file line of a bad row. pandas skips blank lines (spaces and
+    tabs other than the separator), so the line is counted again from the file, and only when there is an error."""
+    path: Path
+    sep: str = "\t"
+    header: int = 1  # lines before the first row
+
+    def line(self, row: int) -> int:
+        blank = b" \t\r\n".replace(self.sep.encode(), b"")
+        with open(self.path, "rb") as handle:
+            lines = (number for number, text in enumerate(handle, 1) if number > self.header and text.strip(blank))
+            return next(itertools.islice(lines, row, None), None)  # None: the message names the file only
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="latin-1")
+    except OSError as error:
+        raise SteerRecError(f"{path} cannot be read: {error.strerror or error}") from None
+
+
+def _read_table(path: Path, names=None, sep="\t", text=None, quoting=csv.QUOTE_NONE, typed=False) -> pd.DataFrame:
+    """Read a delimited file as strings; a ragged line or a repeated column becomes a DataFormatError naming it.
+    The header is read as a row because pandas would silently rename a repeated column 'x' to 'x.1'.
+    typed: a RecBole header of 'name:type' columns, kept as 'name'."""
     try:
         source = io.StringIO(text) if text is not None else path
-        return pd.read_csv(source, sep=sep, names=names, header=None if names else 0, dtype=str,
-                           keep_default_na=False, quoting=quoting, encoding="utf-8", skip_blank_lines=True)
+        frame = pd.read_csv(source, sep=sep, names=names, header=None, dtype=str, keep_default_na=False,
+                            quoting=quoting, encoding="utf-8", skip_blank_lines=True)
+    except OSError as error:
+        raise SteerRecError(f"{path} cannot be read: {error.strerror or error}") from None
     except pd.errors.ParserError as error:
         match = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(error))
         if match:
@@ -162,6 +189,14 @@ def _read_table(path: Path, names=None, sep="\t", text=None, quoting=csv.QUOTE_N
         raise DataFormatError(path, 1, "a header line and data", "an empty file") from None
     except UnicodeDecodeError as error:
         raise DataFormatError(path, None, "UTF-8 text", f"byte {error.object[error.start]:#x}") from None
+    if names:
+        return frame
+    header = list(frame.iloc[0])
+    columns = [c.split(":")[0] for c in header] if typed else header
+    repeated = [h for h, c in zip(header, columns) if columns.count(c) > 1]
+    if repeated:
+        raise DataFormatError(path, 1, "distinct column names", ", ".join(repeated))
+    return frame.iloc[1:].set_axis(columns, axis=1)
 
 
 def _require_columns(frame: pd.DataFrame, path: Path, columns: list[str]):
@@ -171,23 +206,24 @@ def _require_columns(frame: pd.DataFrame, path: Path, columns: list[str]):
                               ", ".join(map(str, frame.columns)) or "no columns")
 
 
-def _numbers(frame: pd.DataFrame, column: str, path: Path, first_line: int, optional=False) -> pd.Series:
-    """Column as floats; the first non-number is reported with its line number."""
+def _numbers(frame: pd.DataFrame, column: str, source: _Source, optional=False) -> pd.Series:
+    """Column as floats; the first non-number is reported with its line number. 'inf', 'nan' and '1e400' parse
+    as floats but are no time or rating (a later date conversion would overflow), so they are refused too."""
     raw = frame[column]
-    values = pd.to_numeric(raw.where(raw != "", None) if optional else raw, errors="coerce")
-    bad = values.isna() & (raw != "" if optional else True)
+    values = pd.to_numeric(raw.where(raw != "", None) if optional else raw, errors="coerce").astype(float)
+    bad = ~np.isfinite(values) & (raw != "" if optional else True)
     if bad.any():
         row = int(np.flatnonzero(bad.to_numpy())[0])
-        raise DataFormatError(path, first_line + row, f"a number in column {column!r}", raw.iloc[row])
-    return values.astype(float)
+        raise DataFormatError(source.path, source.line(row), f"a finite number in column {column!r}", raw.iloc[row])
+    return values
 
 
-def _ids(frame: pd.DataFrame, column: str, path: Path, first_line: int) -> pd.Series:
+def _ids(frame: pd.DataFrame, column: str, source: _Source) -> pd.Series:
     values = frame[column].str.strip()
     empty = values == ""
     if empty.any():
         row = int(np.flatnonzero(empty.to_numpy())[0])
-        raise DataFormatError(path, first_line + row, f"an id in column {column!r}", "")
+        raise DataFormatError(source.path, source.line(row), f"an id in column {column!r}", "")
     return values
 
 
@@ -211,24 +247,22 @@ def _top_tags(tags: pd.DataFrame | None) -> dict[str, tuple[str, ...]]:
 def load_atomic(inter_path: Path) -> Dataset:
     """RecBole atomic files: NAME.inter (user_id, item_id, timestamp[, rating]) + NAME.item beside it."""
     inter_path = Path(inter_path)
-    frame = _read_table(inter_path)
-    frame.columns = [c.split(":")[0] for c in frame.columns]
+    frame, source = _read_table(inter_path, typed=True), _Source(inter_path)
     _require_columns(frame, inter_path, ["user_id", "item_id", "timestamp"])
     inter = pd.DataFrame({
-        "user": _ids(frame, "user_id", inter_path, 2),
-        "item": _ids(frame, "item_id", inter_path, 2),
-        "timestamp": _numbers(frame, "timestamp", inter_path, 2),
-        "rating": _numbers(frame, "rating", inter_path, 2) if "rating" in frame else np.nan,
+        "user": _ids(frame, "user_id", source),
+        "item": _ids(frame, "item_id", source),
+        "timestamp": _numbers(frame, "timestamp", source),
+        "rating": _numbers(frame, "rating", source) if "rating" in frame else np.nan,
     })
     item_path = inter_path.with_suffix(".item")
     if item_path.exists():
-        meta = _read_table(item_path)
-        meta.columns = [c.split(":")[0] for c in meta.columns]
+        meta = _read_table(item_path, typed=True)
         _require_columns(meta, item_path, ["item_id"])
         title_col = next((c for c in ("movie_title", "title") if c in meta), None)
         year_col = next((c for c in ("release_year", "year") if c in meta), None)
         genre_col = next((c for c in ("class", "genre", "genres") if c in meta), None)
-        ids = _ids(meta, "item_id", item_path, 2)
+        ids = _ids(meta, "item_id", _Source(item_path))
         titles = meta[title_col] if title_col else "Item " + ids
         years = meta[year_col].where(meta[year_col].str.fullmatch(r"\d{4}"), "") if year_col else [""] * len(ids)
         genres = [tuple(g for g in s.split() if g != "unknown") for s in meta[genre_col]] if genre_col \
@@ -243,16 +277,16 @@ def load_dat(folder: Path) -> Dataset:
     """MovieLens .dat (ML-1M, ML-10M): ratings.dat 'user::item::rating::time' + movies.dat 'item::title::a|b'."""
     folder = Path(folder)
     ratings_path, movies_path = folder / "ratings.dat", folder / "movies.dat"
-    text = ratings_path.read_text(encoding="latin-1").replace("::", "\t")
+    text = _read_text(ratings_path).replace("::", "\t")
     frame = _read_table(ratings_path, names=["user", "item", "rating", "timestamp"], text=text)
+    source = _Source(ratings_path, header=0)
     inter = pd.DataFrame({
-        "user": _ids(frame, "user", ratings_path, 1), "item": _ids(frame, "item", ratings_path, 1),
-        "timestamp": _numbers(frame, "timestamp", ratings_path, 1),
-        "rating": _numbers(frame, "rating", ratings_path, 1),
+        "user": _ids(frame, "user", source), "item": _ids(frame, "item", source),
+        "timestamp": _numbers(frame, "timestamp", source), "rating": _numbers(frame, "rating", source),
     })
     ids, titles, genres = [], [], []
     if movies_path.exists():
-        for number, line in enumerate(movies_path.read_text(encoding="latin-1").splitlines(), start=1):
+        for number, line in enumerate(_read_text(movies_path).splitlines(), start=1):
             if not line.strip():
                 continue
             parts = line.split("::")
@@ -263,7 +297,7 @@ def load_dat(folder: Path) -> Dataset:
             genres.append(tuple(g for g in parts[2].strip().split("|") if g and g != "(no genres listed)"))
     tags = None
     if (folder / "tags.dat").exists():
-        text = (folder / "tags.dat").read_text(encoding="latin-1").replace("::", "\t")
+        text = _read_text(folder / "tags.dat").replace("::", "\t")
         tags = _read_table(folder / "tags.dat", names=["user", "item", "tag", "timestamp"], text=text)
     top = _top_tags(tags)
     items = _items_frame(ids, titles, [""] * len(ids), genres, [top.get(i, ()) for i in ids])
@@ -274,12 +308,11 @@ def load_csv(folder: Path) -> Dataset:
     """MovieLens CSV (ml-latest, ML-20M/25M/32M): ratings.csv + movies.csv, optional tags.csv."""
     folder = Path(folder)
     ratings_path, movies_path, tags_path = folder / "ratings.csv", folder / "movies.csv", folder / "tags.csv"
-    frame = _read_table(ratings_path, sep=",", quoting=csv.QUOTE_MINIMAL)
+    frame, source = _read_table(ratings_path, sep=",", quoting=csv.QUOTE_MINIMAL), _Source(ratings_path, ",")
     _require_columns(frame, ratings_path, ["userId", "movieId", "rating", "timestamp"])
     inter = pd.DataFrame({
-        "user": _ids(frame, "userId", ratings_path, 2), "item": _ids(frame, "movieId", ratings_path, 2),
-        "timestamp": _numbers(frame, "timestamp", ratings_path, 2),
-        "rating": _numbers(frame, "rating", ratings_path, 2),
+        "user": _ids(frame, "userId", source), "item": _ids(frame, "movieId", source),
+        "timestamp": _numbers(frame, "timestamp", source), "rating": _numbers(frame, "rating", source),
     })
     tags = None
     if tags_path.exists():
@@ -290,7 +323,7 @@ def load_csv(folder: Path) -> Dataset:
     if movies_path.exists():
         movies = _read_table(movies_path, sep=",", quoting=csv.QUOTE_MINIMAL)
         _require_columns(movies, movies_path, ["movieId", "title", "genres"])
-        ids = list(_ids(movies, "movieId", movies_path, 2))
+        ids = list(_ids(movies, "movieId", _Source(movies_path, ",")))
         genres = [tuple(g for g in s.split("|") if g and g != "(no genres listed)") for s in movies["genres"]]
         items = _items_frame(ids, list(movies["title"]), [""] * len(ids), genres, [top.get(i, ()) for i in ids])
     else:
@@ -326,5 +359,8 @@ def load_dataset(path=None) -> Dataset:
     inters = sorted(path.glob("*.inter"))
     if len(inters) == 1:
         return load_atomic(inters[0])
+    if inters:
+        raise SteerRecError(f"several datasets in {path}: {', '.join(p.name for p in inters)}; pass one file, "
+                            f"e.g. {inters[0]}")
     raise SteerRecError(f"no dataset found in {path}: expected ratings.dat + movies.dat (MovieLens .dat), "
                         "ratings.csv + movies.csv (MovieLens CSV) or one NAME.inter + NAME.item (RecBole atomic)")

@@ -30,6 +30,7 @@ DEFAULT_CHECKPOINTS = ROOT / "checkpoints"
 BACKBONE_NAMES = ("sasrec", "gru4rec")
 MODEL_NAMES = ("sasrec", "gru4rec", "dpr", "mixrec")
 MAX_HISTORY = 10_000
+UNSURE_BELOW = 0.2  # DPR's reader gives its reading less than this probability: the app says it is unsure
 
 
 @dataclass
@@ -59,8 +60,9 @@ class Recommendation:
     gates: list[dict] = field(default_factory=list)  # per prompt: its text, polarity and expert weights
 
     def to_dict(self) -> dict:
-        return {"model": self.model, "user": self.user, "want": self.want, "avoid": self.avoid,
-                "latency_ms": round(self.latency_ms, 3), "items": [item.to_dict() for item in self.items]}
+        return {"model": self.model, "backbone": self.backbone, "user": self.user, "want": self.want,
+                "avoid": self.avoid, "latency_ms": round(self.latency_ms, 3),
+                "items": [item.to_dict() for item in self.items], "gates": self.gates}
 
 
 class Engine:
@@ -178,14 +180,16 @@ class Engine:
         return None, np.array([self.dataset.item_index(item) for item in history], dtype=np.int64)
 
     def _check_k(self, k) -> int:
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
-            try:
-                k = int(str(k).strip())
-            except ValueError:
-                raise SteerRecError(f"k must be a whole number, got {str(k)[:20]!r}") from None
-        if k <= 0:
-            raise SteerRecError(f"k must be at least 1, got {k}")
-        return min(int(k), self.dataset.num_items)
+        """k as a whole number from 1 to the catalogue size ("10", 10.0 and 10 are the same k)."""
+        try:
+            number = float(str(k).strip()) if not isinstance(k, bool) else float("nan")
+        except ValueError:
+            number = float("nan")
+        if not number.is_integer():
+            raise SteerRecError(f"k must be a whole number, got {str(k)[:20]!r}")
+        if not 1 <= number <= self.dataset.num_items:
+            raise SteerRecError(f"k must be from 1 to {self.dataset.num_items} (the catalogue), got {int(number)}")
+        return int(number)
 
     # ---------------------------------------------------------------------------------------- serving
 
@@ -193,7 +197,7 @@ class Engine:
     def recommend(self, model: str, user=None, history=None, want=(), avoid=(), k: int = 10,
                   backbone: str = "sasrec") -> Recommendation:
         started = time.perf_counter()
-        model = str(model).lower()
+        model, backbone = str(model).strip().lower(), str(backbone).strip().lower()
         if model not in MODEL_NAMES:
             raise SteerRecError(f"unknown model {model!r}: expected one of {', '.join(MODEL_NAMES)}")
         if model in BACKBONE_NAMES:
@@ -212,6 +216,8 @@ class Engine:
             backbone = None
         else:
             ids, scores, gates, vectors = self._rank_steered(backbone, items, prompts if model == "dpr" else [], k)
+        if not len(ids):
+            raise SteerRecError("every item of the catalogue is in this history: nothing is left to recommend")
         similarity = self._prompt_similarity(ids, vectors) if vectors is not None else None
         ranked = [RankedItem(rank + 1, self.dataset.item_ids[i], self.dataset.titles[i], self.dataset.years[i],
                              self.dataset.genres[i], float(s),
@@ -244,6 +250,7 @@ class Engine:
         experts = model.config.positive_experts
         gate_rows = [{"prompt": p.text, "polarity": "avoid" if p.negative else "want",
                       "understood_as": self._top_attributes(grounding[0, n]),
+                      "unsure": bool(grounding[0, n].max() < UNSURE_BELOW),
                       "experts": {(f"avoid {j + 1}" if p.negative else f"want {j + 1}"): float(g)
                                   for j, g in enumerate(gates[0, n, experts:] if p.negative
                                                         else gates[0, n, :experts])}}
@@ -279,7 +286,7 @@ class Engine:
                                        self.dataset.ratings[index]):
             rows.append({"item_id": self.dataset.item_ids[item], "title": self.dataset.titles[item],
                          "year": self.dataset.years[item], "genres": ", ".join(self.dataset.genres[item]),
-                         "date": datetime.fromtimestamp(stamp, timezone.utc).strftime("%Y-%m-%d"),
+                         "date": date_of(stamp),
                          "rating": None if np.isnan(rating) else float(rating)})
         return rows
 
@@ -317,10 +324,19 @@ class Engine:
         """The history items closest to a recommended item in the backbone's item space: why it is there."""
         _, items = self.resolve(user, history)
         if backbone not in self.backbones:
-            raise SteerRecError(f"{backbone} is not available: {self.unavailable.get(backbone, '')}")
+            raise SteerRecError(f"{backbone} is not available: "
+                                f"{self.unavailable.get(backbone, 'expected one of ' + ', '.join(self.backbones))}")
         table = self.backbones[backbone].item_vectors()
         target = table[self.dataset.item_index(item_id)]
         unique = np.unique(items)
         similarity = torch.nn.functional.cosine_similarity(table[torch.from_numpy(unique)], target[None], dim=1)
         order = torch.argsort(similarity, descending=True)[:count]
         return [(self.item_label(int(unique[i])), float(similarity[i])) for i in order]
+
+
+def date_of(stamp: float) -> str:
+    """A Unix time in seconds as a date; empty when it is none (a dataset with times in milliseconds, say)."""
+    try:
+        return datetime.fromtimestamp(stamp, timezone.utc).strftime("%Y-%m-%d")
+    except (OverflowError, OSError, ValueError):
+        return ""

@@ -121,19 +121,3 @@ def load_llm(layers: int | None = None, dtype: torch.dtype = torch.float32) -> F
         return tokenizer(list(texts), add_special_tokens=False)["input_ids"]
 
     return FrozenLLM(model.to(dtype), tokenize, gguf_fingerprint()).freeze()
-
-
-def tiny_llm(seed: int = 0, layers: int = 2, hidden: int = 32, vocab: int = 257) -> FrozenLLM:
-    """A random Llama of SmolLM2's architecture at toy size, with a byte tokenizer: for fast tests."""
-    from transformers import LlamaConfig, LlamaModel
-
-    torch.manual_seed(seed)
-    config = LlamaConfig(vocab_size=vocab, hidden_size=hidden, intermediate_size=2 * hidden,
-                         num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
-                         max_position_embeddings=4096, rope_theta=100000.0)
-    model = LlamaModel(config)
-
-    def tokenize(texts: list[str]) -> list[list[int]]:
-        return [[1 + byte % (vocab - 1) for byte in text.encode()] for text in texts]
-
-    return FrozenLLM(model, tokenize, f"tiny-{seed}-{layers}-{hidden}").freeze()

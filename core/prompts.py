@@ -78,6 +78,14 @@ NEGATION = re.compile(
     r"\b(no|not|don'?t|do not|doesn'?t|nothing|none|without|avoid\w*|except|anything but|hate|dislike|never|"
     r"skip|exclude\w*|rather not|sick of|tired of|fed up with|can'?t stand|keep .+ away|less)\b",
     re.IGNORECASE)
+# negation words that ask for more, not less: "nothing but comedies", "I never get tired of westerns"
+EMPHASIS = re.compile(r"\b(nothing but|only|can'?t get enough of|never (get |grow )?(tired|bored|sick) of)\b",
+                      re.IGNORECASE)
+# where a want phrase turns into an avoid: "comedies without romance", "action but no gore", "westerns except ..."
+EXCEPTION = re.compile(r"\s+(?:but\s+(?=(?:no|not)\b)|(?=(?:without|except)\b))", re.IGNORECASE)
+# words that carry no request on their own, so "comedies, please" is one phrase and not two
+FILLER = {"please", "pls", "thanks", "thank", "you", "ok", "okay", "hmm", "so", "just", "well", "and", "or", "also",
+          "maybe", "oh", "hey", "hi"}
 
 
 @dataclass(frozen=True)
@@ -87,8 +95,9 @@ class Prompt:
 
 
 def infer_negative(text: str) -> bool:
-    """True for phrasings that ask to exclude something ("no horror", "anything but musicals")."""
-    return NEGATION.search(text) is not None
+    """True for phrasings that ask to exclude something ("no horror", "anything but musicals"), not for those
+    whose negation insists ("nothing but comedies")."""
+    return NEGATION.search(text) is not None and EMPHASIS.search(text) is None
 
 
 def clean_prompt(text) -> str:
@@ -103,14 +112,23 @@ def clean_prompt(text) -> str:
 
 
 def split_phrases(text) -> list[str]:
-    """A box may hold several phrases, separated by commas, semicolons or new lines (or a list of such)."""
+    """A box may hold several phrases, separated by commas, semicolons or new lines (or a list of such).
+    Pieces made only of filler words ("please", "thanks") are dropped when the box says something else."""
     if text is None:
         return []
     if isinstance(text, (list, tuple)):
         return [phrase for part in text for phrase in split_phrases(part)]
     if not isinstance(text, str):
         raise SteerRecError(f"a prompt must be text, got {type(text).__name__}")
-    return [p for p in (clean_prompt(part) for part in re.split(r"[,;\n]+", text)) if p]
+    pieces = [p for p in (clean_prompt(part) for part in re.split(r"[,;\n]+", text)) if p]
+    meaningful = [p for p in pieces if not set(re.findall(r"[\w']+", p.lower())) <= FILLER]
+    return meaningful or pieces
+
+
+def split_exceptions(phrase: str) -> list[str]:
+    """A want phrase with an exception, as the want and the avoid it holds: "comedies without romance" ->
+    ["comedies", "without romance"]; "action but no gore" -> ["action", "no gore"]."""
+    return [part.strip() for part in EXCEPTION.split(phrase) if part and part.strip()]
 
 
 def as_phrase_list(value) -> list:
@@ -125,21 +143,17 @@ def as_phrase_list(value) -> list:
 
 
 def build_prompts(want=(), avoid=()) -> list[Prompt]:
-    """The prompts of a request. A 'want' phrase that is phrased negatively ("no horror") is an avoid."""
-    want, avoid = as_phrase_list(want), as_phrase_list(avoid)
-    prompts = []
-    for phrase in want:
-        text = clean_prompt(phrase)
-        if text:
-            prompts.append(Prompt(text, infer_negative(text)))
-    for phrase in avoid:
-        text = clean_prompt(phrase)
-        if text:
-            prompts.append(Prompt(text, True))
+    """The prompts of a request, each box split into its phrases (as `split_phrases` does, so the app, the API
+    and the CLI read a box alike). A want phrase that is phrased negatively ("no horror") is an avoid, and one
+    with an exception ("comedies without romance") is a want and an avoid."""
+    given_want, given_avoid = as_phrase_list(want), as_phrase_list(avoid)
+    want = [part for phrase in split_phrases(given_want) for part in split_exceptions(phrase)]
+    avoid = split_phrases(given_avoid)
+    prompts = [Prompt(text, infer_negative(text)) for text in want] + [Prompt(text, True) for text in avoid]
+    if (given_want or given_avoid) and not prompts:
+        raise SteerRecError("the prompt is empty: type what you want or want to avoid, e.g. 'something funny'")
     if len(prompts) > MAX_PROMPTS:
         raise SteerRecError(f"at most {MAX_PROMPTS} prompts at once; got {len(prompts)}")
-    if (want or avoid) and not prompts:
-        raise SteerRecError("the prompt is empty: type what you want or want to avoid, e.g. 'something funny'")
     return prompts
 
 
@@ -218,5 +232,3 @@ def negative_attribute(history: np.ndarray, target: int, matrix: np.ndarray) -> 
     counts = history_counts(history, matrix)[lacking]
     return int(lacking[np.argmax(counts)])
 
-
-TASKS = ("sequential", "positive", "negative")

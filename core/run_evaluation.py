@@ -28,8 +28,13 @@ def evaluate_model(model: str, task: str, split: str = "test", backbone: str = "
     result = {"task": task, "model": model, "backbone": backbone, "split": split, "methods": {}}
     with torch.no_grad():
         if task == "sequential":
-            # DPR without a prompt is the backbone by construction (h' = h, q = 0)
-            scored = engine.mixrec[0] if model == "mixrec" else net
+            scored = net
+            if model == "mixrec":
+                scored = engine.mixrec[0]
+            elif model == "dpr":  # DPR's own ranking with no prompt, which should match the backbone's
+                from core.train_dpr import UnpromptedDPR
+
+                scored = UnpromptedDPR(engine.dpr[backbone][0], net, engine.item_text)
             ranks = sequential_ranks(scored, dataset, split, users)
             if model == "mixrec":  # beside the ID-based model it must beat, with the paired difference
                 base = sequential_ranks(net, dataset, split, users)
@@ -49,10 +54,10 @@ def evaluate_model(model: str, task: str, split: str = "test", backbone: str = "
                    "filter@100": filter_scorer(net, carries, 100),
                    "rerank": rerank_scorer(net, engine.item_text_embeddings())}
         if model == "dpr":
-            from core.train_dpr import prompt_methods
+            from core.train_dpr import dpr_scorer
 
             dpr, _ = engine.dpr[backbone]
-            methods["dpr"] = prompt_methods(dpr, net, net.item_vectors(), dpr.item_semantics(engine.item_text))
+            methods["dpr"] = dpr_scorer(dpr, net, net.item_vectors(), dpr.item_semantics(engine.item_text))
         elif model == "mixrec":
             mixrec, _ = engine.mixrec
             methods["mixrec"] = backbone_scorer(mixrec)

@@ -101,15 +101,16 @@ class PhraseTable:
 def align(model: DPR, item_vectors: torch.Tensor, item_text: torch.Tensor, vocab, matrix: np.ndarray, encoder,
           config: DPRTrainConfig, progress=True) -> dict:
     """Stage 2: P z_i ~ e_i (InfoNCE over the catalogue); S t_a . a_i high for items carrying attribute a."""
+    device = item_vectors.device
     words = [(index, w) for index, a in enumerate(vocab) for w in wordings(a, "train")]
-    word_vectors = torch.from_numpy(encoder.encode([w for _, w in words]))
-    word_labels = torch.from_numpy(matrix[[i for i, _ in words]]).float()[:, 1:]
+    word_vectors = torch.from_numpy(encoder.encode([w for _, w in words])).to(device)
+    word_labels = torch.from_numpy(matrix[[i for i, _ in words]]).float()[:, 1:].to(device)
     targets = F.normalize(item_vectors[1:], dim=-1)
     texts = item_text[1:]
     parameters = [*model.prompt_to_collaborative.parameters(), *model.prompt_to_semantic.parameters(),
                   *model.item_to_semantic.parameters()]
     optimizer = torch.optim.AdamW(parameters, lr=config.align_lr)
-    labels = torch.arange(len(texts))
+    labels = torch.arange(len(texts), device=device)
     for _ in tqdm(range(config.align_epochs), desc="stage 2 align", disable=not progress):
         projected = F.normalize(model.prompt_to_collaborative(texts), dim=-1)
         logits = projected @ targets.T / config.align_temperature
@@ -129,7 +130,9 @@ def align(model: DPR, item_vectors: torch.Tensor, item_text: torch.Tensor, vocab
 
 @torch.no_grad()
 def training_positions(dataset: Dataset, backbone, matrix: np.ndarray, batch_size: int = 1024):
-    """Every (prefix -> next item) of the training split: frozen user vector, target, prefix attribute counts."""
+    """Every (prefix -> next item) of the training split: frozen user vector (on the backbone's device), target,
+    prefix attribute counts."""
+    device = next(backbone.parameters()).device
     histories, targets = [], []
     for user in range(1, dataset.num_users + 1):
         train = dataset.sequences[user][:-2]
@@ -138,7 +141,8 @@ def training_positions(dataset: Dataset, backbone, matrix: np.ndarray, batch_siz
             targets.append(int(train[t]))
     users = []
     for start in range(0, len(histories), batch_size):
-        users.append(backbone.user_vector(pad_left(histories[start:start + batch_size], backbone.config.max_len)))
+        batch = pad_left(histories[start:start + batch_size], backbone.config.max_len).to(device)
+        users.append(backbone.user_vector(batch))
     counts = np.stack([history_counts(h, matrix) for h in histories])
     return torch.cat(users), torch.tensor(targets), counts
 
@@ -175,20 +179,45 @@ def steer_loss(model, users, targets, texts, negative, present, attributes, item
     return loss
 
 
-def prompt_methods(model: DPR, backbone, item_vectors, semantics):
-    """The DPR scorer for core.prompt_tasks."""
+def dpr_scores(model: DPR, backbone, sequences, texts, negative, item_vectors, semantics) -> torch.Tensor:
+    """Scores of every item for left-padded histories under prompts `texts` (B, P, 384) of polarity `negative`
+    (B, P), computed on the models' device (that of `item_vectors`) and returned on the CPU, where the
+    evaluation ranks them."""
+    device = item_vectors.device
+    negative = negative.to(device)
+    users = backbone.user_vector(sequences.to(device))
+    steered, query, _, _ = model.steer(users, texts.to(device), negative, torch.ones_like(negative))
+    return model.scores(steered, query, item_vectors, semantics).cpu()
+
+
+def dpr_scorer(model: DPR, backbone, item_vectors, semantics):
+    """DPR as a core.prompt_tasks scorer: each row steered by its one prompt."""
     def score(batch):
-        users = backbone.user_vector(batch.sequences)
         negative = torch.full((len(batch), 1), batch.negative)
-        steered, query, _, _ = model.steer(users, batch.texts[:, None], negative, torch.ones_like(negative))
-        return model.scores(steered, query, item_vectors, semantics)
+        return dpr_scores(model, backbone, batch.sequences, batch.texts[:, None], negative, item_vectors, semantics)
     return score
 
 
-def validate(model, backbone, dataset, cases, item_vectors, semantics, carries) -> dict:
+class UnpromptedDPR(torch.nn.Module):
+    """DPR with no prompt, as a sequential model (`full_sort_predict`, `config.max_len`) for
+    core.evaluate.sequential_ranks: the sequential task then ranks DPR's own scores, not the backbone's."""
+
+    def __init__(self, model: DPR, backbone, item_text: torch.Tensor):
+        super().__init__()
+        self.model, self.backbone, self.item_text = model, backbone, item_text
+        self.config = backbone.config
+
+    def full_sort_predict(self, sequences: torch.Tensor) -> torch.Tensor:
+        none = torch.zeros(len(sequences), 0, dtype=torch.bool)
+        texts = torch.zeros(len(sequences), 0, self.model.config.text_dim)
+        return dpr_scores(self.model, self.backbone, sequences, texts, none, self.backbone.item_vectors(),
+                          self.model.item_semantics(self.item_text))
+
+
+def validate(model, backbone, cases, item_vectors, semantics, carries) -> dict:
     results = {}
     for name, batch in cases.items():
-        metrics = evaluate_prompt_task(batch, {"dpr": prompt_methods(model, backbone, item_vectors, semantics)},
+        metrics = evaluate_prompt_task(batch, {"dpr": dpr_scorer(model, backbone, item_vectors, semantics)},
                                        carries, backbone.config.max_len)["dpr"]
         results[name] = metrics
     score = results["positive"]["ndcg@10"] + results["negative"]["ndcg@10"] \
@@ -208,16 +237,17 @@ def train_dpr(dataset: Dataset, backbone_name: str, checkpoints: Path, config: D
                        backbone_train_config(backbone_name, device=config.device), data_path=data_path,
                        progress=progress)
     backbone, backbone_config = load_backbone(checkpoints, backbone_name, dataset)
+    backbone.to(device)
     for parameter in backbone.parameters():
         parameter.requires_grad_(False)
     stages["backbone"] = {"checkpoint": str(backbone_folder), "valid": backbone_config["valid"],
                           "seconds": round(time.perf_counter() - started, 2)}
 
     encoder = shared_encoder()
-    item_text = item_text_embeddings(dataset, checkpoints, encoder)
+    item_text = item_text_embeddings(dataset, checkpoints, encoder).to(device)
     vocab = attribute_vocabulary(dataset)
     matrix = attribute_matrix(dataset, vocab)
-    carries = torch.from_numpy(matrix)
+    carries = torch.from_numpy(matrix).to(device)
     item_vectors = backbone.item_vectors().detach()
     model = DPR(DPRConfig(backbone=backbone_name, hidden=item_vectors.shape[1], attributes=len(vocab))).to(device)
     phrases = PhraseTable(vocab, encoder)
@@ -252,22 +282,23 @@ def train_dpr(dataset: Dataset, backbone_name: str, checkpoints: Path, config: D
             avoid = choose_attributes(counts[rows], batch_targets, matrix, True, config.rule_share, rng)
             use_want = (kind < config.both_share) | (kind >= (1 + config.both_share) / 2)
             use_avoid = kind < (1 + config.both_share) / 2
-            present = torch.from_numpy(np.stack([use_want & (want >= 0), use_avoid & (avoid >= 0)], 1))
-            attributes = torch.from_numpy(np.stack([np.maximum(want, 0), np.maximum(avoid, 0)], 1))
-            texts = torch.stack([phrases.sample(attributes[:, 0].numpy(), False, rng),
-                                 phrases.sample(attributes[:, 1].numpy(), True, rng)], 1)
-            negative = torch.tensor([[False, True]]).expand(len(rows), -1)
+            attributes = np.stack([np.maximum(want, 0), np.maximum(avoid, 0)], 1)
+            texts = torch.stack([phrases.sample(attributes[:, 0], False, rng),
+                                 phrases.sample(attributes[:, 1], True, rng)], 1).to(device)
+            present = torch.from_numpy(np.stack([use_want & (want >= 0), use_avoid & (avoid >= 0)], 1)).to(device)
+            negative = torch.tensor([[False, True]], device=device).expand(len(rows), -1)
             semantics = model.item_semantics(item_text)
-            loss = steer_loss(model, users[rows], targets[rows], texts, negative, present, attributes,
-                              item_vectors, semantics, carries, config.want_mass_weight, config.avoid_mass_weight)
+            loss = steer_loss(model, users[rows], targets[rows].to(device), texts, negative, present,
+                              torch.from_numpy(attributes).to(device), item_vectors, semantics, carries,
+                              config.want_mass_weight, config.avoid_mass_weight)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             total += loss.item() * len(rows)
         model.eval()
         with torch.no_grad():
-            results, score = validate(model, backbone, dataset, cases, item_vectors,
-                                      model.item_semantics(item_text), carries)
+            results, score = validate(model, backbone, cases, item_vectors, model.item_semantics(item_text),
+                                      carries.cpu())  # validation ranks on the CPU
         log.append({"epoch": epoch, "loss": total / len(order), "valid": results, "score": score,
                     "seconds": round(time.perf_counter() - stage_start, 2)})
         if progress:

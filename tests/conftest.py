@@ -103,6 +103,26 @@ def write_csv(folder, users=12, items=30, tags=True):
     return folder
 
 
+def tiny_llm(seed: int = 0, layers: int = 2, hidden: int = 32, vocab: int = 257):
+    """A random Llama of SmolLM2's architecture at toy size, with a byte tokenizer: MixRec's tests run in
+    seconds without the real LLM."""
+    import torch
+    from transformers import LlamaConfig, LlamaModel
+
+    from core.llm import FrozenLLM
+
+    torch.manual_seed(seed)
+    config = LlamaConfig(vocab_size=vocab, hidden_size=hidden, intermediate_size=2 * hidden,
+                         num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
+                         max_position_embeddings=4096, rope_theta=100000.0)
+    model = LlamaModel(config)
+
+    def tokenize(texts: list[str]) -> list[list[int]]:
+        return [[1 + byte % (vocab - 1) for byte in text.encode()] for text in texts]
+
+    return FrozenLLM(model, tokenize, f"tiny-{seed}-{layers}-{hidden}").freeze()
+
+
 @pytest.fixture
 def tiny_atomic(tmp_path):
     return write_atomic(tmp_path / "tiny")

@@ -117,7 +117,8 @@ def test_an_unknown_title_is_a_warning_that_changes_nothing(engine):
 
 def test_a_model_checks_k(engine):
     needs(engine, "sasrec")
-    assert "k must be at least 1" in error_message(app.compare, "196", "", "", "sasrec", 0)
+    assert "k must be from 1 to 1682" in error_message(app.compare, "196", "", "", "sasrec", 0)
+    assert "k must be from 1 to 1682" in error_message(app.compare, "196", "", "", "sasrec", 100_000)
 
 
 def test_history_view_and_the_made_up_history(engine):

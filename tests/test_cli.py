@@ -19,8 +19,8 @@ def test_recommend_json():
     done = run("recommend", "--model", "sasrec", "--user", "196", "-k", "10", "--json")
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
-    assert set(result) == {"model", "user", "want", "avoid", "latency_ms", "items"}
-    assert result["user"] == "196" and len(result["items"]) == 10
+    assert set(result) == {"model", "backbone", "user", "want", "avoid", "latency_ms", "items", "gates"}
+    assert result["user"] == "196" and result["backbone"] == "sasrec" and len(result["items"]) == 10
     assert set(result["items"][0]) == {"rank", "item_id", "title", "year", "genres", "score"}
 
 
@@ -31,6 +31,15 @@ def test_recommend_dpr_with_prompts_and_a_made_up_history():
     result = json.loads(done.stdout)
     assert result["want"] == ["something funny"] and result["avoid"] == ["horror"]
     assert len(result["items"]) == 5
+
+
+def test_a_box_with_several_phrases_is_read_as_the_app_reads_it():
+    done = run("recommend", "--model", "dpr", "--user", "366", "--want", "comedies, please", "--avoid",
+               "horror, musicals", "-k", "5", "--json")
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["want"] == ["comedies"] and result["avoid"] == ["horror", "musicals"]
+    assert [next(iter(g["understood_as"])) for g in result["gates"]] == ["Comedy", "Horror", "Musical"]
 
 
 def test_errors_are_one_line_without_traceback():

@@ -98,7 +98,7 @@ def test_malformed_atomic_file_names_file_and_line(tmp_path):
     lines[4] = lines[4].replace("\t", "\tnot-a-time\t", 1).rsplit("\t", 1)[0]
     lines[4] = "\t".join(lines[4].split("\t")[:3] + ["soon"])
     inter.write_text("\n".join(lines) + "\n")
-    with pytest.raises(DataFormatError, match=r"tiny\.inter, line 5: expected a number in column 'timestamp'"):
+    with pytest.raises(DataFormatError, match=r"tiny\.inter, line 5: expected a finite number in column 'timestamp'"):
         load_dataset(inter)
 
 
@@ -150,3 +150,57 @@ def test_fingerprint_is_stable_and_sensitive(tmp_path):
     b = load_dataset(write_atomic(tmp_path / "b"))
     c = load_dataset(write_atomic(tmp_path / "c", seed=1))
     assert a.fingerprint == b.fingerprint != c.fingerprint
+
+
+@pytest.mark.parametrize("name, header, good, bad, found", [
+    ("ratings.csv", "userId,movieId,rating,timestamp\n", "1,2,3,4\n", "1,4,3,oops\n", "oops"),
+    ("ratings.dat", "", "1::2::3::4\n", "1::4::3::oops\n", "oops"),
+    ("x.inter", "user_id:token\titem_id:token\trating:float\ttimestamp:float\n", "1\t2\t3\t4\n", "1\t4\t3\toops\n",
+     "oops"),
+    ("x.inter", "user_id:token\titem_id:token\ttimestamp:float\n", "1\t2\t4\n", "\t\t\n", ""),  # tabs: a row
+])
+def test_errors_name_the_file_line_after_blank_lines(tmp_path, name, header, good, bad, found):
+    """pandas skips blank (and space-only) lines; the line in the message is still the file's own."""
+    (tmp_path / name).write_text(header + good + "\n  \n" + good + "\n" + bad)
+    line = len((header + good + "\n  \n" + good + "\n").splitlines()) + 1
+    with pytest.raises(DataFormatError, match=rf"{name}, line {line}: expected .*, found '{found}'"):
+        load_dataset(tmp_path / name)
+
+
+@pytest.mark.parametrize("name, header", [
+    ("x.inter", "user_id:token\titem_id:token\tuser_id:float\ttimestamp:float\n"),
+    ("x.inter", "user_id:token\titem_id:token\tuser_id:token\ttimestamp:float\n"),
+    ("ratings.csv", "userId,movieId,userId,rating,timestamp\n"),
+])
+def test_a_repeated_column_is_reported(tmp_path, name, header):
+    (tmp_path / name).write_text(header + "\t".join("1234") + "\n")
+    with pytest.raises(DataFormatError, match=rf"{name}, line 1: expected distinct column names, found 'user_?[iI]d"):
+        load_dataset(tmp_path / name)
+
+
+@pytest.mark.parametrize("directory", ["ratings.dat", "movies.dat", "ratings.csv", "tags.csv"])
+def test_a_directory_where_a_data_file_belongs(tmp_path, directory):
+    folder = (write_dat if directory.endswith(".dat") else write_csv)(tmp_path / "ml")
+    (folder / directory).unlink()
+    (folder / directory).mkdir()
+    with pytest.raises(SteerRecError, match=rf"{directory} cannot be read: Is a directory"):
+        load_dataset(folder)
+
+
+@pytest.mark.parametrize("stamp", ["inf", "-inf", "nan", "1e400", "Infinity"])
+def test_non_finite_timestamps_are_rejected(tmp_path, stamp):
+    inter = write_atomic(tmp_path / "t")
+    with open(inter, "a") as f:
+        f.write(f"1\t2\t3\t{stamp}\n")
+    line = len(inter.read_text().splitlines())
+    with pytest.raises(DataFormatError, match=rf"tiny\.inter, line {line}: expected a finite number in column "
+                                              rf"'timestamp', found '{stamp}'"):
+        load_dataset(inter)
+
+
+def test_several_inter_files_are_named(tmp_path):
+    write_atomic(tmp_path / "two", name="a")
+    write_atomic(tmp_path / "two", name="b")
+    with pytest.raises(SteerRecError, match=r"several datasets in .*two: a\.inter, b\.inter; pass one file"):
+        load_dataset(tmp_path / "two")
+    assert load_dataset(tmp_path / "two" / "b.inter").name == "b"

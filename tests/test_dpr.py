@@ -77,6 +77,42 @@ def test_the_reader_grounds_unseen_phrasings_in_their_own_attribute():
     assert single_weights.shape == (1, 12) and not single_weights.any() and not single_biases.any()
 
 
+def test_training_runs_on_the_chosen_device_and_unprompted_dpr_ranks_like_its_backbone(tmp_path):
+    """Tiny data, one steering epoch, through the same code path as `python -m core train --model dpr`."""
+    from core.data import load_dataset
+    from core.evaluate import sequential_ranks
+    from core.train import TrainConfig, load_backbone, train_backbone
+    from core.train_dpr import DPRTrainConfig, UnpromptedDPR, load_dpr, train_dpr
+    from tests.conftest import write_atomic
+
+    dataset = load_dataset(write_atomic(tmp_path / "data", users=16, items=30))
+    out = tmp_path / "checkpoints"
+    train_backbone("sasrec", dataset, out, TrainConfig(epochs=1), max_len=8, progress=False, hidden=16)
+    config = DPRTrainConfig(align_epochs=2, steer_epochs=1, validation_users=8, device="cpu")
+    _, record = train_dpr(dataset, "sasrec", out, config, progress=False)
+    assert record["device"] == "cpu" and record["stages"]["steer"]["best_epoch"] == 1
+    loaded, _ = load_dpr(out, "sasrec", dataset)
+    backbone, _ = load_backbone(out, "sasrec", dataset)
+    item_text = torch.zeros(dataset.num_items + 1, 384)  # without a prompt q = 0: the item texts do not count
+    with torch.no_grad():
+        assert torch.equal(sequential_ranks(UnpromptedDPR(loaded, backbone, item_text), dataset, "test"),
+                           sequential_ranks(backbone, dataset, "test"))
+
+
+@pytest.mark.parametrize("backbone", ["sasrec", "gru4rec"])
+def test_sequential_evaluation_of_dpr_runs_dpr_and_matches_its_backbone(engine, backbone, monkeypatch):
+    from core.run_evaluation import evaluate_model
+
+    steered = []
+    real_steer = DPR.steer
+    monkeypatch.setattr(DPR, "steer", lambda *args: steered.append(1) or real_steer(*args))
+    users = range(1, 301)
+    dpr = evaluate_model("dpr", "sequential", backbone=backbone, engine=engine, users=users)
+    assert steered, "the dpr row must come from DPR itself"
+    plain = evaluate_model(backbone, "sequential", engine=engine, users=users)
+    assert dpr["methods"]["dpr"] == plain["methods"][backbone]
+
+
 def _genre_share(engine, result, genre):
     return np.mean([genre in item.genres for item in result.items])
 

@@ -36,8 +36,8 @@ def test_user_ids_as_int_or_str_and_made_up_histories(engine):
     (dict(model="sasrec", user="abc"), "unknown user"),
     (dict(model="sasrec", history=["50", "999999"]), "unknown item"),
     (dict(model="sasrec", history=[]), "history is empty"),
-    (dict(model="sasrec", user=196, k=0), "at least 1"),
-    (dict(model="sasrec", user=196, k=-3), "at least 1"),
+    (dict(model="sasrec", user=196, k=0), "from 1 to"),
+    (dict(model="sasrec", user=196, k=-3), "from 1 to"),
     (dict(model="sasrec", user=196, k="many"), "whole number"),
     (dict(model="sasrec", user=196, history=["1"]), "either a user or a history"),
     (dict(model="transformer", user=196), "unknown model"),
@@ -50,10 +50,30 @@ def test_bad_input_gets_a_clear_message(engine, kwargs, message):
         engine.recommend(**kwargs)
 
 
-def test_k_larger_than_the_catalogue(engine):
-    result = engine.recommend("sasrec", user=196, k=10**6)
+def test_k_up_to_the_catalogue(engine):
+    catalogue = engine.dataset.num_items
+    result = engine.recommend("sasrec", user=196, k=catalogue)  # every unseen item, ranked
     history = engine.dataset.sequences[engine.dataset.user_index(196)]
-    assert len(result.items) == engine.dataset.num_items - len(set(history))
+    assert len(result.items) == catalogue - len(set(history))
+    with pytest.raises(SteerRecError, match=f"from 1 to {catalogue}"):
+        engine.recommend("sasrec", user=196, k=catalogue + 1)
+    assert len(engine.recommend("sasrec", user=196, k=10.0).items) == 10  # a whole number, written as a float
+    with pytest.raises(SteerRecError, match="whole number"):
+        engine.recommend("sasrec", user=196, k=2.5)
+
+
+def test_a_history_of_the_whole_catalogue_leaves_nothing_to_recommend(engine):
+    with pytest.raises(SteerRecError, match="nothing is left to recommend"):
+        engine.recommend("sasrec", history=list(range(1, engine.dataset.num_items + 1)))
+
+
+def test_dpr_says_what_it_read_and_when_it_is_unsure(engine):
+    result = engine.recommend("DPR", user="196", want="comedies, please", avoid="asdfghjkl", backbone="SASRec")
+    assert result.backbone == "sasrec" and result.to_dict()["backbone"] == "sasrec"
+    funny, unsure = result.gates
+    assert next(iter(funny["understood_as"])) == "Comedy" and not funny["unsure"]
+    assert unsure["unsure"] and unsure["polarity"] == "avoid"
+    assert result.to_dict()["gates"] == result.gates
 
 
 def test_same_input_same_ranking_from_many_threads(engine):

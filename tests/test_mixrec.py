@@ -10,13 +10,12 @@ import core.llm
 import core.train_mixrec
 from core.data import load_dataset
 from core.errors import CheckpointError, SteerRecError
-from core.llm import tiny_llm
 from core.models.mixrec import MixRec, MixRecConfig, MixtureAdapter
 from core.models.sasrec import SASRec, SASRecConfig
 from core.search import layer_experts
 from core.train import TrainConfig, train_backbone
 from core.train_mixrec import MixRecTrainConfig, load_mixrec, train_mixrec
-from tests.conftest import write_atomic
+from tests.conftest import tiny_llm, write_atomic
 
 ITEMS = 30
 TEXTS = [""] + [f"Movie {i} ({1990 + i % 10}). Genres: {'Comedy' if i % 2 else 'Horror'}" + " x" * (i % 5)

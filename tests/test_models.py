@@ -133,6 +133,18 @@ def test_truncated_missing_and_mismatched_checkpoints(tmp_path):
         load_checkpoint(tmp_path / "nowhere", model="sasrec")
 
 
+@pytest.mark.parametrize("change", [{"hidden": -4}, {"max_len": -1}, {"dropout": 2}, {"rope": 1}])
+def test_a_config_torch_refuses_is_a_checkpoint_error(tmp_path, tiny_atomic, change):
+    """An edited config.json whose manifest was re-signed passes verification, then fails inside torch."""
+    dataset = load_dataset(tiny_atomic)
+    model_config = {"num_items": dataset.num_items, "max_len": 10, **change}
+    save_checkpoint(tmp_path / "sasrec", {"model": "sasrec", "data": {"fingerprint": dataset.fingerprint},
+                                          "model_config": model_config},
+                    SASRec(SASRecConfig(num_items=dataset.num_items, max_len=10)).state_dict())
+    with pytest.raises(CheckpointError, match=rf"{tmp_path / 'sasrec' / 'config.json'} does not describe"):
+        load_backbone(tmp_path, "sasrec", dataset)
+
+
 def test_saving_replaces_atomically(tmp_path):
     folder = _saved(tmp_path)
     save_checkpoint(folder, {"model": "sasrec"}, {"weight": torch.zeros(3)})

@@ -15,7 +15,8 @@ def test_negative_phrasings_are_recognised(text):
 
 
 @pytest.mark.parametrize("text", ["something that makes me laugh", "a love story", "sci-fi", "notebook dramas",
-                                  "space westerns"])
+                                  "space westerns", "nothing but comedies", "I never get tired of westerns",
+                                  "only musicals"])
 def test_positive_phrasings_are_recognised(text):
     assert not infer_negative(text)
 
@@ -41,6 +42,21 @@ def test_control_characters_and_whitespace_are_cleaned():
 def test_split_phrases():
     assert split_phrases("funny, no horror;\nromance\n\n") == ["funny", "no horror", "romance"]
     assert split_phrases("") == []
+    assert split_phrases("comedies, please") == ["comedies"]  # filler is not a phrase of its own
+    assert split_phrases("please, no horror") == ["no horror"]
+    assert split_phrases("please") == ["please"]  # ... unless it is all there is
+
+
+@pytest.mark.parametrize("want, expected", [
+    ("comedies without romance", [("comedies", False), ("without romance", True)]),
+    ("action but no gore", [("action", False), ("no gore", True)]),
+    ("something funny but not romantic", [("something funny", False), ("not romantic", True)]),
+    ("westerns except spaghetti westerns", [("westerns", False), ("except spaghetti westerns", True)]),
+    ("anything but musicals", [("anything but musicals", True)]),
+    ("without horror", [("without horror", True)]),
+])
+def test_a_want_with_an_exception_is_a_want_and_an_avoid(want, expected):
+    assert [(p.text, p.negative) for p in build_prompts(want=want)] == expected
 
 
 def test_training_and_evaluation_phrasings_are_disjoint():
