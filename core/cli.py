@@ -49,7 +49,7 @@ def parser() -> argparse.ArgumentParser:
     train.add_argument("--data")
     train.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     train.add_argument("--out", help="checkpoint folder (default: checkpoints/<dataset>/)")
-    train.add_argument("--epochs", type=int, help="maximum epochs (backbones) or steering epochs (DPR)")
+    train.add_argument("--epochs", type=int, help="maximum epochs (backbones, MixRec) or steering epochs (DPR)")
     train.add_argument("--seed", type=int, default=42)
     train.add_argument("--quiet", action="store_true", help="no progress bars")
     train.add_argument("--resume", action="store_true",
@@ -57,7 +57,7 @@ def parser() -> argparse.ArgumentParser:
     train.add_argument("--search-trials", type=int, default=0,
                        help="MixRec: Bayesian-optimisation trials over the per-layer experts before training")
     train.add_argument("--llm-layers", type=int, help="MixRec: how many of SmolLM2's 30 layers to use "
-                       "(default 16; all 30 on a GPU)")
+                       "(default 16, what 2 CPU cores train in the time budget; a GPU affords all 30)")
 
     ev = commands.add_parser("evaluate", help="full-ranking metrics on validation or test users")
     ev.add_argument("--model", choices=MODELS, required=True)

@@ -4,7 +4,9 @@ The LLM's layers are cut into `search_groups` contiguous groups; each group choo
 experts from EXPERT_KINDS ("none" twice = no adapter there). Each trial is a short training run (a share of
 the training windows for `search_epochs` epochs) scored by validation NDCG@10. Every trial (its
 architecture, score and seconds) is returned for the checkpoint's config; the best architecture is what the
-final model trains with. With a few trials on a CPU this is a coarse search; a GPU affords many more.
+final model trains with. TPE draws its first STARTUP_TRIALS trials at random and models the scores from then
+on, so a search of that many trials or fewer (the CPU checkpoint's 6) is a random search; a GPU affords the
+trials that let TPE guide it.
 """
 from __future__ import annotations
 
@@ -14,6 +16,8 @@ import optuna
 
 from core.data import Dataset
 from core.models.mixrec import EXPERT_KINDS
+
+STARTUP_TRIALS = 10  # optuna's default for TPESampler, stated so that the study records it
 
 
 def layer_experts(params: dict, groups: int, layers: int) -> list[list[str]]:
@@ -51,10 +55,12 @@ def search_experts(dataset: Dataset, config, llm, cf, progress: bool = True, **m
         return score
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=config.seed))
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(
+        seed=config.seed, n_startup_trials=STARTUP_TRIALS))
     study.optimize(objective, n_trials=config.search_trials)
     best = max(rows, key=lambda row: row["valid_ndcg@10"])
-    record = {"sampler": "optuna TPE", "objective": "valid ndcg@10", "trials": len(rows),
+    record = {"sampler": "optuna TPE", "random_startup_trials": STARTUP_TRIALS, "objective": "valid ndcg@10",
+              "trials": len(rows),
               "groups": groups, "layers": layers, "epochs_per_trial": config.search_epochs,
               "window_share_per_trial": config.search_window_share, "space": list(EXPERT_KINDS),
               "best": best, "history": rows}
