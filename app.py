@@ -109,7 +109,7 @@ def model_of(column: str, backbone: str) -> str:
     return backbone if column == "backbone" else column
 
 
-def rankings(source: dict, want: str, avoid: str, backbone: str, k) -> tuple:
+def rankings(source: dict, want: str, avoid: str, backbone: str, k, strict_avoid: bool = False) -> tuple:
     """(internal ids of the history, {column: its Recommendation, or why its model is unavailable})."""
     engine = get_engine()
     backbone = str(backbone).strip().lower()
@@ -122,32 +122,34 @@ def rankings(source: dict, want: str, avoid: str, backbone: str, k) -> tuple:
         model = model_of(column, backbone)
         reason = engine.unavailable_reason(model, backbone)
         results[column] = reason or engine.recommend(model, want=want, avoid=avoid, k=k, backbone=backbone,
-                                                      **source)
+                                                      strict_avoid=bool(strict_avoid), **source)
     return history, results
 
 
 @shows_errors
 def compare(user: str, want: str = "", avoid: str = "", backbone: str = "sasrec",
-            k: int = 10) -> tuple[dict, dict, dict]:
+            k: int = 10, strict_avoid: bool = False) -> tuple[dict, dict, dict]:
     """The rankings of the backbone, DPR and MixRec for a dataset user; this is the API endpoint /compare.
 
     Want and avoid may each hold several phrases separated by commas, semicolons or new lines. Each of the three
     results has `available`, and either `items` (rank, item_id, title, year, genres, score) or a `notice`.
+    With `strict_avoid`, DPR also drops every item of the genre it read in an avoid phrase.
     """
-    _, results = rankings(source_of(DATASET_USER, user, []), want, avoid, backbone, k)
+    _, results = rankings(source_of(DATASET_USER, user, []), want, avoid, backbone, k, strict_avoid)
     return tuple(as_json(column, results[column], backbone) for column in COLUMNS)
 
 
 @shows_errors
 def recommend(model: str, user: str, want: str = "", avoid: str = "", backbone: str = "sasrec",
-              k: int = 10) -> dict:
+              k: int = 10, strict_avoid: bool = False) -> dict:
     """One model's ranking for a dataset user; this is the API endpoint /recommend.
 
     `model` is sasrec, gru4rec, dpr or mixrec (`backbone` picks DPR's); the answer is the object that
     `python -m core recommend --json` prints."""
     source = source_of(DATASET_USER, user, [])
     return get_engine().recommend(model, want=split_phrases(want), avoid=split_phrases(avoid), k=k,
-                                  backbone=str(backbone).strip().lower(), **source).to_dict()
+                                  backbone=str(backbone).strip().lower(), strict_avoid=bool(strict_avoid),
+                                  **source).to_dict()
 
 
 def as_json(column: str, result, backbone: str) -> dict:
@@ -301,11 +303,11 @@ def column_title(column: str, backbone: str) -> str:
 
 
 @shows_errors
-def compare_view(mode, user, made_up, want, avoid, backbone, k):
+def compare_view(mode, user, made_up, want, avoid, backbone, k, strict_avoid=False):
     """The Compare button: per column a header and a table (or a notice), then the three plots and the state
     that the row-selection explanation reads."""
     source = source_of(mode, user, made_up)
-    history, results = rankings(source, want, avoid, backbone, k)
+    history, results = rankings(source, want, avoid, backbone, k, strict_avoid)
     wanted, avoided = steering_genres(want, avoid)
     outputs, lists = [], {"history": history}
     for column in COLUMNS:
@@ -458,13 +460,16 @@ def build_demo() -> gr.Blocks:
             with gr.Row():
                 want = gr.Textbox(label="Want", placeholder="something that makes me laugh", lines=2,
                                   max_length=MAX_PROMPT_CHARS, elem_id="want",
-                                  info="one or more phrases, separated by commas or new lines")
+                                  info="one or more phrases, separated by commas or new lines; "
+                                       "'comedies without romance' is a want and an avoid")
                 avoid = gr.Textbox(label="Avoid", placeholder="horror", lines=2, max_length=MAX_PROMPT_CHARS,
                                    elem_id="avoid", info="what to leave out, e.g. 'horror, musicals'")
                 with gr.Column():
                     backbone = gr.Radio([(label, name) for name, label in BACKBONES.items()], value="sasrec",
                                         label="Backbone", elem_id="backbone")
                     k = gr.Slider(1, 50, value=10, step=1, precision=0, label="How many items (k)", elem_id="k")
+                    strict = gr.Checkbox(False, label="Strict avoid (DPR)", elem_id="strict-avoid",
+                                         info="also drop every item of the genre DPR read in an avoid phrase")
             gr.Examples(EXAMPLES, inputs=[want, avoid], label="Try these")
             run = gr.Button("Compare", variant="primary", elem_id="compare")
             headers, tables = [], []
@@ -495,7 +500,7 @@ def build_demo() -> gr.Blocks:
         query.change(search, query, found, trigger_mode="always_last", **private)
         add.click(add_title, [made_up, found, query], [made_up, *history_outputs], **private)
         clear.click(clear_history, None, [made_up, *history_outputs], **private)
-        run.click(compare_view, [mode, user, made_up, want, avoid, backbone, k],
+        run.click(compare_view, [mode, user, made_up, want, avoid, backbone, k, strict],
                   [item for pair in zip(headers, tables) for item in pair]
                   + [genre_plot, overlap_plot, gates_plot, last, why], **private)
         for column, table in zip(COLUMNS, tables):

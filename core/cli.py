@@ -37,6 +37,8 @@ def parser() -> argparse.ArgumentParser:
     who.add_argument("--history", help="comma-separated item ids, oldest first")
     rec.add_argument("--want", action="append", default=[], help="what to see more of (repeatable)")
     rec.add_argument("--avoid", action="append", default=[], help="what to leave out (repeatable)")
+    rec.add_argument("--strict-avoid", action="store_true",
+                     help="DPR: also drop every item of the genre it read in an avoid phrase")
     rec.add_argument("--backbone", choices=["sasrec", "gru4rec"], default="sasrec")
     rec.add_argument("-k", type=int, default=10)
     rec.add_argument("--data", help="dataset folder or file (default: ML-100K from the recbole package)")
@@ -79,7 +81,7 @@ def run_recommend(args) -> int:
         raise SteerRecError(f"k must be at least 1, got {args.k}")
     engine = Engine(data=args.data, checkpoints=args.checkpoints, models=[args.model])
     result = engine.recommend(args.model, user=args.user, history=args.history, want=args.want,
-                              avoid=args.avoid, k=args.k, backbone=args.backbone)
+                              avoid=args.avoid, k=args.k, backbone=args.backbone, strict_avoid=args.strict_avoid)
     if args.json:
         print(json.dumps(result.to_dict(), ensure_ascii=False))
         return 0

@@ -21,7 +21,7 @@ from core.data import Dataset, load_dataset
 from core.errors import SteerRecError
 from core.evaluate import pad_left
 from core.index import ItemIndex
-from core.prompts import Prompt, build_prompts, instruction
+from core.prompts import Prompt, attribute_matrix, build_prompts, instruction
 from core.train import load_backbone
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -74,6 +74,7 @@ class Engine:
         self.backbones, self.indexes, self.dpr, self.unavailable = {}, {}, {}, {}
         self.mixrec = None  # (model, index over its item table)
         self.item_text, self.vocabulary = None, []  # DPR's item-text embeddings and attribute names
+        self.attribute_items = None  # (attributes, items + 1) booleans: which item carries which attribute
         self._encoder = None
         self._encoder_lock = threading.Lock()
         # one comparison asks for the same user vector twice (backbone and DPR columns): keep recent ones
@@ -118,6 +119,7 @@ class Engine:
             self.unavailable[key] = str(error)
             return
         self.vocabulary = config["vocabulary"]
+        self.attribute_items = attribute_matrix(self.dataset, self.vocabulary)
         model.requires_grad_(False)
         semantics = model.item_semantics(self.item_text)
         vectors = torch.cat([self.backbones[backbone].item_vectors(), semantics], 1)
@@ -195,7 +197,10 @@ class Engine:
 
     @torch.inference_mode()
     def recommend(self, model: str, user=None, history=None, want=(), avoid=(), k: int = 10,
-                  backbone: str = "sasrec") -> Recommendation:
+                  backbone: str = "sasrec", strict_avoid: bool = False) -> Recommendation:
+        """One model's top k for a dataset user or a made-up history. With `strict_avoid`, DPR also drops every
+        item carrying the attribute it read in an avoid phrase (its reading as a hard filter); other models
+        ignore it."""
         started = time.perf_counter()
         model, backbone = str(model).strip().lower(), str(backbone).strip().lower()
         if model not in MODEL_NAMES:
@@ -215,9 +220,11 @@ class Engine:
             gates, vectors = [], self._prompt_vectors(prompts) if prompts and self.item_text is not None else None
             backbone = None
         else:
-            ids, scores, gates, vectors = self._rank_steered(backbone, items, prompts if model == "dpr" else [], k)
+            ids, scores, gates, vectors = self._rank_steered(backbone, items, prompts if model == "dpr" else [], k,
+                                                             strict_avoid)
         if not len(ids):
-            raise SteerRecError("every item of the catalogue is in this history: nothing is left to recommend")
+            raise SteerRecError("nothing is left to recommend: every item is in this history"
+                                + (" or carries what a strict avoid removes" if strict_avoid else ""))
         similarity = self._prompt_similarity(ids, vectors) if vectors is not None else None
         ranked = [RankedItem(rank + 1, self.dataset.item_ids[i], self.dataset.titles[i], self.dataset.years[i],
                              self.dataset.genres[i], float(s),
@@ -236,7 +243,8 @@ class Engine:
         model = self.backbones[backbone]
         return model.user_vector(pad_left([np.frombuffer(history, dtype=np.int64)], model.config.max_len))
 
-    def _rank_steered(self, backbone: str, items: np.ndarray, prompts: list[Prompt], k: int):
+    def _rank_steered(self, backbone: str, items: np.ndarray, prompts: list[Prompt], k: int,
+                      strict_avoid: bool = False):
         """Backbone retrieval, steered by DPR when there are prompts (no prompt: the backbone itself)."""
         user = self.user_vector(backbone, items)
         if not prompts:
@@ -246,7 +254,11 @@ class Engine:
         texts = self._prompt_vectors(prompts)[None]
         negative = torch.tensor([[p.negative for p in prompts]])
         steered, query, gates, grounding = model.steer(user, texts, negative, torch.ones_like(negative))
-        ((ids, scores),) = index.search(torch.cat([steered, query], 1).numpy(), k, [items])
+        excluded = items
+        banned = [int(grounding[0, n].argmax()) for n, p in enumerate(prompts) if p.negative]
+        if strict_avoid and banned:
+            excluded = np.union1d(items, np.flatnonzero(self.attribute_items[banned].any(0)))
+        ((ids, scores),) = index.search(torch.cat([steered, query], 1).numpy(), k, [excluded])
         experts = model.config.positive_experts
         gate_rows = [{"prompt": p.text, "polarity": "avoid" if p.negative else "want",
                       "understood_as": self._top_attributes(grounding[0, n]),

@@ -150,6 +150,7 @@ def build_prompts(want=(), avoid=()) -> list[Prompt]:
     want = [part for phrase in split_phrases(given_want) for part in split_exceptions(phrase)]
     avoid = split_phrases(given_avoid)
     prompts = [Prompt(text, infer_negative(text)) for text in want] + [Prompt(text, True) for text in avoid]
+    prompts.sort(key=lambda prompt: prompt.negative)  # wants first, as a Recommendation lists them
     if (given_want or given_avoid) and not prompts:
         raise SteerRecError("the prompt is empty: type what you want or want to avoid, e.g. 'something funny'")
     if len(prompts) > MAX_PROMPTS:

@@ -50,6 +50,15 @@ def test_compare_steers_dpr_and_leaves_the_backbone_alone(engine):
         assert mixrec["items"] == [] and mixrec["notice"] == engine.unavailable["mixrec"]
 
 
+def test_a_strict_avoid_reaches_the_dpr_column_only(engine):
+    needs(engine, "sasrec", "dpr")
+    soft = app.compare("196", "animated films", "musicals", "sasrec", 10)
+    strict = app.compare("196", "animated films", "musicals", "sasrec", 10, True)
+    assert strict[0]["items"] == soft[0]["items"]  # the backbone ignores prompts
+    assert any("Musical" in i["genres"] for i in soft[1]["items"])
+    assert not any("Musical" in i["genres"] for i in strict[1]["items"])
+
+
 def test_the_backbone_choice_reaches_both_columns(engine):
     needs(engine, "gru4rec", "dpr", backbone="gru4rec")
     backbone, dpr, _ = app.compare("196", WANT, "", "gru4rec", 5)
@@ -89,7 +98,9 @@ def test_unavailable_models_are_a_notice_not_an_error(engine, monkeypatch):
     needs(engine, "sasrec")
     monkeypatch.setitem(engine.unavailable, "dpr-sasrec", "DPR is being retrained")
     _, dpr, _ = app.compare("196", WANT, "", "sasrec", 3)
-    assert dpr == {"model": "dpr", "available": False, "notice": "DPR is being retrained", "items": []}
+    assert dpr["available"] is False and dpr["notice"] == "DPR is being retrained" and dpr["items"] == []
+    available, _, _ = app.compare("196", WANT, "", "sasrec", 3)
+    assert set(dpr) == set(available) and dpr["model"] == "dpr"  # the same keys as an available column
     gates = app.compare_view(app.DATASET_USER, "196", [], WANT, "", "sasrec", 3)[8]
     assert "not available" in gates.layout.annotations[0].text
 

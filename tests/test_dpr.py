@@ -153,6 +153,19 @@ def test_want_and_avoid_together(engine, want, avoid, wanted, avoided):
     assert _genre_share(engine, result, avoided) <= 0.2
 
 
+def test_a_strict_avoid_drops_the_genre_dpr_read(engine):
+    """The overlap that soft steering cannot undo (animated musicals) is gone when the avoid is strict."""
+    soft = engine.recommend("dpr", user="196", want=["animated films"], avoid=["musicals"], k=10)
+    strict = engine.recommend("dpr", user="196", want=["animated films"], avoid=["musicals"], k=10,
+                              strict_avoid=True)
+    assert _genre_share(engine, soft, "Musical") > 0 and _genre_share(engine, strict, "Musical") == 0
+    assert _genre_share(engine, strict, "Animation") >= 0.5
+    kept = [item.item_id for item in soft.items if "Musical" not in item.genres]
+    assert [item.item_id for item in strict.items][:len(kept)] == kept  # the rest keeps its order
+    plain = engine.recommend("sasrec", user="196", avoid=["musicals"], k=10, strict_avoid=True)
+    assert plain.items == engine.recommend("sasrec", user="196", k=10).items  # other models ignore it
+
+
 def test_gates_and_grounding_of_two_prompts(engine):
     result = engine.recommend("dpr", user="196", want=["animated films"], avoid=["musicals"], k=10)
     assert [g["polarity"] for g in result.gates] == ["want", "avoid"]
