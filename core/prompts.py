@@ -83,9 +83,11 @@ EMPHASIS = re.compile(r"\b(nothing but|only|can'?t get enough of|never (get |gro
                       re.IGNORECASE)
 # where a want phrase turns into an avoid: "comedies without romance", "action but no gore", "westerns except ..."
 EXCEPTION = re.compile(r"\s+(?:but\s+(?=(?:no|not)\b)|(?=(?:without|except)\b))", re.IGNORECASE)
-# words that carry no request on their own, so "comedies, please" is one phrase and not two
+# words that carry no request on their own, so "comedies, please" is one phrase and "anything except horror" one
+# avoid
 FILLER = {"please", "pls", "thanks", "thank", "you", "ok", "okay", "hmm", "so", "just", "well", "and", "or", "also",
-          "maybe", "oh", "hey", "hi"}
+          "maybe", "oh", "hey", "hi", "a", "any", "anything", "something", "everything", "whatever", "movie",
+          "movies", "film", "films", "stuff"}
 
 
 @dataclass(frozen=True)
@@ -120,15 +122,19 @@ def split_phrases(text) -> list[str]:
         return [phrase for part in text for phrase in split_phrases(part)]
     if not isinstance(text, str):
         raise SteerRecError(f"a prompt must be text, got {type(text).__name__}")
-    pieces = [p for p in (clean_prompt(part) for part in re.split(r"[,;\n]+", text)) if p]
-    meaningful = [p for p in pieces if not set(re.findall(r"[\w']+", p.lower())) <= FILLER]
-    return meaningful or pieces
+    return without_filler([p for p in (clean_prompt(part) for part in re.split(r"[,;\n]+", text)) if p])
 
 
 def split_exceptions(phrase: str) -> list[str]:
     """A want phrase with an exception, as the want and the avoid it holds: "comedies without romance" ->
     ["comedies", "without romance"]; "action but no gore" -> ["action", "no gore"]."""
-    return [part.strip() for part in EXCEPTION.split(phrase) if part and part.strip()]
+    return without_filler([part.strip() for part in EXCEPTION.split(phrase) if part and part.strip()])
+
+
+def without_filler(pieces: list[str]) -> list[str]:
+    """The pieces that say something, unless none does (a lone "please" is still read, and shown as unsure)."""
+    meaningful = [p for p in pieces if not set(re.findall(r"[\w']+", p.lower())) <= FILLER]
+    return meaningful or pieces
 
 
 def as_phrase_list(value) -> list:

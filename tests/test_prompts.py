@@ -54,6 +54,8 @@ def test_split_phrases():
     ("westerns except spaghetti westerns", [("westerns", False), ("except spaghetti westerns", True)]),
     ("anything but musicals", [("anything but musicals", True)]),
     ("without horror", [("without horror", True)]),
+    ("anything except horror", [("except horror", True)]),
+    ("something without violence", [("without violence", True)]),
 ])
 def test_a_want_with_an_exception_is_a_want_and_an_avoid(want, expected):
     assert [(p.text, p.negative) for p in build_prompts(want=want)] == expected
