@@ -128,28 +128,26 @@ def rankings(source: dict, want: str, avoid: str, backbone: str, k, strict_avoid
 
 @shows_errors
 def compare(user: str, want: str = "", avoid: str = "", backbone: str = "sasrec",
-            k: int = 10, strict_avoid: bool = False) -> tuple[dict, dict, dict]:
+            k: int = 10) -> tuple[dict, dict, dict]:
     """The rankings of the backbone, DPR and MixRec for a dataset user; this is the API endpoint /compare.
 
     Want and avoid may each hold several phrases separated by commas, semicolons or new lines. Each of the three
     results has `available`, and either `items` (rank, item_id, title, year, genres, score) or a `notice`.
-    With `strict_avoid`, DPR also drops every item of the genre it read in an avoid phrase.
     """
-    _, results = rankings(source_of(DATASET_USER, user, []), want, avoid, backbone, k, strict_avoid)
+    _, results = rankings(source_of(DATASET_USER, user, []), want, avoid, backbone, k)
     return tuple(as_json(column, results[column], backbone) for column in COLUMNS)
 
 
 @shows_errors
 def recommend(model: str, user: str, want: str = "", avoid: str = "", backbone: str = "sasrec",
-              k: int = 10, strict_avoid: bool = False) -> dict:
+              k: int = 10) -> dict:
     """One model's ranking for a dataset user; this is the API endpoint /recommend.
 
     `model` is sasrec, gru4rec, dpr or mixrec (`backbone` picks DPR's); the answer is the object that
     `python -m core recommend --json` prints."""
     source = source_of(DATASET_USER, user, [])
     return get_engine().recommend(model, want=split_phrases(want), avoid=split_phrases(avoid), k=k,
-                                  backbone=str(backbone).strip().lower(), strict_avoid=bool(strict_avoid),
-                                  **source).to_dict()
+                                  backbone=str(backbone).strip().lower(), **source).to_dict()
 
 
 def as_json(column: str, result, backbone: str) -> dict:

@@ -52,11 +52,14 @@ def test_compare_steers_dpr_and_leaves_the_backbone_alone(engine):
 
 def test_a_strict_avoid_reaches_the_dpr_column_only(engine):
     needs(engine, "sasrec", "dpr")
-    soft = app.compare("196", "animated films", "musicals", "sasrec", 10)
-    strict = app.compare("196", "animated films", "musicals", "sasrec", 10, True)
-    assert strict[0]["items"] == soft[0]["items"]  # the backbone ignores prompts
-    assert any("Musical" in i["genres"] for i in soft[1]["items"])
-    assert not any("Musical" in i["genres"] for i in strict[1]["items"])
+    source = {"user": "196"}
+    _, soft = app.rankings(source, "animated films", "musicals", "sasrec", 10)
+    _, strict = app.rankings(source, "animated films", "musicals", "sasrec", 10, strict_avoid=True)
+    assert strict["backbone"].items == soft["backbone"].items  # the backbone ignores prompts
+    assert any("Musical" in item.genres for item in soft["dpr"].items)
+    assert not any("Musical" in item.genres for item in strict["dpr"].items)
+    header = app.compare_view(app.DATASET_USER, "196", [], "animated films", "musicals", "sasrec", 10, True)[2]
+    assert header.startswith("### DPR")
 
 
 def test_the_backbone_choice_reaches_both_columns(engine):
