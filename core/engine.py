@@ -255,8 +255,8 @@ class Engine:
         negative = torch.tensor([[p.negative for p in prompts]])
         steered, query, gates, grounding = model.steer(user, texts, negative, torch.ones_like(negative))
         excluded = items
-        banned = [int(grounding[0, n].argmax()) for n, p in enumerate(prompts) if p.negative]
-        if strict_avoid and banned:
+        if strict_avoid and negative.any():  # drop every item of the attribute DPR read in each avoid
+            banned = grounding[0, negative[0]].argmax(-1).numpy()
             excluded = np.union1d(items, np.flatnonzero(self.attribute_items[banned].any(0)))
         ((ids, scores),) = index.search(torch.cat([steered, query], 1).numpy(), k, [excluded])
         experts = model.config.positive_experts

@@ -204,14 +204,14 @@ class UnpromptedDPR(torch.nn.Module):
 
     def __init__(self, model: DPR, backbone, item_text: torch.Tensor):
         super().__init__()
-        self.model, self.backbone, self.item_text = model, backbone, item_text
-        self.config = backbone.config
+        self.model, self.backbone, self.config = model, backbone, backbone.config
+        with torch.no_grad():  # the item side is the same for every batch
+            self.item_vectors, self.semantics = backbone.item_vectors(), model.item_semantics(item_text)
 
     def full_sort_predict(self, sequences: torch.Tensor) -> torch.Tensor:
         none = torch.zeros(len(sequences), 0, dtype=torch.bool)
         texts = torch.zeros(len(sequences), 0, self.model.config.text_dim)
-        return dpr_scores(self.model, self.backbone, sequences, texts, none, self.backbone.item_vectors(),
-                          self.model.item_semantics(self.item_text))
+        return dpr_scores(self.model, self.backbone, sequences, texts, none, self.item_vectors, self.semantics)
 
 
 def validate(model, backbone, cases, item_vectors, semantics, carries) -> dict:
