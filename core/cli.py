@@ -58,6 +58,9 @@ def parser() -> argparse.ArgumentParser:
                        help="continue an interrupted backbone run from its last completed epoch")
     train.add_argument("--search-trials", type=int, default=0,
                        help="MixRec: Bayesian-optimisation trials over the per-layer experts before training")
+    train.add_argument("--search-timeout", type=float,
+                       help="MixRec: stop the search after this many seconds even if trials are left "
+                            "(the trials run are recorded; `--search-trials` set to that count reproduces it)")
     train.add_argument("--llm-layers", type=int, help="MixRec: how many of SmolLM2's 30 layers to use "
                        "(default 16, what 2 CPU cores train in the time budget; a GPU affords all 30)")
 
@@ -131,8 +134,11 @@ def run_train(args) -> int:
 
         if args.search_trials < 0:
             raise SteerRecError(f"--search-trials must be 0 or more, got {args.search_trials}")
+        if args.search_timeout is not None and not args.search_timeout > 0:
+            raise SteerRecError(f"--search-timeout must be a positive number of seconds, got {args.search_timeout}")
         options = {"epochs": args.epochs, "llm_layers": args.llm_layers}
         config = MixRecTrainConfig(device=args.device, seed=args.seed, search_trials=args.search_trials,
+                                   search_timeout=args.search_timeout,
                                    bf16=args.device == "cuda" or cpu_has_bf16(),
                                    **{k: v for k, v in options.items() if v})
         _, record = train_mixrec(dataset, out, config, data_path=args.data, progress=progress)

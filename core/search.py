@@ -57,10 +57,10 @@ def search_experts(dataset: Dataset, config, llm, cf, progress: bool = True, **m
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(
         seed=config.seed, n_startup_trials=STARTUP_TRIALS))
-    study.optimize(objective, n_trials=config.search_trials)
+    study.optimize(objective, n_trials=config.search_trials, timeout=config.search_timeout)
     best = max(rows, key=lambda row: row["valid_ndcg@10"])
     record = {"sampler": "optuna TPE", "random_startup_trials": STARTUP_TRIALS, "objective": "valid ndcg@10",
-              "trials": len(rows),
+              "trials": len(rows), "trial_budget": config.search_trials, "timeout_s": config.search_timeout,
               "groups": groups, "layers": layers, "epochs_per_trial": config.search_epochs,
               "window_share_per_trial": config.search_window_share, "space": list(EXPERT_KINDS),
               "best": best, "history": rows}

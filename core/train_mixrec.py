@@ -50,6 +50,7 @@ class MixRecTrainConfig:
     bf16: bool = True
     window_share: float = 1.0  # share of the training windows used (the ablations use less)
     search_trials: int = 0
+    search_timeout: float | None = None  # seconds; the search stops after the trial that crosses it
     search_epochs: int = 1
     search_window_share: float = 0.5
     search_groups: int = 4  # contiguous layer groups that share one expert choice in the search

@@ -211,3 +211,31 @@ def test_recipe_study_windows_hold_each_users_latest_training_pairs(tmp_path):
         train = dataset.sequences[user][:-2]
         assert inputs[row, -1] == train[-2] and targets[row, -1] == train[-1]
     assert all(layers in (8, 16, 30) for layers, *_ in VARIANTS.values())
+
+
+def test_a_search_timeout_ends_the_search_after_the_trial_that_crosses_it(trained):
+    from core.search import search_experts
+    from core.train import load_backbone
+
+    dataset, out, _, _, _ = trained
+    cf, _ = load_backbone(out, "sasrec", dataset)
+    config = MixRecTrainConfig(epochs=1, llm_layers=2, bf16=False, search_trials=50, search_timeout=1e-3,
+                               search_groups=2)
+    experts, study, _ = search_experts(dataset, config, tiny_llm(layers=2), cf, progress=False, item_tokens=12,
+                                       cf_hidden=16)
+    assert study["trials"] == len(study["history"]) == 1
+    assert study["trial_budget"] == 50 and study["timeout_s"] == 1e-3 and len(experts) == 2
+
+
+def test_the_search_summary_reads_what_the_training_command_recorded(trained, tmp_path):
+    from benchmarks.mixrec_search import read_run, summary
+
+    _, out, _, record, _ = trained
+    sasrec = json.loads((out / "sasrec" / "config.json").read_text())
+    row = summary(read_run(out / "mixrec"), "tiny", sasrec)
+    scores = [trial["valid_ndcg@10"] for trial in record["search"]["history"]]
+    assert row["trials"] == 2 and row["trial valid max"] == max(scores) and "best after 6" not in row
+    assert row["test minus SASRec"] == pytest.approx(record["test"]["ndcg@10"] - sasrec["test"]["ndcg@10"])
+    (tmp_path / "config.json").write_text(json.dumps({**record, "search": None}))
+    with pytest.raises(SystemExit, match="not a MixRec checkpoint trained with --search-trials"):
+        read_run(tmp_path)
