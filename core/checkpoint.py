@@ -74,14 +74,20 @@ def load_checkpoint(folder, model: str | None = None, fingerprint: str | None = 
         raise CheckpointError(f"no checkpoint at {folder}{hint}")
     try:
         manifest = json.loads((folder / "manifest.json").read_text())["files"]
-    except (OSError, ValueError, KeyError):
+        if not isinstance(manifest, dict):
+            raise TypeError
+    except (OSError, ValueError, KeyError, TypeError):
         raise CheckpointError(f"{folder / 'manifest.json'} is missing or unreadable; the checkpoint cannot be "
                               "verified") from None
     for name in FILES:
         path = folder / name
-        if not path.exists():
-            raise CheckpointError(f"{path} is missing")
-        if file_sha256(path) != manifest.get(name):
+        if not path.is_file():
+            raise CheckpointError(f"{path} is missing" + (" (a folder is in its place)" if path.is_dir() else ""))
+        try:
+            matches = file_sha256(path) == manifest.get(name)
+        except OSError as error:
+            raise CheckpointError(f"{path} cannot be read: {error.strerror or error}") from None
+        if not matches:
             raise CheckpointError(f"{path} is corrupt or was modified (its SHA-256 does not match "
                                   f"{folder / 'manifest.json'}); retrain or restore it")
     try:

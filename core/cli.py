@@ -26,6 +26,16 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"error: {message} (see `{self.prog} --help`)\n")
 
 
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected 1 or more, got {value}")
+    return value
+
+
 def parser() -> argparse.ArgumentParser:
     root = OneLineParser(prog="python -m core", description=__doc__.splitlines()[0])
     commands = root.add_subparsers(dest="command", required=True)
@@ -51,7 +61,7 @@ def parser() -> argparse.ArgumentParser:
     train.add_argument("--data")
     train.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     train.add_argument("--out", help="checkpoint folder (default: checkpoints/<dataset>/)")
-    train.add_argument("--epochs", type=int, help="maximum epochs (backbones, MixRec) or steering epochs (DPR)")
+    train.add_argument("--epochs", type=positive_int, help="maximum epochs (backbones, MixRec) or steering epochs (DPR)")
     train.add_argument("--seed", type=int, default=42)
     train.add_argument("--quiet", action="store_true", help="no progress bars")
     train.add_argument("--resume", action="store_true",
@@ -61,7 +71,7 @@ def parser() -> argparse.ArgumentParser:
     train.add_argument("--search-timeout", type=float,
                        help="MixRec: stop the search after this many seconds even if trials are left "
                             "(the trials run are recorded; `--search-trials` set to that count reproduces it)")
-    train.add_argument("--llm-layers", type=int, help="MixRec: how many of SmolLM2's 30 layers to use "
+    train.add_argument("--llm-layers", type=positive_int, help="MixRec: how many of SmolLM2's 30 layers to use "
                        "(default 16, what 2 CPU cores train in the time budget; a GPU affords all 30)")
 
     ev = commands.add_parser("evaluate", help="full-ranking metrics on validation or test users")
@@ -79,7 +89,12 @@ def run_recommend(args) -> int:
     from core.engine import Engine
     from core.prompts import build_prompts
 
-    build_prompts(args.want, args.avoid)  # a bad prompt is refused before anything loads
+    prompts = build_prompts(args.want, args.avoid)  # a bad prompt is refused before anything loads
+    if prompts and args.model in ("sasrec", "gru4rec"):
+        print(f"note: {args.model} ranks by the history alone and ignores prompts (use --model dpr or mixrec)",
+              file=sys.stderr)
+    if args.strict_avoid and args.model != "dpr":
+        print("note: --strict-avoid applies to DPR only and is ignored here", file=sys.stderr)
     if args.k <= 0:
         raise SteerRecError(f"k must be at least 1, got {args.k}")
     engine = Engine(data=args.data, checkpoints=args.checkpoints, models=[args.model])
@@ -92,13 +107,32 @@ def run_recommend(args) -> int:
         steering = "".join(f"  {g['polarity']}: {g['prompt']} -> read as "
                            + ", ".join(f"{name} {p:.0%}" for name, p in g["understood_as"].items())
                            + (" (unsure)" if g["unsure"] else "") + "\n" for g in result.gates)
-    else:
+    elif result.model == "mixrec":
         steering = "".join(f"  want: {w}\n" for w in result.want) + "".join(f"  avoid: {a}\n" for a in result.avoid)
+    else:
+        steering = ""
     print(f"{result.model} for {'user ' + result.user if result.user else 'the given history'} "
           f"({result.latency_ms:.1f} ms)\n{steering}", end="")
     for item in result.items:
         print(f"{item.rank:3d}. {item.title} ({item.year})  [{', '.join(item.genres)}]  {item.score:.3f}")
     return 0
+
+
+def check_train_flags(args) -> None:
+    """Refuse a flag that the chosen model would ignore, before anything loads."""
+    mixrec_only = {"--search-trials": args.search_trials, "--search-timeout": args.search_timeout,
+                   "--llm-layers": args.llm_layers}
+    for flag, value in mixrec_only.items():
+        if args.model != "mixrec" and value:
+            raise SteerRecError(f"{flag} applies to --model mixrec only")
+    if args.resume and args.model not in ("sasrec", "gru4rec"):
+        raise SteerRecError("--resume applies to the backbones (sasrec, gru4rec) only")
+    if args.search_trials < 0:
+        raise SteerRecError(f"--search-trials must be 0 or more, got {args.search_trials}")
+    if args.search_timeout is not None and not args.search_timeout > 0:
+        raise SteerRecError(f"--search-timeout must be a positive number of seconds, got {args.search_timeout}")
+    if args.search_timeout and not args.search_trials:
+        raise SteerRecError("--search-timeout needs --search-trials N (the search it bounds)")
 
 
 def run_train(args) -> int:
@@ -107,6 +141,7 @@ def run_train(args) -> int:
     from core.data import load_dataset
     from core.train import backbone_train_config, train_backbone
 
+    check_train_flags(args)
     torch.set_num_threads(min(torch.get_num_threads(), os.cpu_count() or 1))
     dataset = load_dataset(args.data)
     out = Path(args.out) if args.out else Path(__file__).resolve().parent.parent / "checkpoints" / dataset.name
@@ -132,10 +167,6 @@ def run_train(args) -> int:
         from core.llm import cpu_has_bf16
         from core.train_mixrec import MixRecTrainConfig, train_mixrec
 
-        if args.search_trials < 0:
-            raise SteerRecError(f"--search-trials must be 0 or more, got {args.search_trials}")
-        if args.search_timeout is not None and not args.search_timeout > 0:
-            raise SteerRecError(f"--search-timeout must be a positive number of seconds, got {args.search_timeout}")
         options = {"epochs": args.epochs, "llm_layers": args.llm_layers}
         config = MixRecTrainConfig(device=args.device, seed=args.seed, search_trials=args.search_trials,
                                    search_timeout=args.search_timeout,

@@ -348,10 +348,11 @@ def load_dataset(path=None) -> Dataset:
     path = Path(path)
     if not path.exists():
         raise SteerRecError(f"dataset path {path} does not exist")
+    given = path
     if path.is_file():
         if path.suffix == ".inter":
             return load_atomic(path)
-        path = path.parent
+        path = path.parent  # ratings.dat or ratings.csv stands for its folder
     if (path / "ratings.dat").exists():
         return load_dat(path)
     if (path / "ratings.csv").exists():
@@ -362,5 +363,7 @@ def load_dataset(path=None) -> Dataset:
     if inters:
         raise SteerRecError(f"several datasets in {path}: {', '.join(p.name for p in inters)}; pass one file, "
                             f"e.g. {inters[0]}")
-    raise SteerRecError(f"no dataset found in {path}: expected ratings.dat + movies.dat (MovieLens .dat), "
+    found = f"{given} is not a dataset file and its folder holds no dataset" if given.is_file() else \
+        f"no dataset found in {path}"
+    raise SteerRecError(f"{found}: expected ratings.dat + movies.dat (MovieLens .dat), "
                         "ratings.csv + movies.csv (MovieLens CSV) or one NAME.inter + NAME.item (RecBole atomic)")

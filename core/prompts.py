@@ -75,19 +75,23 @@ NEGATIVE_TEMPLATES = (
 )
 
 NEGATION = re.compile(
-    r"\b(no|not|don'?t|do not|doesn'?t|nothing|none|without|avoid\w*|except|anything but|hate|dislike|never|"
+    r"\b(no(?!-)|not|don'?t|do not|doesn'?t|nothing|none|without|avoid\w*|except|anything but|hate|dislike|never|"
     r"skip|exclude\w*|rather not|sick of|tired of|fed up with|can'?t stand|keep .+ away|less)\b",
     re.IGNORECASE)
-# negation words that ask for more, not less: "nothing but comedies", "I never get tired of westerns"
-EMPHASIS = re.compile(r"\b(nothing but|only|can'?t get enough of|never (get |grow )?(tired|bored|sick) of)\b",
-                      re.IGNORECASE)
+# negation words that ask for more, not less: "nothing but comedies", "I never get tired of westerns", "I don't
+# mind horror"
+EMPHASIS = re.compile(r"\b(nothing but|only|can'?t get enough of|never (get |grow )?(tired|bored|sick) of|"
+                      r"(don'?t|do not|wouldn'?t|would not) mind|never miss|not bad)\b", re.IGNORECASE)
+# typographic apostrophes (phone and Mac keyboards) read as the plain one, so "don’t" is a negation too
+APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u02bc": "'", "`": "'"})
 # where a want phrase turns into an avoid: "comedies without romance", "action but no gore", "westerns except ..."
 EXCEPTION = re.compile(r"\s+(?:but\s+(?=(?:no|not)\b)|(?=(?:without|except)\b))", re.IGNORECASE)
-# words that carry no request on their own, so "comedies, please" is one phrase and "anything except horror" one
-# avoid
+# words that carry no request on their own, so "comedies, please" is one phrase, "anything except horror" one
+# avoid and "I'm not sure, maybe comedies" one want
 FILLER = {"please", "pls", "thanks", "thank", "you", "ok", "okay", "hmm", "so", "just", "well", "and", "or", "also",
           "maybe", "oh", "hey", "hi", "a", "any", "anything", "something", "everything", "whatever", "movie",
-          "movies", "film", "films", "stuff"}
+          "movies", "film", "films", "stuff", "i", "i'm", "im", "not", "sure", "think", "guess", "perhaps", "dunno",
+          "idk"}
 
 
 @dataclass(frozen=True)
@@ -106,7 +110,7 @@ def clean_prompt(text) -> str:
     """Normalise one phrase; reject what cannot be a prompt with a message for a person."""
     if not isinstance(text, str):
         raise SteerRecError(f"a prompt must be text, got {type(text).__name__}")
-    text = "".join(ch if ch.isprintable() else " " for ch in text)
+    text = "".join(ch if ch.isprintable() else " " for ch in text.translate(APOSTROPHES))
     text = " ".join(text.split())
     if len(text) > MAX_PROMPT_CHARS:
         raise SteerRecError(f"a prompt may have at most {MAX_PROMPT_CHARS} characters; this one has {len(text)}")

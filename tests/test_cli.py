@@ -80,3 +80,30 @@ def test_mixrec_recommend_and_a_missing_checkpoint(tmp_path):
     assert len(json.loads(done.stdout)["items"]) == 3
     done = run("recommend", "--model", "mixrec", "--user", "196", "--checkpoints", str(tmp_path))
     assert done.returncode == 2 and "no checkpoint" in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--model", "sasrec", "--epochs", "-1"], "expected 1 or more"),
+    (["--model", "sasrec", "--epochs", "0"], "expected 1 or more"),
+    (["--model", "mixrec", "--llm-layers", "two"], "expected a whole number"),
+    (["--model", "sasrec", "--search-trials", "5"], "--search-trials applies to --model mixrec only"),
+    (["--model", "dpr", "--llm-layers", "8"], "--llm-layers applies to --model mixrec only"),
+    (["--model", "mixrec", "--resume"], "--resume applies to the backbones"),
+    (["--model", "mixrec", "--search-timeout", "60"], "needs --search-trials"),
+    (["--model", "mixrec", "--search-trials", "4", "--search-timeout", "-1"], "positive number of seconds"),
+])
+def test_train_refuses_a_flag_it_would_ignore_or_misread(args, words, capsys):
+    """Before any data or model loads: one line, exit status 2."""
+    from core.cli import main
+
+    try:
+        code = main(["train", *args])
+    except SystemExit as stop:  # argparse's own refusals
+        code = stop.code
+    assert code == 2
+    assert words in capsys.readouterr().err
+
+
+def test_prompts_given_to_a_backbone_are_not_echoed_as_if_used():
+    done = run("recommend", "--model", "sasrec", "--user", "196", "--want", "comedies", "-k", "3")
+    assert done.returncode == 0 and "ignores prompts" in done.stderr and "comedies" not in done.stdout

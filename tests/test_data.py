@@ -132,6 +132,9 @@ def test_empty_and_unknown_inputs(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(SteerRecError, match="no dataset found"):
         load_dataset(tmp_path / "empty")
+    (tmp_path / "empty" / "notes.txt").write_text("hi")
+    with pytest.raises(SteerRecError, match="notes.txt is not a dataset file"):
+        load_dataset(tmp_path / "empty" / "notes.txt")
     (tmp_path / "e").mkdir()
     (tmp_path / "e" / "e.inter").write_text("")
     with pytest.raises(DataFormatError, match="empty file"):

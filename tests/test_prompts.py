@@ -14,9 +14,15 @@ def test_negative_phrasings_are_recognised(text):
     assert infer_negative(text)
 
 
+def test_a_typographic_apostrophe_is_read_like_the_plain_one():
+    assert [(p.text, p.negative) for p in build_prompts(want="I don\u2019t want horror")] == [
+        ("I don't want horror", True)]
+
+
 @pytest.mark.parametrize("text", ["something that makes me laugh", "a love story", "sci-fi", "notebook dramas",
                                   "space westerns", "nothing but comedies", "I never get tired of westerns",
-                                  "only musicals"])
+                                  "only musicals", "I don't mind horror", "I never miss a western",
+                                  "not bad comedies", "no-nonsense action"])
 def test_positive_phrasings_are_recognised(text):
     assert not infer_negative(text)
 
@@ -45,6 +51,7 @@ def test_split_phrases():
     assert split_phrases("comedies, please") == ["comedies"]  # filler is not a phrase of its own
     assert split_phrases("please, no horror") == ["no horror"]
     assert split_phrases("please") == ["please"]  # ... unless it is all there is
+    assert split_phrases("I'm not sure, maybe comedies") == ["maybe comedies"]
 
 
 @pytest.mark.parametrize("want, expected", [

@@ -304,6 +304,14 @@ FAULTS = [  # (damage, unavailable key, file the message names, words in it, a m
                  "sasrec", "sasrec/config.json", "", "gru4rec", id="unknown-config-field",),
     pytest.param(lambda r: edit_config(r / "dpr-gru4rec", lambda c: {k: v for k, v in c.items() if k != "backbone"}),
                  "dpr-gru4rec", "dpr-gru4rec/config.json", "", "sasrec", id="dpr-config-without-backbone",),
+    pytest.param(lambda r: (r / "gru4rec" / "manifest.json").write_text('{"files": []}'), "gru4rec",
+                 "gru4rec/manifest.json", "verified", "sasrec", id="manifest-files-not-an-object"),
+    pytest.param(lambda r: (r / "gru4rec" / "manifest.json").write_text('"x"'), "gru4rec",
+                 "gru4rec/manifest.json", "verified", "sasrec", id="manifest-not-an-object"),
+    pytest.param(lambda r: ((r / "gru4rec" / "model.safetensors").unlink(), (r / "gru4rec" / "model.safetensors").mkdir()),
+                 "gru4rec", "gru4rec/model.safetensors", "a folder is in its place", "sasrec", id="weights-a-folder"),
+    pytest.param(lambda r: edit_config(r / "sasrec", lambda c: {**c, "model_config": {**c["model_config"], "heads": 3}}),
+                 "sasrec", "sasrec/config.json", "attention heads", "gru4rec", id="heads-do-not-divide"),
 ]
 
 

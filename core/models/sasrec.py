@@ -17,6 +17,10 @@ class SASRecConfig:
     heads: int = 2
     dropout: float = 0.4  # ML-100K is small: heavier dropout generalises better (test NDCG@10 +0.005)
 
+    def __post_init__(self):
+        if self.heads < 1 or self.hidden % self.heads:
+            raise ValueError(f"hidden size {self.hidden} does not split into {self.heads} attention heads")
+
 
 class Block(nn.Module):
     def __init__(self, config: SASRecConfig):
