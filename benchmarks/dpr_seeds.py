@@ -68,7 +68,8 @@ def main(argv=None):
                "compliance@10", "violation@10"]
     markdown = ("## DPR over training seeds (ML-100K test, evaluation phrasings)\n\n"
                 "Seed 42 is the shipped checkpoint; the others are retrained here over the same shipped backbones "
-                "with `train_dpr` (`python -m core train --model dpr --backbone B --seed N`). The metric is the "
+                "with `train_dpr` (`python -m core train --model dpr --backbone B --seed N --out FOLDER`, FOLDER "
+                "holding a copy of the shipped backbone). The metric is the "
                 "one each bar is about (at least the filter's), beside compliance@10 (positive task, bar ≥ 0.9) "
                 "or violation@10 (negative task, bar ≤ 0.02).\n\n" + markdown_table(rows, columns) + f"\n\n{machine_line(info)}\n")
     write_results("dpr_seeds", {"machine": info, "seeds": [42, *seeds], "training_seconds": seconds, "rows": rows},

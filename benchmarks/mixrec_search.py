@@ -37,7 +37,7 @@ def summary(config: dict, label: str, sasrec: dict) -> dict:
     row = {"run": label, "device": config["device"], "command": config["command"],
            "trials": search["trials"], "random startup trials": search.get("random_startup_trials", 10),
            "distinct architectures": len({json.dumps(row["groups"]) for row in search["history"]}),
-           "search s": round(sum(row["seconds"] for row in search["history"]), 1),
+           "trials s (sum)": round(sum(row["seconds"] for row in search["history"]), 1),
            "s per trial": f"{sum(row['seconds'] for row in search['history']) / len(scores):.1f}",
            "training command s": config["seconds_total"],
            "trial valid min": min(scores), "trial valid median": statistics.median(scores),
@@ -70,7 +70,7 @@ def main(argv=None):
         "validation NDCG@10; the final model then trains with the best trial's architecture. Figures as the "
         "training command recorded them in each checkpoint's config.json, on the device named in the row (the "
         "line at the end names the machine that read them).\n\n"
-        + markdown_table(rows, ["run", "device", "trials", "distinct architectures", "search s", "s per trial",
+        + markdown_table(rows, ["run", "device", "trials", "distinct architectures", "trials s (sum)", "s per trial",
                                 "training command s",
                                 "final valid ndcg@10", "final test ndcg@10", "test minus SASRec"])
         + "\n\nTrial scores (validation NDCG@10) and the best found after so many trials:\n\n"

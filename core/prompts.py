@@ -1,5 +1,6 @@
 """Prompts: the attribute vocabulary, phrasings split into training and evaluation sets, polarity inference,
-and the construction of the two prompt-guided tasks (DESIGN.md, "Prompt-guided tasks").
+and how a request's boxes become prompts (the prompt-guided tasks are built from these in core/prompt_tasks.py;
+the README's "Evaluation protocol" defines them).
 
 Evaluation phrasings share no template and no wording of an attribute with training phrasings, so the
 prompt benchmarks measure unseen wording.

@@ -175,7 +175,7 @@ def train_backbone(name: str, dataset: Dataset, out: Path, config: TrainConfig =
             break
         model.train()
         order = torch.randperm(len(inputs), generator=generator)
-        total = 0.0
+        total, seen = 0.0, 0  # this process's rows: under several processes each sees its share
         for start in range(0, len(order), config.batch_size):
             rows = order[start:start + config.batch_size][share]
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16):
@@ -184,11 +184,12 @@ def train_backbone(name: str, dataset: Dataset, out: Path, config: TrainConfig =
             accelerator.backward(loss)
             optimizer.step()
             total += loss.item() * len(rows)
+            seen += len(rows)
         valid = evaluate_sequential(model, dataset, "valid")
         seconds = time.perf_counter() - started
-        log.append({"epoch": epoch, "loss": total / len(order), "valid_ndcg@10": valid["ndcg@10"],
+        log.append({"epoch": epoch, "loss": total / max(seen, 1), "valid_ndcg@10": valid["ndcg@10"],
                     "seconds": round(seconds, 2)})
-        bar.set_postfix(loss=f"{total / len(order):.3f}", ndcg=f"{valid['ndcg@10']:.4f}")
+        bar.set_postfix(loss=f"{total / max(seen, 1):.3f}", ndcg=f"{valid['ndcg@10']:.4f}")
         if valid["ndcg@10"] > state["best"]:
             state.update(best=valid["ndcg@10"], best_epoch=epoch, best_seconds=seconds, stale=0)
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}

@@ -214,7 +214,7 @@ class UnpromptedDPR(torch.nn.Module):
         return dpr_scores(self.model, self.backbone, sequences, texts, none, self.item_vectors, self.semantics)
 
 
-def validate(model, backbone, cases, item_vectors, semantics, carries) -> dict:
+def validate(model, backbone, cases, item_vectors, semantics, carries) -> tuple[dict, float]:
     results = {}
     for name, batch in cases.items():
         metrics = evaluate_prompt_task(batch, {"dpr": dpr_scorer(model, backbone, item_vectors, semantics)},
@@ -329,7 +329,7 @@ def train_dpr(dataset: Dataset, backbone_name: str, checkpoints: Path, config: D
     return model.eval(), record
 
 
-def load_dpr(checkpoints: Path, backbone_name: str, dataset: Dataset) -> DPR:
+def load_dpr(checkpoints: Path, backbone_name: str, dataset: Dataset) -> tuple[DPR, dict]:
     folder = dpr_folder(checkpoints, backbone_name)
     config, tensors = load_checkpoint(folder, model="dpr", fingerprint=dataset.fingerprint)
     backbone_weights = Path(checkpoints) / backbone_name / "model.safetensors"

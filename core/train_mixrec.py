@@ -129,9 +129,8 @@ def cf_record(checkpoints: Path) -> dict:
 
 
 def train_mixrec(dataset: Dataset, out: Path, config: MixRecTrainConfig = MixRecTrainConfig(), data_path=None,
-                 progress: bool = True, experts: list | None = None, **model_options):
-    """Search (optional) and train MixRec over `out/sasrec/`, save to `out/mixrec/` (or `out/<name>/`)."""
-    name = model_options.pop("name", "mixrec")
+                 progress: bool = True, **model_options):
+    """Search (optional) and train MixRec over `out/sasrec/`, save to `out/mixrec/`."""
     seed_everything(config.seed)
     device = resolve_device(config.device)
     cf, _ = load_backbone(out, "sasrec", dataset)  # the collaborative model, trained beforehand
@@ -139,7 +138,7 @@ def train_mixrec(dataset: Dataset, out: Path, config: MixRecTrainConfig = MixRec
     llm = load_llm(config.llm_layers, torch.bfloat16 if config.bf16 else torch.float32)
     llm.model.to(device)
     started = time.perf_counter()
-    study, cache = None, None
+    study, cache, experts = None, None, None
     if config.search_trials > 0:
         from core.search import search_experts
 
@@ -150,7 +149,7 @@ def train_mixrec(dataset: Dataset, out: Path, config: MixRecTrainConfig = MixRec
     seed_everything(config.seed)
     model = build_mixrec(model_config, dataset, llm, cf).to(device)
     model.cache = cache
-    best_state, log, _ = fit(model, dataset, config, config.epochs, config.window_share, progress, name)
+    best_state, log, _ = fit(model, dataset, config, config.epochs, config.window_share, progress)
     seconds_training = time.perf_counter() - started
     best_row = max(log, key=lambda row: row["valid_ndcg@10"])
     model.load_state_dict(best_state)
@@ -174,7 +173,7 @@ def train_mixrec(dataset: Dataset, out: Path, config: MixRecTrainConfig = MixRec
         "test": evaluate_sequential(serving, dataset, "test"),
         "log": log,
     }
-    save_checkpoint(Path(out) / name, record, best_state)
+    save_checkpoint(Path(out) / "mixrec", record, best_state)
     return serving, record
 
 
@@ -210,9 +209,9 @@ def attach_item_cache(model: MixRec, dataset: Dataset, llm_fingerprint: str) -> 
     return model
 
 
-def load_mixrec(checkpoints: Path, dataset: Dataset, cf=None, name: str = "mixrec") -> tuple[MixRec, dict]:
-    """MixRec from `checkpoints/<name>/`, checked against the LLM file and the SASRec checkpoint it expects."""
-    folder = Path(checkpoints) / name
+def load_mixrec(checkpoints: Path, dataset: Dataset, cf=None) -> tuple[MixRec, dict]:
+    """MixRec from `checkpoints/mixrec/`, checked against the LLM file and the SASRec checkpoint it expects."""
+    folder = Path(checkpoints) / "mixrec"
     config, tensors = load_checkpoint(folder, model="mixrec", fingerprint=dataset.fingerprint)
     try:
         llm_record, cf_expected = config["llm"], config["collaborative_model"]["sha256"]

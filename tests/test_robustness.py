@@ -1,6 +1,6 @@
 """Robustness: systematic bad input and injected faults against the engine, the CLI and the app's handlers.
 
-The contract under test (DESIGN.md, "Interfaces"): bad input raises the project's own SteerRecError with a
+The contract under test (the README's "Command line", and core/errors.py): bad input raises the project's own SteerRecError with a
 message for a person, or gives a normal ranking; never another exception type, never a hang. A broken
 checkpoint makes its model unavailable with a message naming the file; it never stops the engine from loading.
 """
