@@ -1,13 +1,15 @@
 """`python -m benchmarks --quick|--full`: regenerate every table in benchmarks/results/ and the README's
 results section from them.
 
---quick measures the shipped checkpoints and trains MixRec's ablations on 5% of an epoch; --full also retrains
+--quick measures the shipped checkpoints and trains MixRec's ablations on 5% of an epoch, a smoke run whose tables
+go to benchmarks/results/quick/ (not committed) and leave the committed tables and the README alone; --full also retrains
 the backbones with the repo's training command, gives the ablations 25% of an epoch, retrains DPR with two
 more seeds, runs MixRec's recipe study where a GPU is present, the large scaling sweep and RecBole side by
 side (`recbole_anchor`).
 """
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -38,8 +40,10 @@ def update_readme():
 
 
 def main(argv=None):
-    args = quick_or_full(__doc__, "shipped checkpoints, small sweeps (default)",
+    args = quick_or_full(__doc__, "shipped checkpoints, small sweeps, tables to results/quick/ (default)",
                          "retrain the backbones, full scaling sweep").parse_args(argv)
+    if not args.full:  # the benchmarks run as child processes, which read this
+        os.environ["STEERREC_RESULTS"] = str(RESULTS / "quick")
     run("backbones", *([] if args.full else ["--shipped"]))
     run("mixrec", "--full" if args.full else "--quick")
     if args.full and torch.cuda.is_available():  # 19 MixRec trainings: minutes on a GPU, hours on 2 cores
@@ -57,8 +61,11 @@ def main(argv=None):
     run("load", "--models", "sasrec,gru4rec,dpr", *([] if args.full else ["--seconds", "20"]))  # 32 clients
     if args.full:  # RecBole in its own virtualenv, to convergence: hours on 2 cores
         run("recbole_anchor", "--full", "--resume")  # rerunning after an interruption continues it
-    update_readme()
-    print("\nREADME results section updated.")
+    if args.full:
+        update_readme()
+        print("\nREADME results section updated.")
+    else:
+        print(f"\nQuick tables written to {os.environ['STEERREC_RESULTS']}; the committed ones are unchanged.")
 
 
 if __name__ == "__main__":

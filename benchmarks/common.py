@@ -18,7 +18,8 @@ import psutil
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "benchmarks" / "results"
+# where result files go: the committed tables, or elsewhere for a smoke run (`python -m benchmarks --quick`)
+RESULTS = Path(os.environ.get("STEERREC_RESULTS", ROOT / "benchmarks" / "results"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 

@@ -15,10 +15,10 @@ import json
 import statistics
 from pathlib import Path
 
-from benchmarks.common import RESULTS, ROOT, machine, machine_line, markdown_table, write_results
+from benchmarks.common import ROOT, machine, machine_line, markdown_table, write_results
 
 SHIPPED = ROOT / "checkpoints" / "ml-100k"
-RUNS = RESULTS / "mixrec_search_runs"
+RUNS = ROOT / "benchmarks" / "results" / "mixrec_search_runs"  # inputs: committed configs
 BEST_AFTER = (6, 10, 30, 60, 90)  # trial counts at which the best score so far is reported
 
 
