@@ -113,6 +113,14 @@ def test_sequential_evaluation_of_dpr_runs_dpr_and_matches_its_backbone(engine, 
     assert dpr["methods"]["dpr"] == plain["methods"][backbone]
 
 
+def test_a_backbone_on_a_prompt_task_is_its_own_backbone_row(engine):
+    from core.run_evaluation import evaluate_model
+
+    result = evaluate_model("gru4rec", "negative", engine=engine, users=range(1, 201))
+    assert result["backbone"] == "gru4rec" and result["methods"]["gru4rec"] == result["methods"]["backbone"]
+    assert {"filter", "filter@100", "rerank"} <= set(result["methods"])
+
+
 def _genre_share(engine, result, genre):
     return np.mean([genre in item.genres for item in result.items])
 
