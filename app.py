@@ -394,7 +394,7 @@ def benchmark_tables() -> str:
     """Every Markdown table in benchmarks/results/, read once at start-up."""
     files = sorted(RESULTS.glob("*.md")) if RESULTS.is_dir() else []
     if not files:
-        return "No benchmark tables have been generated yet (`make bench` writes them to benchmarks/results/)."
+        return "No benchmark tables have been generated yet (`make bench-full` writes them to benchmarks/results/)."
     return "\n\n".join(path.read_text(encoding="utf-8") for path in files)
 
 
