@@ -118,6 +118,13 @@ class Engine:
         except SteerRecError as error:
             self.unavailable[key] = str(error)
             return
+        if self.vocabulary and config["vocabulary"] != self.vocabulary:  # the engine reads both DPRs alike
+            from core.train_dpr import dpr_folder
+
+            self.unavailable[key] = (f"{dpr_folder(self.checkpoints, backbone) / 'config.json'} names other "
+                                     "attributes than the DPR loaded before it; retrain it with `python -m core "
+                                     f"train --model dpr --backbone {backbone}`")
+            return
         self.vocabulary = config["vocabulary"]
         self.attribute_items = attribute_matrix(self.dataset, self.vocabulary)
         model.requires_grad_(False)

@@ -304,6 +304,8 @@ FAULTS = [  # (damage, unavailable key, file the message names, words in it, a m
                  "sasrec", "sasrec/config.json", "", "gru4rec", id="unknown-config-field",),
     pytest.param(lambda r: edit_config(r / "dpr-gru4rec", lambda c: {k: v for k, v in c.items() if k != "backbone"}),
                  "dpr-gru4rec", "dpr-gru4rec/config.json", "", "sasrec", id="dpr-config-without-backbone",),
+    pytest.param(lambda r: edit_config(r / "dpr-gru4rec", lambda c: {**c, "vocabulary": c["vocabulary"][::-1]}),
+                 "dpr-gru4rec", "dpr-gru4rec/config.json", "other attributes", "sasrec", id="dpr-other-vocabulary"),
     pytest.param(lambda r: (r / "gru4rec" / "manifest.json").write_text('{"files": []}'), "gru4rec",
                  "gru4rec/manifest.json", "verified", "sasrec", id="manifest-files-not-an-object"),
     pytest.param(lambda r: (r / "gru4rec" / "manifest.json").write_text('"x"'), "gru4rec",
