@@ -70,6 +70,10 @@ def load_checkpoint(folder, model: str | None = None, fingerprint: str | None = 
     """(config, tensors) of a verified checkpoint; CheckpointError naming the file otherwise."""
     folder = Path(folder)
     if not (folder / "config.json").exists():
+        previous = folder.with_name(f".{folder.name}.old")
+        if not folder.exists() and (previous / "config.json").exists():  # a save stopped between its two renames
+            raise CheckpointError(f"no checkpoint at {folder}, but an interrupted save left the previous one at "
+                                  f"{previous}: rename it to {folder.name} or retrain")
         hint = f" (train one with `python -m core train --model {model}`)" if model else ""
         raise CheckpointError(f"no checkpoint at {folder}{hint}")
     try:

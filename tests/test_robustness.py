@@ -306,6 +306,8 @@ FAULTS = [  # (damage, unavailable key, file the message names, words in it, a m
                  "dpr-gru4rec", "dpr-gru4rec/config.json", "", "sasrec", id="dpr-config-without-backbone",),
     pytest.param(lambda r: edit_config(r / "dpr-gru4rec", lambda c: {**c, "vocabulary": c["vocabulary"][::-1]}),
                  "dpr-gru4rec", "dpr-gru4rec/config.json", "other attributes", "sasrec", id="dpr-other-vocabulary"),
+    pytest.param(lambda r: (r / "gru4rec").rename(r / ".gru4rec.old"), "gru4rec", ".gru4rec.old",
+                 "interrupted save", "sasrec", id="save-stopped-between-renames"),
     pytest.param(lambda r: (r / "gru4rec" / "manifest.json").write_text('{"files": []}'), "gru4rec",
                  "gru4rec/manifest.json", "verified", "sasrec", id="manifest-files-not-an-object"),
     pytest.param(lambda r: (r / "gru4rec" / "manifest.json").write_text('"x"'), "gru4rec",
