@@ -121,6 +121,28 @@ def test_a_backbone_on_a_prompt_task_is_its_own_backbone_row(engine):
     assert {"filter", "filter@100", "rerank"} <= set(result["methods"])
 
 
+def test_the_unsure_avoid_rule_at_tau_zero_is_dprs_own_scoring(engine):
+    """benchmarks/avoid_reading.py labels tau 0 as the shipped rule: it must score exactly as DPR does."""
+    from benchmarks.avoid_reading import unsure_scorer
+    from core.evaluate import pad_left
+    from core.prompt_tasks import build_prompt_cases
+    from core.prompts import attribute_matrix
+    from core.train_dpr import dpr_scorer
+
+    net, dpr = engine.backbones["sasrec"], engine.dpr["sasrec"][0]
+    matrix = attribute_matrix(engine.dataset, engine.vocabulary)
+    cases = build_prompt_cases(engine.dataset, "negative", "valid", matrix, engine.vocabulary, engine.encoder,
+                               "eval", list(range(1, 41)))
+    cases.sequences = pad_left(cases.histories, net.config.max_len)
+    vectors, semantics = net.item_vectors(), dpr.item_semantics(engine.item_text)
+    carries = torch.from_numpy(matrix)
+    with torch.no_grad():
+        plain = dpr_scorer(dpr, net, vectors, semantics)(cases)
+        assert torch.allclose(unsure_scorer(dpr, net, vectors, semantics, carries, 0.0, False)(cases), plain)
+        unsure = unsure_scorer(dpr, net, vectors, semantics, carries, 1.0, True)(cases)
+    assert not torch.isfinite(unsure[carries[cases.attributes]]).all()  # some banned items removed
+
+
 def _genre_share(engine, result, genre):
     return np.mean([genre in item.genres for item in result.items])
 
