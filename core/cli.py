@@ -61,7 +61,8 @@ def parser() -> argparse.ArgumentParser:
     train.add_argument("--data")
     train.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     train.add_argument("--out", help="checkpoint folder (default: checkpoints/<dataset>/)")
-    train.add_argument("--epochs", type=positive_int, help="maximum epochs (backbones, MixRec) or steering epochs (DPR)")
+    train.add_argument("--epochs", type=positive_int,
+                       help="maximum epochs (backbones, MixRec) or steering epochs (DPR)")
     train.add_argument("--seed", type=int, default=42)
     train.add_argument("--quiet", action="store_true", help="no progress bars")
     train.add_argument("--resume", action="store_true",
