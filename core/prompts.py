@@ -77,22 +77,26 @@ NEGATIVE_TEMPLATES = (
 
 NEGATION = re.compile(
     r"\b(no(?!-)|not|don'?t|do not|doesn'?t|nothing|none|without|avoid\w*|except|anything but|hate|dislike|never|"
-    r"skip|exclude\w*|rather not|sick of|tired of|fed up with|can'?t stand|keep .+ away|less)\b",
+    r"skip|exclude\w*|rather not|sick of|tired of|fed up with|can'?t stand|keep .+ away|less|zero|done with|"
+    r"enough (?:with|of)|(?:stay|keep) away from|do without)\b",
     re.IGNORECASE)
 # negation words that ask for more, not less: "nothing but comedies", "I never get tired of westerns", "I don't
 # mind horror"
 EMPHASIS = re.compile(r"\b(nothing but|only|can'?t get enough of|never (get |grow )?(tired|bored|sick) of|"
                       r"(don'?t|do not|wouldn'?t|would not) mind|never miss|not bad)\b", re.IGNORECASE)
+# a piece after a comma that starts "but no ..." or "and ..." is read without the conjunction
+LEADING_CONJUNCTION = re.compile(r"^(?:but|and|or|yet)\s+(?=\S)", re.IGNORECASE)
 # typographic apostrophes (phone and Mac keyboards) read as the plain one, so "don’t" is a negation too
 APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u02bc": "'", "`": "'"})
 # where a want phrase turns into an avoid: "comedies without romance", "action but no gore", "westerns except ..."
-EXCEPTION = re.compile(r"\s+(?:but\s+(?=(?:no|not)\b)|(?=(?:without|except)\b))", re.IGNORECASE)
+# ("I could do without musicals" is one avoid, not a want "I could do" and an exception)
+EXCEPTION = re.compile(r"(?<!\bdo)\s+(?:but\s+(?=(?:no|not)\b)|(?=(?:without|except)\b))", re.IGNORECASE)
 # words that carry no request on their own, so "comedies, please" is one phrase, "anything except horror" one
 # avoid and "I'm not sure, maybe comedies" one want
 FILLER = {"please", "pls", "thanks", "thank", "you", "ok", "okay", "hmm", "so", "just", "well", "and", "or", "also",
           "maybe", "oh", "hey", "hi", "a", "any", "anything", "something", "everything", "whatever", "movie",
           "movies", "film", "films", "stuff", "i", "i'm", "im", "not", "sure", "think", "guess", "perhaps", "dunno",
-          "idk"}
+          "idk", "want", "like", "love", "i'd", "would", "could", "show", "give", "me", "to", "watch", "see"}
 
 
 @dataclass(frozen=True)
@@ -127,7 +131,8 @@ def split_phrases(text) -> list[str]:
         return [phrase for part in text for phrase in split_phrases(part)]
     if not isinstance(text, str):
         raise SteerRecError(f"a prompt must be text, got {type(text).__name__}")
-    return without_filler([p for p in (clean_prompt(part) for part in re.split(r"[,;\n]+", text)) if p])
+    pieces = (LEADING_CONJUNCTION.sub("", clean_prompt(part)) for part in re.split(r"[,;\n]+", text))
+    return without_filler([piece for piece in pieces if piece])
 
 
 def split_exceptions(phrase: str) -> list[str]:

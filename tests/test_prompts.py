@@ -9,7 +9,9 @@ from core.prompts import (GENRE_WORDS, NEGATIVE_TEMPLATES, POSITIVE_TEMPLATES, a
 
 @pytest.mark.parametrize("text", ["no horror", "anything but musicals", "not in the mood for romance",
                                   "I don't want westerns", "please avoid war films", "nothing scary",
-                                  "I can't stand slasher flicks", "keep cartoons away from me"])
+                                  "I can't stand slasher flicks", "keep cartoons away from me", "zero horror",
+                                  "I am done with westerns", "enough with the westerns", "stay away from romance",
+                                  "I could do without musicals"])
 def test_negative_phrasings_are_recognised(text):
     assert infer_negative(text)
 
@@ -62,6 +64,9 @@ def test_split_phrases():
     ("anything but musicals", [("anything but musicals", True)]),
     ("without horror", [("without horror", True)]),
     ("anything except horror", [("except horror", True)]),
+    ("I want anything except horror", [("except horror", True)]),
+    ("I could do without musicals", [("I could do without musicals", True)]),
+    ("funny, but no slapstick", [("funny", False), ("no slapstick", True)]),
     ("something without violence", [("without violence", True)]),
 ])
 def test_a_want_with_an_exception_is_a_want_and_an_avoid(want, expected):
