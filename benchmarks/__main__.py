@@ -19,7 +19,8 @@ import torch
 from benchmarks.common import RESULTS, ROOT, quick_or_full
 
 ORDER = ["backbones", "mixrec", "mixrec_recipes", "mixrec_search", "prompt_tasks", "dpr_seeds", "grounding",
-         "avoid_reading", "latency", "scaling", "load", "load_sasrec_gru4rec_dpr", "recbole_anchor"]
+         "avoid_reading", "latency", "scaling", "load", "load_sasrec_gru4rec_dpr", "recbole_anchor",
+         "recbole_anchor_dropout0.2"]  # the last: `python -m benchmarks.recbole_anchor --full --dropout 0.2`
 
 
 def run(module: str, *args: str):
