@@ -17,7 +17,7 @@ import hashlib
 import numpy as np
 import torch
 
-from benchmarks.common import machine, machine_line, markdown_table, write_results
+from benchmarks.common import machine, machine_line, markdown_table, memoised_encoder, write_results
 
 FOLDS = 3
 TAUS = (0.0, 0.2, 0.3, 0.4)
@@ -59,13 +59,7 @@ def main(argv=None):
     dataset, encoder = engine.dataset, engine.encoder
     vocab = attribute_vocabulary(dataset)
     carries = torch.from_numpy(attribute_matrix(dataset, vocab))
-    cache = {}
-
-    def encode(texts):
-        missing = [t for t in dict.fromkeys(texts) if t not in cache]
-        if missing:
-            cache.update(zip(missing, encoder.encode(missing)))
-        return np.stack([cache[t] for t in texts])
+    encode = memoised_encoder(encoder)
 
     cases = build_prompt_cases(dataset, "negative", "valid", carries.numpy(), vocab, encoder, "train")
     scores = {}

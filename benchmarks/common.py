@@ -42,6 +42,19 @@ def quick_or_full(doc: str, quick: str, full: str, required: bool = False) -> ar
     return parser
 
 
+def memoised_encoder(encoder):
+    """`encode(texts) -> (len(texts), dim)` that encodes each distinct text once (the phrasing studies ask
+    about the same texts fold after fold)."""
+    cache = {}
+
+    def encode(texts):
+        missing = [t for t in dict.fromkeys(texts) if t not in cache]
+        if missing:
+            cache.update(zip(missing, encoder.encode(missing)))
+        return np.stack([cache[t] for t in texts])
+    return encode
+
+
 def percentiles(samples_ms) -> dict:
     values = np.asarray(samples_ms, dtype=float)
     return {"p50_ms": round(float(np.percentile(values, 50)), 3), "p95_ms": round(float(np.percentile(values, 95)), 3),

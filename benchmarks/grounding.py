@@ -19,7 +19,7 @@ import argparse
 
 import numpy as np
 
-from benchmarks.common import machine, machine_line, markdown_table, write_results
+from benchmarks.common import machine, machine_line, markdown_table, memoised_encoder, write_results
 
 FOLDS = 3
 
@@ -72,13 +72,7 @@ def main(argv=None):
     from core.text import shared_encoder
 
     encoder = shared_encoder()
-    cache = {}
-
-    def encode(texts):
-        missing = [t for t in dict.fromkeys(texts) if t not in cache]
-        if missing:
-            cache.update(zip(missing, encoder.encode(missing)))
-        return np.stack([cache[t] for t in texts])
+    encode = memoised_encoder(encoder)
 
     vocab = attribute_vocabulary(load_dataset())
     rows = []
