@@ -7,10 +7,12 @@ genre at the backbone's rate. Each rule names the genre a phrasing is about; we 
 A rule is judged on training phrasings only: three folds, each holding out a third of every genre's training
 wordings and a third of the templates, so the held-out phrasings are new in both wording and frame. The
 evaluation phrasings (the prompt benchmarks' own) are reported beside that and chose nothing.
-Rules: a logistic regression on phrasing embeddings (DPR's reader), the nearest prototype (unit mean embedding
-of a genre's phrasings, per polarity; DPR's rule before the reader), centred prototypes (the mean over genres
-taken off both sides), the nearest single phrasing, and prototypes of bare wordings matched after deleting the
-negation cue.
+Rules: a logistic regression on the phrasing embeddings of both polarities (DPR's reader: an avoid phrasing is
+also read by what want phrasings of the same genre taught it), the same fitted on one polarity's phrasings (the
+reader before), the nearest prototype (unit mean embedding of a genre's phrasings, per polarity; DPR's rule
+before any reader), centred prototypes (the mean over genres taken off both sides), the nearest single phrasing,
+and prototypes of bare wordings matched after deleting the negation cue. Only the reader of both polarities
+sees the other polarity's (held-out-split) phrasings.
 Writes benchmarks/results/grounding.{json,md}.
 """
 from __future__ import annotations
@@ -28,17 +30,20 @@ def unit(vectors: np.ndarray) -> np.ndarray:
     return vectors / np.linalg.norm(vectors, axis=-1, keepdims=True)
 
 
-def predictions(train: list[np.ndarray], bare: list[np.ndarray], queries: np.ndarray,
+def predictions(train: list[np.ndarray], other: list[np.ndarray], bare: list[np.ndarray], queries: np.ndarray,
                 stripped: np.ndarray) -> dict[str, np.ndarray]:
-    """Each rule's genre for every query. train[a]: embeddings of genre a's training phrasings; bare[a]: of its
-    bare wordings; stripped: the queries with their negation cue deleted."""
+    """Each rule's genre for every query. train[a]: embeddings of genre a's training phrasings of the query's
+    polarity; other[a]: of the other polarity's; bare[a]: of its bare wordings; stripped: the queries with their
+    negation cue deleted."""
     from core.train_dpr import fit_reader
 
     prototypes = unit(np.stack([block.mean(0) for block in train]))
     centre = prototypes.mean(0)
-    weights, biases = fit_reader(train)
+    weights, biases = fit_reader([np.concatenate(pair) for pair in zip(train, other)])
+    own_weights, own_biases = fit_reader(train)
     return {
-        "logistic regression (shipped reader)": (queries @ weights.T + biases).argmax(1),
+        "logistic regression, both polarities (shipped reader)": (queries @ weights.T + biases).argmax(1),
+        "logistic regression, one polarity": (queries @ own_weights.T + own_biases).argmax(1),
         "nearest prototype": (queries @ prototypes.T).argmax(1),
         "centred prototypes": (unit(queries - centre) @ unit(prototypes - centre).T).argmax(1),
         "nearest phrasing": np.stack([(queries @ block.T).max(1) for block in train], 1).argmax(1),
@@ -46,22 +51,24 @@ def predictions(train: list[np.ndarray], bare: list[np.ndarray], queries: np.nda
     }
 
 
-def accuracy(encode, vocab, templates, negative: bool, held_out) -> dict[str, float]:
+def accuracy(encode, vocab, templates, other_templates, negative: bool, held_out) -> dict[str, float]:
     """Share of held-out phrasings each rule grounds to their own genre. held_out(genre, kind, items) splits
-    genre's training wordings (kind "wordings") or the training templates ("templates") into (fit, query)."""
+    genre's training wordings (kind "wordings") or a polarity's training templates ("templates") into (fit,
+    query); other_templates are the other polarity's, of which only the fitting part is used."""
     from core.prompts import NEGATION, wordings
 
-    fit, query, bare = [], [], []
+    fit, other, query, bare = [], [], [], []
     for a, name in enumerate(vocab):
         fit_words, query_words = held_out(a, "wordings", wordings(name, "train"))
         fit_templates, query_templates = held_out(a, "templates", templates)
         fit.append(encode([t.format(x=w) for t in fit_templates for w in fit_words]))
+        other.append(encode([t.format(x=w) for t in held_out(a, "templates", other_templates)[0] for w in fit_words]))
         bare.append(encode(fit_words))
         query += [(a, t.format(x=w)) for t in query_templates for w in query_words]
     texts = [text for _, text in query]
     stripped = [NEGATION.sub(" ", text) for text in texts] if negative else texts
     truth = np.array([a for a, _ in query])
-    found = predictions(fit, bare, encode(texts), encode(stripped))
+    found = predictions(fit, other, bare, encode(texts), encode(stripped))
     return {rule: float((genres == truth).mean()) for rule, genres in found.items()}
 
 
@@ -78,11 +85,12 @@ def main(argv=None):
     rows = []
     for negative in (False, True):
         train_templates, eval_templates = NEGATIVE_TEMPLATES if negative else POSITIVE_TEMPLATES
-        folds = [accuracy(encode, vocab, train_templates, negative,
+        other_templates = (POSITIVE_TEMPLATES if negative else NEGATIVE_TEMPLATES)[0]
+        folds = [accuracy(encode, vocab, train_templates, other_templates, negative,
                           lambda a, kind, items, k=k: ([x for i, x in enumerate(items) if i % FOLDS != k],
                                                        [x for i, x in enumerate(items) if i % FOLDS == k]))
                  for k in range(FOLDS)]
-        evaluation = accuracy(encode, vocab, train_templates, negative,
+        evaluation = accuracy(encode, vocab, train_templates, other_templates, negative,
                               lambda a, kind, items: (items, wordings(vocab[a], "eval") if kind == "wordings"
                                                       else eval_templates))
         polarity = "avoid" if negative else "want"

@@ -4,7 +4,9 @@ One table per task and backbone, every method in a row: the backbone (prompt ign
 over the whole catalogue and over the backbone's top 100, the text rerank of the top 100, and DPR; then MixRec
 without and with the prompt in its context. A last section separates language from steering: how often
 DPR's grounding picks the right attribute, for training and for evaluation phrasings, and
-DPR on the same users and attributes with training phrasings (wording it has seen; not what the bars use).
+DPR on the same users and attributes with training phrasings (wording it has seen; not what the bars use),
+and which evaluation phrasings the reader misreads on the task's users, with DPR's metrics on the misread
+cases and on the rest (a diagnosis on test, used to choose nothing).
 Writes benchmarks/results/prompt_tasks.{json,md} and a PNG of NDCG@10 per method.
 """
 from __future__ import annotations
@@ -92,6 +94,47 @@ def seen_wording(engine, backbone: str, task: str, split: str) -> dict:
     return evaluate_prompt_task(cases, {"dpr": scorer}, torch.from_numpy(matrix), net.config.max_len)["dpr"]
 
 
+def misreadings(engine, backbones: list[str], split: str) -> tuple[list[dict], list[dict]]:
+    """(the misread evaluation phrasings of each prompt task, most cases first; DPR's metrics on the cases
+    whose prompt the reader grounds in the wrong attribute and on the rest, per task and backbone)."""
+    from collections import Counter
+
+    import torch
+
+    from core.prompt_tasks import build_prompt_cases, evaluate_prompt_task
+    from core.prompts import attribute_matrix, attribute_vocabulary
+    from core.train_dpr import dpr_scorer
+
+    vocab = attribute_vocabulary(engine.dataset)
+    matrix = attribute_matrix(engine.dataset, vocab)
+    phrasings, metrics = [], []
+    for task in ("positive", "negative"):
+        cases = build_prompt_cases(engine.dataset, task, split, matrix, vocab, engine.encoder)
+        model, _ = engine.dpr[backbones[0]]  # both checkpoints hold the same reader
+        with torch.no_grad():
+            _, weights = model.ground(cases.texts[:, None], torch.full((len(cases), 1), cases.negative))
+        read = weights[:, 0].argmax(-1)
+        wrong = read != cases.attributes
+        counts = Counter((vocab[cases.attributes[i]], cases.phrases[i], vocab[read[i]])
+                         for i in wrong.nonzero().flatten().tolist())
+        phrasings += [{"task": task, "genre": genre, "phrasing": phrase, "read as": read_as, "cases": count}
+                      for (genre, phrase, read_as), count in counts.most_common()]
+        groups = {"misread": [u for u, w in zip(cases.users, wrong.tolist()) if w],
+                  "read right": [u for u, w in zip(cases.users, wrong.tolist()) if not w]}
+        for backbone in backbones:
+            net, (model, _) = engine.backbones[backbone], engine.dpr[backbone]
+            scorer = dpr_scorer(model, net, net.item_vectors(), model.item_semantics(engine.item_text))
+            for group, users in groups.items():
+                if users:
+                    subset = build_prompt_cases(engine.dataset, task, split, matrix, vocab, engine.encoder,
+                                                users=users)
+                    result = evaluate_prompt_task(subset, {"dpr": scorer}, torch.from_numpy(matrix),
+                                                  net.config.max_len)["dpr"]
+                    metrics.append({"task": task, "backbone": backbone, "cases": group, "count": len(users),
+                                    **result})
+    return phrasings, metrics
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--split", default="test", choices=["valid", "test"])
@@ -140,7 +183,9 @@ def main(argv=None):
                  for b in backbones for task in ("positive", "negative")
                  for name, metrics in results[task][b]["methods"].items() if name in labels]
         seen.sort(key=lambda row: (row["backbone"], row["task"], row["method"]))
-        results["language"] = {"grounding": grounding, "seen_wording": seen}
+        misread, by_reading = misreadings(engine, backbones, args.split)
+        results["language"] = {"grounding": grounding, "seen_wording": seen, "misread_phrasings": misread,
+                               "by_reading": by_reading}
         sections.append("### Language or steering? DPR with wording it has seen\n\n"
                         "How often DPR's reader grounds a phrasing in its own genre (the reader is the same in "
                         "both checkpoints; `python -m benchmarks.grounding` compares it with other rules), then "
@@ -150,7 +195,13 @@ def main(argv=None):
                                          ["polarity", "phrasings", "count", "grounded to the right attribute"])
                         + "\n\n"
                         + markdown_table(seen, ["backbone", "task", "method", "ndcg@10", "recall@10",
-                                                "compliance@10", "violation@10"]))
+                                                "compliance@10", "violation@10"])
+                        + f"\n\nThe evaluation phrasings the reader misreads on these {args.split} users (a "
+                        "diagnosis, used to choose nothing), then DPR on the misread cases and on the rest:\n\n"
+                        + markdown_table(misread, ["task", "genre", "phrasing", "read as", "cases"])
+                        + "\n\n"
+                        + markdown_table(by_reading, ["task", "backbone", "cases", "count", "ndcg@10", "recall@10",
+                                                      "compliance@10", "violation@10"]))
     info = machine()
     markdown = ("## Prompt-guided tasks on ML-100K (evaluation phrasings only)\n\n" + "\n\n".join(sections)
                 + f"\n\n![NDCG@10 per method](prompt_tasks.png)\n\n{machine_line(info)}\n")

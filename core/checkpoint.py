@@ -66,15 +66,26 @@ def save_checkpoint(folder, config: dict, tensors: dict[str, torch.Tensor]) -> P
     return folder
 
 
-def load_checkpoint(folder, model: str | None = None, fingerprint: str | None = None):
-    """(config, tensors) of a verified checkpoint; CheckpointError naming the file otherwise."""
+def training_command(model: str, checkpoints, dataset_name: str, backbone: str | None = None) -> str:
+    """The command that trains the checkpoint a load expected, into the folder it looked in."""
+    from core.data import DEFAULT_DATASET
+
+    return (f"python -m core train --model {model}" + (f" --backbone {backbone}" if backbone else "")
+            + ("" if dataset_name == DEFAULT_DATASET else f" --data <the {dataset_name} dataset>")
+            + f" --out {checkpoints}")
+
+
+def load_checkpoint(folder, model: str | None = None, fingerprint: str | None = None,
+                    train_command: str | None = None):
+    """(config, tensors) of a verified checkpoint; CheckpointError naming the file otherwise (and, when the
+    checkpoint is missing, the train_command that makes it)."""
     folder = Path(folder)
     if not (folder / "config.json").exists():
         previous = folder.with_name(f".{folder.name}.old")
         if not folder.exists() and (previous / "config.json").exists():  # a save stopped between its two renames
             raise CheckpointError(f"no checkpoint at {folder}, but an interrupted save left the previous one at "
                                   f"{previous}: rename it to {folder.name} or retrain")
-        hint = f" (train one with `python -m core train --model {model}`)" if model else ""
+        hint = f" (train one with `{train_command}`)" if train_command else ""
         raise CheckpointError(f"no checkpoint at {folder}{hint}")
     try:
         manifest = json.loads((folder / "manifest.json").read_text())["files"]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -24,6 +25,24 @@ class OneLineParser(argparse.ArgumentParser):
 
     def error(self, message):
         self.exit(2, f"error: {message} (see `{self.prog} --help`)\n")
+
+
+def seed_value(text: str) -> int:
+    """A random seed as numpy accepts it: a whole number from 0 to 2**32 - 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if not 0 <= value < 2 ** 32:
+        raise argparse.ArgumentTypeError(f"expected a number from 0 to {2 ** 32 - 1}, got {value}")
+    return value
+
+
+def chosen_backbone(args) -> str:
+    """The backbone DPR steers; the flag given with another model says it is ignored (MixRec is built on SASRec)."""
+    if args.backbone and args.model != "dpr":
+        print(f"note: --backbone applies to DPR only and is ignored for {args.model}", file=sys.stderr)
+    return args.backbone or "sasrec"
 
 
 def positive_int(text: str) -> int:
@@ -49,7 +68,7 @@ def parser() -> argparse.ArgumentParser:
     rec.add_argument("--avoid", action="append", default=[], help="what to leave out (repeatable)")
     rec.add_argument("--strict-avoid", action="store_true",
                      help="DPR: also drop every item of the genre it read in an avoid phrase")
-    rec.add_argument("--backbone", choices=["sasrec", "gru4rec"], default="sasrec")
+    rec.add_argument("--backbone", choices=["sasrec", "gru4rec"], help="DPR: the backbone it steers (default sasrec)")
     rec.add_argument("-k", type=int, default=10)
     rec.add_argument("--data", help="dataset folder or file (default: ML-100K from the recbole package)")
     rec.add_argument("--checkpoints", help="checkpoint folder (default: checkpoints/<dataset>/)")
@@ -57,13 +76,13 @@ def parser() -> argparse.ArgumentParser:
 
     train = commands.add_parser("train", help="train a model and save its checkpoint")
     train.add_argument("--model", choices=MODELS, required=True)
-    train.add_argument("--backbone", choices=["sasrec", "gru4rec"], default="sasrec")
+    train.add_argument("--backbone", choices=["sasrec", "gru4rec"], help="DPR: the backbone it steers (default sasrec)")
     train.add_argument("--data")
     train.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     train.add_argument("--out", help="checkpoint folder (default: checkpoints/<dataset>/)")
     train.add_argument("--epochs", type=positive_int,
                        help="maximum epochs (backbones, MixRec) or steering epochs (DPR)")
-    train.add_argument("--seed", type=int, default=42)
+    train.add_argument("--seed", type=seed_value, default=42)
     train.add_argument("--quiet", action="store_true", help="no progress bars")
     train.add_argument("--resume", action="store_true",
                        help="continue an interrupted backbone run from its last completed epoch")
@@ -77,7 +96,7 @@ def parser() -> argparse.ArgumentParser:
 
     ev = commands.add_parser("evaluate", help="full-ranking metrics on validation or test users")
     ev.add_argument("--model", choices=MODELS, required=True)
-    ev.add_argument("--backbone", choices=["sasrec", "gru4rec"], default="sasrec")
+    ev.add_argument("--backbone", choices=["sasrec", "gru4rec"], help="DPR: the backbone it steers (default sasrec)")
     ev.add_argument("--task", choices=["sequential", "positive", "negative"], default="sequential")
     ev.add_argument("--split", choices=["valid", "test"], default="test")
     ev.add_argument("--data")
@@ -100,7 +119,8 @@ def run_recommend(args) -> int:
         raise SteerRecError(f"k must be at least 1, got {args.k}")
     engine = Engine(data=args.data, checkpoints=args.checkpoints, models=[args.model])
     result = engine.recommend(args.model, user=args.user, history=args.history, want=args.want,
-                              avoid=args.avoid, k=args.k, backbone=args.backbone, strict_avoid=args.strict_avoid)
+                              avoid=args.avoid, k=args.k, backbone=chosen_backbone(args),
+                              strict_avoid=args.strict_avoid)
     if args.json:
         print(json.dumps(result.to_dict(), ensure_ascii=False))
         return 0
@@ -126,6 +146,9 @@ def check_train_flags(args) -> None:
     for flag, value in mixrec_only.items():
         if args.model != "mixrec" and value:
             raise SteerRecError(f"{flag} applies to --model mixrec only")
+    if args.backbone and args.model != "dpr":
+        raise SteerRecError(f"--backbone applies to --model dpr only (to train {args.backbone}, use --model "
+                            f"{args.backbone})")
     if args.resume and args.model not in ("sasrec", "gru4rec"):
         raise SteerRecError("--resume applies to the backbones (sasrec, gru4rec) only")
     if args.search_trials < 0:
@@ -161,9 +184,9 @@ def run_train(args) -> int:
 
         config = DPRTrainConfig(device=args.device, seed=args.seed,
                                 **({"steer_epochs": args.epochs} if args.epochs else {}))
-        _, record = train_dpr(dataset, args.backbone, out, config, data_path=args.data, progress=progress)
-        print(f"dpr over {args.backbone}: trained in {record['seconds_total']} s; saved to "
-              f"{dpr_folder(out, args.backbone)}")
+        backbone = args.backbone or "sasrec"
+        _, record = train_dpr(dataset, backbone, out, config, data_path=args.data, progress=progress)
+        print(f"dpr over {backbone}: trained in {record['seconds_total']} s; saved to {dpr_folder(out, backbone)}")
     else:
         from core.llm import cpu_has_bf16
         from core.train_mixrec import MixRecTrainConfig, train_mixrec
@@ -180,14 +203,23 @@ def run_train(args) -> int:
     return 0
 
 
+def without_nan(value):
+    """The value with every NaN float (nested in dicts and lists) replaced by None."""
+    if isinstance(value, dict):
+        return {key: without_nan(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [without_nan(item) for item in value]
+    return None if isinstance(value, float) and math.isnan(value) else value
+
+
 def run_evaluate(args) -> int:
     from core.evaluate import describe_difference, split_differences
     from core.run_evaluation import evaluate_model
 
-    result = evaluate_model(args.model, args.task, args.split, backbone=args.backbone, data=args.data,
+    result = evaluate_model(args.model, args.task, args.split, backbone=chosen_backbone(args), data=args.data,
                             checkpoints=args.checkpoints)
     if args.json:
-        print(json.dumps(result))
+        print(json.dumps(without_nan(result)))  # NaN (no interval from one user) is not JSON: null instead
         return 0
     print(f"{result['task']} task, {result['split']} split, {result['users']} users")
     for method, metrics in result["methods"].items():

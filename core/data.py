@@ -189,14 +189,27 @@ def _read_table(path: Path, names=None, sep="\t", text=None, quoting=csv.QUOTE_N
         raise DataFormatError(path, 1, "a header line and data", "an empty file") from None
     except UnicodeDecodeError as error:
         raise DataFormatError(path, None, "UTF-8 text", f"byte {error.object[error.start]:#x}") from None
-    if names:
-        return frame
-    header = list(frame.iloc[0])
-    columns = [c.split(":")[0] for c in header] if typed else header
-    repeated = [h for h, c in zip(header, columns) if columns.count(c) > 1]
-    if repeated:
-        raise DataFormatError(path, 1, "distinct column names", ", ".join(repeated))
-    return frame.iloc[1:].set_axis(columns, axis=1)
+    if not names:
+        header = list(frame.iloc[0])
+        columns = [c.split(":")[0] for c in header] if typed else header
+        repeated = [h for h, c in zip(header, columns) if columns.count(c) > 1]
+        if repeated:
+            raise DataFormatError(path, 1, "distinct column names", ", ".join(repeated))
+    if len(frame) and (frame.iloc[:, -1] == "").any():  # pandas fills a short line's missing fields with ''
+        short = _short_line(text if text is not None else path.read_text(encoding="utf-8"), sep, quoting,
+                            frame.shape[1])
+        if short:
+            raise DataFormatError(path, short[0], f"{frame.shape[1]} fields", f"{short[1]} fields")
+    return frame if names else frame.iloc[1:].set_axis(columns, axis=1)
+
+
+def _short_line(text: str, sep: str, quoting: int, fields: int) -> tuple[int, int] | None:
+    """(line number, fields) of the first non-blank line with fewer than `fields` fields, or None."""
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=sep, quoting=quoting)
+    for row in reader:
+        if any(field.strip() for field in row) and len(row) < fields:
+            return reader.line_num, len(row)
+    return None
 
 
 def _require_columns(frame: pd.DataFrame, path: Path, columns: list[str]):
@@ -208,7 +221,8 @@ def _require_columns(frame: pd.DataFrame, path: Path, columns: list[str]):
 
 def _numbers(frame: pd.DataFrame, column: str, source: _Source, optional=False) -> pd.Series:
     """Column as floats; the first non-number is reported with its line number. 'inf', 'nan' and '1e400' parse
-    as floats but are no time or rating (a later date conversion would overflow), so they are refused too."""
+    as floats but are no time or rating (a later date conversion would overflow), so they are refused too.
+    optional: an empty field is NaN (a rating: every interaction is implicit, so a missing rating is no error)."""
     raw = frame[column]
     values = pd.to_numeric(raw.where(raw != "", None) if optional else raw, errors="coerce").astype(float)
     bad = ~np.isfinite(values) & (raw != "" if optional else True)
@@ -253,7 +267,7 @@ def load_atomic(inter_path: Path) -> Dataset:
         "user": _ids(frame, "user_id", source),
         "item": _ids(frame, "item_id", source),
         "timestamp": _numbers(frame, "timestamp", source),
-        "rating": _numbers(frame, "rating", source) if "rating" in frame else np.nan,
+        "rating": _numbers(frame, "rating", source, optional=True) if "rating" in frame else np.nan,
     })
     item_path = inter_path.with_suffix(".item")
     if item_path.exists():
@@ -282,7 +296,8 @@ def load_dat(folder: Path) -> Dataset:
     source = _Source(ratings_path, header=0)
     inter = pd.DataFrame({
         "user": _ids(frame, "user", source), "item": _ids(frame, "item", source),
-        "timestamp": _numbers(frame, "timestamp", source), "rating": _numbers(frame, "rating", source),
+        "timestamp": _numbers(frame, "timestamp", source),
+        "rating": _numbers(frame, "rating", source, optional=True),
     })
     ids, titles, genres = [], [], []
     if movies_path.exists():
@@ -312,7 +327,8 @@ def load_csv(folder: Path) -> Dataset:
     _require_columns(frame, ratings_path, ["userId", "movieId", "rating", "timestamp"])
     inter = pd.DataFrame({
         "user": _ids(frame, "userId", source), "item": _ids(frame, "movieId", source),
-        "timestamp": _numbers(frame, "timestamp", source), "rating": _numbers(frame, "rating", source),
+        "timestamp": _numbers(frame, "timestamp", source),
+        "rating": _numbers(frame, "rating", source, optional=True),
     })
     tags = None
     if tags_path.exists():
@@ -342,8 +358,9 @@ def recbole_dataset_folder() -> Path:
 
 
 def load_dataset(path=None) -> Dataset:
-    """The default dataset (None or 'ml-100k'), or a folder/file in any supported format."""
-    if path is None or str(path) == DEFAULT_DATASET:
+    """The default dataset (None, or 'ml-100k' where no such folder is here), or a folder/file in any supported
+    format."""
+    if path is None or (str(path) == DEFAULT_DATASET and not Path(path).exists()):
         return load_atomic(recbole_dataset_folder() / f"{DEFAULT_DATASET}.inter")
     path = Path(path)
     if not path.exists():

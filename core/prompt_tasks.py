@@ -136,6 +136,9 @@ def evaluate_prompt_task(cases: PromptBatch, methods: dict, matrix: torch.Tensor
     if reference is not None and reference not in methods:
         raise SteerRecError(f"the reference {reference!r} is not among the methods {', '.join(methods)}")
     share_name = "violation@10" if cases.negative else "compliance@10"
+    if not len(cases):
+        raise SteerRecError(f"no user's target allows a {'negative' if cases.negative else 'positive'} prompt here, "
+                            "so there is nothing to evaluate")
     ranks = {name: [] for name in methods}
     shares = {name: [] for name in methods}
     for start in range(0, len(cases), batch_size):

@@ -88,9 +88,14 @@ EMPHASIS = re.compile(r"\b(nothing but|only|can'?t get enough of|never (get |gro
 LEADING_CONJUNCTION = re.compile(r"^(?:but|and|or|yet)\s+(?=\S)", re.IGNORECASE)
 # typographic apostrophes (phone and Mac keyboards) read as the plain one, so "don’t" is a negation too
 APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u02bc": "'", "`": "'"})
-# where a want phrase turns into an avoid: "comedies without romance", "action but no gore", "westerns except ..."
-# ("I could do without musicals" is one avoid, not a want "I could do" and an exception)
-EXCEPTION = re.compile(r"(?<!\bdo)\s+(?:but\s+(?=(?:no|not)\b)|(?=(?:without|except)\b))", re.IGNORECASE)
+# where a want phrase turns into an avoid ("comedies without romance", "action but no gore", "comedies and no
+# horror", "westerns except ...") or an avoid into a new request ("skip the musicals and give me westerns"); "I
+# could do without musicals" is one avoid, not a want "I could do" and an exception
+EXCEPTION = re.compile(r"(?<!\bdo)\s+(?:(?:but|and)\s+(?=(?:no|not|never|nothing)\b)|(?=(?:without|except)\b)|"
+                       r"(?:but|and)\s+(?=(?:give|show|find|get)\s+me\b|i\s+(?:want|need)\b|i'd\s+like\b))",
+                       re.IGNORECASE)
+# a piece left with nothing but the exception's cue ("comedies without") asks for nothing
+CUE_WORDS = {"without", "except", "no", "not", "never", "nothing", "but", "and"}
 # words that carry no request on their own, so "comedies, please" is one phrase, "anything except horror" one
 # avoid and "I'm not sure, maybe comedies" one want
 FILLER = {"please", "pls", "thanks", "thank", "you", "ok", "okay", "hmm", "so", "just", "well", "and", "or", "also",
@@ -137,8 +142,11 @@ def split_phrases(text) -> list[str]:
 
 def split_exceptions(phrase: str) -> list[str]:
     """A want phrase with an exception, as the want and the avoid it holds: "comedies without romance" ->
-    ["comedies", "without romance"]; "action but no gore" -> ["action", "no gore"]."""
-    return without_filler([part.strip() for part in EXCEPTION.split(phrase) if part and part.strip()])
+    ["comedies", "without romance"]; "action but no gore" -> ["action", "no gore"]; "skip the musicals and give me
+    westerns" -> ["skip the musicals", "give me westerns"]. A dangling cue ("comedies without") is dropped."""
+    pieces = [part.strip() for part in EXCEPTION.split(phrase) if part and part.strip()]
+    said = [piece for piece in pieces if not set(re.findall(r"[\w']+", piece.lower())) <= CUE_WORDS]
+    return without_filler(said or pieces)
 
 
 def without_filler(pieces: list[str]) -> list[str]:

@@ -95,9 +95,12 @@ def item_text_embeddings(dataset: Dataset, cache_folder: Path | None, encoder: T
     embeddings = torch.zeros(dataset.num_items + 1, TEXT_DIM)
     embeddings[1:] = torch.from_numpy(encoder.encode(texts))
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_suffix(".partial")
-        save_file({"embeddings": embeddings,
-                   "fingerprint": torch.tensor(list(expected.encode()), dtype=torch.uint8)}, partial)
-        os.replace(partial, path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            save_file({"embeddings": embeddings,
+                       "fingerprint": torch.tensor(list(expected.encode()), dtype=torch.uint8)}, partial)
+            os.replace(partial, path)
+        except OSError:
+            pass  # a read-only checkpoint folder only costs the next start the rebuild
     return embeddings

@@ -20,7 +20,7 @@ from accelerate import Accelerator
 from torch import nn
 from tqdm import tqdm
 
-from core.checkpoint import build_model, load_checkpoint, save_checkpoint
+from core.checkpoint import build_model, load_checkpoint, save_checkpoint, training_command
 from core.data import Dataset
 from core.errors import SteerRecError
 from core.evaluate import evaluate_sequential, pad_left
@@ -224,7 +224,8 @@ def train_backbone(name: str, dataset: Dataset, out: Path, config: TrainConfig =
 
 def load_backbone(folder: Path, name: str, dataset: Dataset):
     """A trained backbone from `folder/<name>/`, verified against the loaded dataset."""
-    config, tensors = load_checkpoint(Path(folder) / name, model=name, fingerprint=dataset.fingerprint)
+    config, tensors = load_checkpoint(Path(folder) / name, model=name, fingerprint=dataset.fingerprint,
+                                      train_command=training_command(name, folder, dataset.name))
     model_class, config_class = BACKBONES[name]
     model = build_model(lambda: model_class(config_class(**config["model_config"])), tensors, Path(folder) / name)
     return model, config

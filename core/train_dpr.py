@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from sklearn.linear_model import LogisticRegression
 from tqdm import tqdm
 
-from core.checkpoint import build_model, file_sha256, load_checkpoint, save_checkpoint
+from core.checkpoint import build_model, file_sha256, load_checkpoint, save_checkpoint, training_command
 from core.data import Dataset
 from core.errors import CheckpointError, SteerRecError
 from core.evaluate import pad_left
@@ -46,7 +46,7 @@ class DPRTrainConfig:
     both_share: float = 0.35  # share of samples with a want and an avoid prompt at once
     want_mass_weight: float = 1.0  # weight of the compliance term
     avoid_mass_weight: float = 3.0  # weight of the violation term: an avoid must hold even next to a want
-    validation_users: int = 943
+    validation_users: int = 943  # at most this many (ML-100K's all), drawn at random for model selection
     seed: int = 42
     device: str = "cpu"
 
@@ -88,10 +88,12 @@ class PhraseTable:
                                          for a in range(count)]) for negative in (False, True)])
 
     def reader(self, count: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """((2, attributes, 384) weights, (2, attributes) biases) of DPR's reader, want then avoid."""
-        fitted = [fit_reader([self.blocks[a, negative].numpy() for a in range(count)]) for negative in (False, True)]
-        return (torch.stack([torch.from_numpy(w) for w, _ in fitted]),
-                torch.stack([torch.from_numpy(b) for _, b in fitted]))
+        """((attributes, 384) weights, (attributes,) biases) of DPR's reader, fitted on the phrasings of both
+        polarities: an avoid template such as "I'm not in the mood for {x}" then meets its want twin, and held-out
+        wordings are read right more often than by a reader per polarity (benchmarks/grounding.py)."""
+        weights, biases = fit_reader([torch.cat([self.blocks[a, False], self.blocks[a, True]]).numpy()
+                                      for a in range(count)])
+        return torch.from_numpy(weights), torch.from_numpy(biases)
 
     def sample(self, attributes: np.ndarray, negative: bool, rng: np.random.Generator) -> torch.Tensor:
         rows = [self.blocks[int(a), negative] for a in attributes]
@@ -331,13 +333,14 @@ def train_dpr(dataset: Dataset, backbone_name: str, checkpoints: Path, config: D
 
 def load_dpr(checkpoints: Path, backbone_name: str, dataset: Dataset) -> tuple[DPR, dict]:
     folder = dpr_folder(checkpoints, backbone_name)
-    config, tensors = load_checkpoint(folder, model="dpr", fingerprint=dataset.fingerprint)
+    config, tensors = load_checkpoint(folder, model="dpr", fingerprint=dataset.fingerprint,
+                                      train_command=training_command("dpr", checkpoints, dataset.name, backbone_name))
     backbone_weights = Path(checkpoints) / backbone_name / "model.safetensors"
     expected = (config.get("backbone") or {}).get("sha256") if isinstance(config.get("backbone"), dict) else None
     if expected is None or "vocabulary" not in config:
         raise CheckpointError(f"{folder / 'config.json'} does not record its backbone and vocabulary")
     if backbone_weights.exists() and file_sha256(backbone_weights) != expected:
         raise SteerRecError(f"{folder} was trained on another {backbone_name} checkpoint than "
-                            f"{backbone_weights}; retrain it with `python -m core train --model dpr "
-                            f"--backbone {backbone_name}`")
+                            f"{backbone_weights}; retrain it with "
+                            f"`{training_command('dpr', checkpoints, dataset.name, backbone_name)}`")
     return build_model(lambda: DPR(DPRConfig(**config["model_config"])), tensors, folder), config

