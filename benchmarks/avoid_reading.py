@@ -5,7 +5,7 @@ comes with a low top probability. The rule tried here: when the reader's top pro
 prompt also steers away from the second-likeliest genre (a second avoid prompt, that genre's prototype), and
 with `strict` both genres are removed outright. It is judged without test users or evaluation phrasings:
 validation users, and avoid phrasings held out from the reader (three folds, each refitting the reader on
-two thirds of every genre's training wordings and of the templates, and phrasing every case with the other
+two thirds of every genre's training wordings and of the templates of both polarities, and phrasing every case with the other
 third). tau = 0 is the shipped rule. Writes benchmarks/results/avoid_reading.{json,md}.
 """
 from __future__ import annotations
@@ -52,7 +52,7 @@ def main(argv=None):
     argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args(argv)
     from core.engine import Engine
     from core.prompt_tasks import build_prompt_cases, evaluate_prompt_task, filter_scorer
-    from core.prompts import NEGATIVE_TEMPLATES, attribute_matrix, attribute_vocabulary, wordings
+    from core.prompts import NEGATIVE_TEMPLATES, POSITIVE_TEMPLATES, attribute_matrix, attribute_vocabulary, wordings
     from core.train_dpr import fit_reader
 
     engine = Engine(models=["sasrec", "gru4rec", "dpr"])
@@ -71,11 +71,13 @@ def main(argv=None):
             for name in vocab:
                 fit_words, query_words = held_out(wordings(name, "train"), fold)
                 fit_templates, query_templates = held_out(list(NEGATIVE_TEMPLATES[0]), fold)
+                fit_templates += held_out(list(POSITIVE_TEMPLATES[0]), fold)[0]  # the reader reads both polarities
                 blocks.append(encode([t.format(x=w) for t in fit_templates for w in fit_words]))
                 queries.append([t.format(x=w) for t in query_templates for w in query_words])
             dpr = copy.deepcopy(shipped)
             weights, biases = fit_reader(blocks)
-            dpr.reader_weight[1], dpr.reader_bias[1] = torch.from_numpy(weights), torch.from_numpy(biases)
+            dpr.reader_weight.copy_(torch.from_numpy(weights))
+            dpr.reader_bias.copy_(torch.from_numpy(biases))
             phrases = [queries[a][int(hashlib.sha256(f"{user}|{fold}".encode()).hexdigest()[:8], 16)
                                   % len(queries[a])] for user, a in zip(cases.users, cases.attributes.tolist())]
             fold_cases = copy.copy(cases)

@@ -115,8 +115,6 @@ def run_recommend(args) -> int:
               file=sys.stderr)
     if args.strict_avoid and args.model != "dpr":
         print("note: --strict-avoid applies to DPR only and is ignored here", file=sys.stderr)
-    if args.k <= 0:
-        raise SteerRecError(f"k must be at least 1, got {args.k}")
     engine = Engine(data=args.data, checkpoints=args.checkpoints, models=[args.model])
     result = engine.recommend(args.model, user=args.user, history=args.history, want=args.want,
                               avoid=args.avoid, k=args.k, backbone=chosen_backbone(args),

@@ -68,6 +68,9 @@ class Recommendation:
 class Engine:
     def __init__(self, data=None, checkpoints=None, models=MODEL_NAMES, index_kind: str = "exact",
                  user_vector_cache: int = 4096):
+        unknown = sorted(set(models) - set(MODEL_NAMES))
+        if unknown:
+            raise SteerRecError(f"unknown model {', '.join(map(repr, unknown))}: choose from {', '.join(MODEL_NAMES)}")
         self.dataset: Dataset = load_dataset(data)
         self.checkpoints = Path(checkpoints) if checkpoints else DEFAULT_CHECKPOINTS / self.dataset.name
         self.index_kind = index_kind
@@ -262,14 +265,15 @@ class Engine:
         negative = torch.tensor([[p.negative for p in prompts]])
         steered, query, gates, grounding = model.steer(user, texts, negative, torch.ones_like(negative))
         excluded = items
-        if strict_avoid and negative.any():  # drop every item of the attribute DPR read in each avoid
-            banned = grounding[0, negative[0]].argmax(-1).numpy()
+        sure = grounding[0].max(-1).values >= UNSURE_BELOW
+        if strict_avoid and (negative[0] & sure).any():  # drop every item of the attribute DPR read in each avoid
+            banned = grounding[0, negative[0] & sure].argmax(-1).numpy()  # (an unsure reading only steers)
             excluded = np.union1d(items, np.flatnonzero(self.attribute_items[banned].any(0)))
         ((ids, scores),) = index.search(torch.cat([steered, query], 1).numpy(), k, [excluded])
         experts = model.config.positive_experts
         gate_rows = [{"prompt": p.text, "polarity": "avoid" if p.negative else "want",
                       "understood_as": self._top_attributes(grounding[0, n]),
-                      "unsure": bool(grounding[0, n].max() < UNSURE_BELOW),
+                      "unsure": not bool(sure[n]),
                       "experts": {(f"avoid {j + 1}" if p.negative else f"want {j + 1}"): float(g)
                                   for j, g in enumerate(gates[0, n, experts:] if p.negative
                                                         else gates[0, n, :experts])}}

@@ -242,7 +242,7 @@ def train_dpr(dataset: Dataset, backbone_name: str, checkpoints: Path, config: D
     backbone.to(device)
     for parameter in backbone.parameters():
         parameter.requires_grad_(False)
-    stages["backbone"] = {"checkpoint": str(backbone_folder), "valid": backbone_config["valid"],
+    stages["backbone"] = {"checkpoint": f"{backbone_name}/ beside this folder", "valid": backbone_config["valid"],
                           "seconds": round(time.perf_counter() - started, 2)}
 
     encoder = shared_encoder()

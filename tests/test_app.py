@@ -155,14 +155,14 @@ def test_random_user_is_reproducible(engine):
     assert draws == 1 and app.random_user(0)[0] == first and first in engine.dataset.user_ids
 
 
-def test_markers_read_genres_from_the_phrases():
-    assert app.named_genres("something that makes me laugh") == {"Comedy"}
-    assert app.named_genres("no scary stuff") == {"Horror"}
-    assert app.named_genres("anything with singing") == {"Musical"}  # 'with' names no genre
-    assert app.named_genres("a quiet evening") == set()
-    wanted, avoided = app.steering_genres("comedies, no horror", "war films")
-    assert wanted == {"Comedy"} and avoided == {"Horror", "War"}
+def test_markers_follow_what_dpr_read(engine):
+    needs(engine, "sasrec", "dpr")
+    result = engine.recommend("dpr", user="196", want=["something that makes me laugh", "no scary stuff"],
+                              avoid=["war films", "asdfghjkl"], k=5)
+    wanted, avoided = app.steering_genres(result)
+    assert wanted == {"Comedy"} and avoided == {"Horror", "War"}  # the unsure reading of "asdfghjkl" marks nothing
     assert app.fit_marker(("Comedy", "War"), wanted, avoided) == "✓⚠"
+    assert app.steering_genres("DPR is not available") == (set(), set())
 
 
 def test_prompts_in_plots_are_text_not_html(engine):

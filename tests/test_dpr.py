@@ -182,6 +182,12 @@ def test_want_and_avoid_together(engine, want, avoid, wanted, avoided):
     assert _genre_share(engine, result, avoided) <= 0.2
 
 
+def test_a_strict_avoid_never_removes_a_genre_dpr_is_unsure_of(engine):
+    soft = engine.recommend("dpr", user="196", avoid=["asdfghjkl"], k=10)
+    assert soft.gates[0]["unsure"]
+    assert engine.recommend("dpr", user="196", avoid=["asdfghjkl"], k=10, strict_avoid=True).items == soft.items
+
+
 def test_a_strict_avoid_drops_the_genre_dpr_read(engine):
     """The overlap that soft steering cannot undo (animated musicals) is gone when the avoid is strict."""
     soft = engine.recommend("dpr", user="196", want=["animated films"], avoid=["musicals"], k=10)

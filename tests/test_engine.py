@@ -112,3 +112,11 @@ def test_mixrec_matches_its_own_full_ranking_and_reads_prompts(engine):
     assert engine.recommend("mixrec", user=196, k=10).to_dict()["items"] == result.to_dict()["items"]
     made_up = engine.recommend("mixrec", history=["50", "172", "133"], k=5)
     assert len(made_up.items) == 5 and not {"50", "172", "133"} & {i.item_id for i in made_up.items}
+
+
+def test_an_unknown_model_name_is_a_clear_error():
+    from core.engine import Engine
+    from core.errors import SteerRecError
+
+    with pytest.raises(SteerRecError, match="unknown model 'dpr ': choose from sasrec, gru4rec, dpr, mixrec"):
+        Engine(models=["sasrec", "dpr "])
