@@ -345,10 +345,13 @@ def search(query: str):
     if not (query or "").strip():
         return gr.Dropdown(choices=[], value=None, info="type part of a title")
     matches = get_engine().search_titles(query, limit=TITLE_MATCHES)
-    return gr.Dropdown(choices=matches, value=matches[0][1] if matches else None,
-                       info=(f"the first {len(matches)} matches: type more to narrow them"
-                             if len(matches) == TITLE_MATCHES else f"{len(matches)} matches") if matches
-                       else "no title contains this text")
+    if not matches:
+        info = "no title contains this text"
+    elif len(matches) == TITLE_MATCHES:
+        info = f"the first {TITLE_MATCHES} matches: type more to narrow them"
+    else:
+        info = f"{len(matches)} matches"
+    return gr.Dropdown(choices=matches, value=matches[0][1] if matches else None, info=info)
 
 
 @shows_errors

@@ -142,8 +142,9 @@ def test_history_view_and_the_made_up_history(engine):
     assert table["date"].tolist() == sorted(table["date"], reverse=True)
     assert chart.data[0].name == "history"
 
-    choices = app.search("star wars").choices
-    assert ("Star Wars (1977)", "50") in choices
+    found = app.search("star wars")
+    assert ("Star Wars (1977)", "50") in found.choices and found.info == f"{len(found.choices)} matches"
+    assert app.search("the").info == f"the first {app.TITLE_MATCHES} matches: type more to narrow them"
     made_up, profile, table, _ = app.add_title([], "50", "star wars")
     assert made_up == ["50"] and profile.startswith("made-up history: 1 titles")
     assert table["title"].tolist() == ["Star Wars"]
