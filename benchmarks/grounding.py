@@ -62,7 +62,8 @@ def accuracy(encode, vocab, templates, other_templates, negative: bool, held_out
         fit_words, query_words = held_out(a, "wordings", wordings(name, "train"))
         fit_templates, query_templates = held_out(a, "templates", templates)
         fit.append(encode([t.format(x=w) for t in fit_templates for w in fit_words]))
-        other.append(encode([t.format(x=w) for t in held_out(a, "templates", other_templates)[0] for w in fit_words]))
+        other_fit_templates, _ = held_out(a, "templates", other_templates)
+        other.append(encode([t.format(x=w) for t in other_fit_templates for w in fit_words]))
         bare.append(encode(fit_words))
         query += [(a, t.format(x=w)) for t in query_templates for w in query_words]
     texts = [text for _, text in query]

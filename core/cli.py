@@ -27,15 +27,22 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"error: {message} (see `{self.prog} --help`)\n")
 
 
-def seed_value(text: str) -> int:
-    """A random seed as numpy accepts it: a whole number from 0 to 2**32 - 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if not 0 <= value < 2 ** 32:
-        raise argparse.ArgumentTypeError(f"expected a number from 0 to {2 ** 32 - 1}, got {value}")
-    return value
+def whole_number(low: int, high: int | None = None):
+    """An argparse type: a whole number from low to high (no upper end when None), refused in one line."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < low or (high is not None and value > high):
+            expected = f"{low} or more" if high is None else f"a number from {low} to {high}"
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {value}")
+        return value
+    return parse
+
+
+positive_int = whole_number(1)
+seed_value = whole_number(0, 2 ** 32 - 1)  # numpy's seeds
 
 
 def chosen_backbone(args) -> str:
@@ -43,16 +50,6 @@ def chosen_backbone(args) -> str:
     if args.backbone and args.model != "dpr":
         print(f"note: --backbone applies to DPR only and is ignored for {args.model}", file=sys.stderr)
     return args.backbone or "sasrec"
-
-
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected 1 or more, got {value}")
-    return value
 
 
 def parser() -> argparse.ArgumentParser:

@@ -333,14 +333,13 @@ def train_dpr(dataset: Dataset, backbone_name: str, checkpoints: Path, config: D
 
 def load_dpr(checkpoints: Path, backbone_name: str, dataset: Dataset) -> tuple[DPR, dict]:
     folder = dpr_folder(checkpoints, backbone_name)
-    config, tensors = load_checkpoint(folder, model="dpr", fingerprint=dataset.fingerprint,
-                                      train_command=training_command("dpr", checkpoints, dataset.name, backbone_name))
+    command = training_command("dpr", checkpoints, dataset.name, backbone_name)
+    config, tensors = load_checkpoint(folder, model="dpr", fingerprint=dataset.fingerprint, train_command=command)
     backbone_weights = Path(checkpoints) / backbone_name / "model.safetensors"
     expected = (config.get("backbone") or {}).get("sha256") if isinstance(config.get("backbone"), dict) else None
     if expected is None or "vocabulary" not in config:
         raise CheckpointError(f"{folder / 'config.json'} does not record its backbone and vocabulary")
     if backbone_weights.exists() and file_sha256(backbone_weights) != expected:
         raise SteerRecError(f"{folder} was trained on another {backbone_name} checkpoint than "
-                            f"{backbone_weights}; retrain it with "
-                            f"`{training_command('dpr', checkpoints, dataset.name, backbone_name)}`")
+                            f"{backbone_weights}; retrain it with `{command}`")
     return build_model(lambda: DPR(DPRConfig(**config["model_config"])), tensors, folder), config

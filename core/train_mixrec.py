@@ -212,8 +212,8 @@ def attach_item_cache(model: MixRec, dataset: Dataset, llm_fingerprint: str) -> 
 def load_mixrec(checkpoints: Path, dataset: Dataset, cf=None) -> tuple[MixRec, dict]:
     """MixRec from `checkpoints/mixrec/`, checked against the LLM file and the SASRec checkpoint it expects."""
     folder = Path(checkpoints) / "mixrec"
-    config, tensors = load_checkpoint(folder, model="mixrec", fingerprint=dataset.fingerprint,
-                                      train_command=training_command("mixrec", checkpoints, dataset.name))
+    command = training_command("mixrec", checkpoints, dataset.name)
+    config, tensors = load_checkpoint(folder, model="mixrec", fingerprint=dataset.fingerprint, train_command=command)
     try:
         llm_record, cf_expected = config["llm"], config["collaborative_model"]["sha256"]
         llm_sha256, llm_layers = llm_record.get("sha256"), int(llm_record["layers"])
@@ -229,7 +229,7 @@ def load_mixrec(checkpoints: Path, dataset: Dataset, cf=None) -> tuple[MixRec, d
             raise CheckpointError(f"{folder} is built on the SASRec checkpoint, and there is none at {cf_weights}")
         if file_sha256(cf_weights) != cf_expected:
             raise CheckpointError(f"{folder} was trained over another SASRec checkpoint than {cf_weights}; "
-                                  f"retrain it with `{training_command('mixrec', checkpoints, dataset.name)}`")
+                                  f"retrain it with `{command}`")
         if cf is None:
             cf, _ = load_backbone(checkpoints, "sasrec", dataset)
     llm = load_llm(llm_layers)
