@@ -94,6 +94,9 @@ APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u02bc": "'", "`": "
 EXCEPTION = re.compile(r"(?<!\bdo)\s+(?:(?:but|and)\s+(?=(?:no|not|never|nothing)\b)|(?=(?:without|except)\b)|"
                        r"(?:but|and)\s+(?=(?:give|show|find|get)\s+me\b|i\s+(?:want|need)\b|i'd\s+like\b))",
                        re.IGNORECASE)
+# where an avoid turns into an insisting want: "no horror only comedies", "nothing scary, just comedies" (split
+# only after an avoid, so "I only want comedies" stays one want)
+INSISTING = re.compile(r"\s+(?=(?:only|just)\s+\S)", re.IGNORECASE)
 # a piece left with nothing but the exception's cue ("comedies without") asks for nothing
 CUE_WORDS = {"without", "except", "no", "not", "never", "nothing", "but", "and"}
 # words that carry no request on their own, so "comedies, please" is one phrase, "anything except horror" one
@@ -143,10 +146,18 @@ def split_phrases(text) -> list[str]:
 def split_exceptions(phrase: str) -> list[str]:
     """A want phrase with an exception, as the want and the avoid it holds: "comedies without romance" ->
     ["comedies", "without romance"]; "action but no gore" -> ["action", "no gore"]; "skip the musicals and give me
-    westerns" -> ["skip the musicals", "give me westerns"]. A dangling cue ("comedies without") is dropped."""
+    westerns" -> ["skip the musicals", "give me westerns"]; "no horror only comedies" -> ["no horror", "only
+    comedies"]. A dangling cue ("comedies without") is dropped."""
     pieces = [part.strip() for part in EXCEPTION.split(phrase) if part and part.strip()]
+    pieces = [part for piece in pieces for part in split_insisting(piece)]
     said = [piece for piece in pieces if not set(re.findall(r"[\w']+", piece.lower())) <= CUE_WORDS]
     return without_filler(said or pieces)
+
+
+def split_insisting(phrase: str) -> list[str]:
+    """An avoid followed by "only ..." or "just ..." as the avoid and the want; anything else unchanged."""
+    head, *rest = INSISTING.split(phrase, maxsplit=1)
+    return [head, *rest] if rest and infer_negative(head) else [phrase]
 
 
 def without_filler(pieces: list[str]) -> list[str]:

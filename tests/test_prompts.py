@@ -72,6 +72,10 @@ def test_split_phrases():
     ("action but never horror", [("action", False), ("never horror", True)]),
     ("skip the musicals and give me westerns", [("give me westerns", False), ("skip the musicals", True)]),
     ("I don't want horror and no musicals", [("I don't want horror", True), ("no musicals", True)]),
+    ("no horror only comedies", [("only comedies", False), ("no horror", True)]),
+    ("nothing scary just cartoons", [("just cartoons", False), ("nothing scary", True)]),
+    ("I only want comedies", [("I only want comedies", False)]),
+    ("comedies only", [("comedies only", False)]),
     ("comedies without", [("comedies", False)]),  # a dangling cue asks for nothing
     ("song and dance", [("song and dance", False)]),  # "and" alone splits nothing
     ("I don't like horror and musicals", [("I don't like horror and musicals", True)]),
