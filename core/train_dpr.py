@@ -39,8 +39,9 @@ class DPRTrainConfig:
     align_epochs: int = 150
     align_lr: float = 5e-3
     align_temperature: float = 0.1
-    steer_epochs: int = 6
+    steer_epochs: int = 15
     steer_lr: float = 2e-3
+    steer_schedule: str = "cosine"  # or "constant"; a rate decaying to zero over stage 3 ends steadier
     batch_size: int = 512
     rule_share: float = 0.75  # share of prompts chosen by the evaluation rule; the rest random
     both_share: float = 0.35  # share of samples with a want and an avoid prompt at once
@@ -271,6 +272,9 @@ def train_dpr(dataset: Dataset, backbone_name: str, checkpoints: Path, config: D
     cases = {task: build_prompt_cases(dataset, task, "valid", matrix, vocab, encoder, "train", sorted(sample))
              for task in ("positive", "negative")}
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.steer_lr)
+    steps = config.steer_epochs * -(-len(targets) // config.batch_size)
+    schedule = (torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps) if config.steer_schedule == "cosine"
+                else torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0))
     best_score, best_state, log = -np.inf, None, []
     for epoch in tqdm(range(1, config.steer_epochs + 1), desc="stage 3 steer", disable=not progress):
         model.train()
@@ -296,6 +300,7 @@ def train_dpr(dataset: Dataset, backbone_name: str, checkpoints: Path, config: D
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            schedule.step()
             total += loss.item() * len(rows)
         model.eval()
         with torch.no_grad():
