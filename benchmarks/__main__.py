@@ -19,7 +19,7 @@ import torch
 from benchmarks.common import RESULTS, ROOT, quick_or_full
 
 ORDER = ["backbones", "mixrec", "mixrec_recipes", "mixrec_search", "prompt_tasks", "dpr_seeds", "grounding",
-         "avoid_reading", "latency", "scaling", "load", "load_sasrec_gru4rec_dpr", "recbole_anchor",
+         "unsure_readings", "latency", "scaling", "load", "load_sasrec_gru4rec_dpr", "recbole_anchor",
          "recbole_anchor_dropout0.2"]  # the last: `python -m benchmarks.recbole_anchor --full --dropout 0.2`
 
 
@@ -53,10 +53,10 @@ def main(argv=None):
         print("\n=== benchmarks.mixrec_recipes skipped: it needs a GPU (the committed table is kept)", flush=True)
     run("mixrec_search")  # reads the searches that training recorded; trains nothing
     run("prompt_tasks")
-    if args.full:  # DPR retrained with two more seeds: about 10 minutes on 2 cores
+    if args.full:  # DPR retrained with two more seeds: about 18 minutes on 2 cores
         run("dpr_seeds")
     run("grounding")
-    run("avoid_reading")  # a rule for unsure avoid prompts, judged on validation users: about 5 minutes
+    run("unsure_readings")  # the rule for prompts DPR is unsure of, judged on validation users: about 6 minutes
     run("latency")
     run("scaling", "--full" if args.full else "--quick")
     run("load", *([] if args.full else ["--clients", "8", "--seconds", "20"]))
