@@ -7,7 +7,8 @@
    phrasings alongside;
 3. steering: fusion, experts and routers learn synthetic prompt tasks built from the training split only
    (positive: an attribute of the next item; negative: an attribute it lacks, with a penalty on the
-   probability mass of items that carry it; sometimes both at once, so prompts learn to compose).
+   probability mass of items that carry it; sometimes both at once, so prompts learn to compose), 15 epochs
+   on a learning rate that decays to zero (six at a constant rate stopped while validation still rose).
 Model selection on validation users with *training* phrasings; evaluation phrasings are never seen.
 """
 from __future__ import annotations
