@@ -52,6 +52,10 @@ class DPRTrainConfig:
     seed: int = 42
     device: str = "cpu"
 
+    def __post_init__(self):
+        if self.steer_schedule not in ("cosine", "constant"):
+            raise SteerRecError(f"steer_schedule must be 'cosine' or 'constant', not {self.steer_schedule!r}")
+
 
 def dpr_folder(checkpoints: Path, backbone: str) -> Path:
     return Path(checkpoints) / f"dpr-{backbone}"
