@@ -154,7 +154,8 @@ def as_json(column: str, result, backbone: str) -> dict:
     if isinstance(result, Recommendation):
         return result.to_dict() | {"available": True, "notice": None}
     return {"model": model_of(column, str(backbone).lower()), "backbone": None, "user": None, "want": [],
-            "avoid": [], "latency_ms": None, "items": [], "gates": [], "available": False, "notice": result}
+            "avoid": [], "latency_ms": None, "items": [], "gates": [], "notes": [], "available": False,
+            "notice": result}
 
 
 # --------------------------------------------------------------------------- genre markers (presentation)
@@ -288,7 +289,8 @@ def compare_view(mode, user, made_up, want, avoid, backbone, k, strict_avoid=Fal
     for column in COLUMNS:
         result, title = results[column], column_title(column, backbone)
         if isinstance(result, Recommendation):
-            outputs += [f"### {title}\n{len(result.items)} items in {result.latency_ms:.1f} ms",
+            notes = "".join(f"\n\n⚠ {html.escape(note, quote=False)}" for note in result.notes)
+            outputs += [f"### {title}\n{len(result.items)} items in {result.latency_ms:.1f} ms{notes}",
                         gr.Dataframe(ranking_table(result, wanted, avoided), visible=True)]
             lists[title] = [get_engine().dataset.item_index(item.item_id) for item in result.items]
         else:

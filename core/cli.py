@@ -66,7 +66,7 @@ def parser() -> argparse.ArgumentParser:
     rec.add_argument("--strict-avoid", action="store_true",
                      help="DPR: also drop every item of the genre it read in an avoid phrase")
     rec.add_argument("--backbone", choices=["sasrec", "gru4rec"], help="DPR: the backbone it steers (default sasrec)")
-    rec.add_argument("-k", type=int, default=10)
+    rec.add_argument("-k", type=int, help="how many items (default 10, or the whole catalogue where it is smaller)")
     rec.add_argument("--data", help="dataset folder or file (default: ML-100K from the recbole package)")
     rec.add_argument("--checkpoints", help="checkpoint folder (default: checkpoints/<dataset>/)")
     rec.add_argument("--json", action="store_true", help="print one JSON object")
@@ -110,6 +110,9 @@ def run_recommend(args) -> int:
     if prompts and args.model in ("sasrec", "gru4rec"):
         print(f"note: {args.model} ranks by the history alone and ignores prompts (use --model dpr or mixrec)",
               file=sys.stderr)
+    if prompts and args.model == "mixrec":
+        print("note: mixrec reads the prompts zero-shot (it was never trained on them), so they barely move its "
+              "list; DPR is the model trained to follow them", file=sys.stderr)
     if args.strict_avoid and args.model != "dpr":
         print("note: --strict-avoid applies to DPR only and is ignored here", file=sys.stderr)
     engine = Engine(data=args.data, checkpoints=args.checkpoints, models=[args.model])
@@ -119,6 +122,8 @@ def run_recommend(args) -> int:
     if args.json:
         print(json.dumps(result.to_dict(), ensure_ascii=False))
         return 0
+    for note in result.notes:
+        print(f"note: {note}", file=sys.stderr)
     if result.gates:  # DPR: what it read in each prompt
         steering = "".join(f"  {g['polarity']}: {g['prompt']} -> read as "
                            + ", ".join(f"{name} {p:.0%}" for name, p in g["understood_as"].items())

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ BACKBONE_NAMES = ("sasrec", "gru4rec")
 MODEL_NAMES = ("sasrec", "gru4rec", "dpr", "mixrec")
 MAX_HISTORY = 10_000
 UNSURE_BELOW = 0.2  # DPR's reader gives its reading less than this probability: the app says it is unsure
+DEFAULT_K = 10  # a list's length when none is asked for (the whole catalogue where it is shorter)
 
 
 @dataclass
@@ -58,11 +60,12 @@ class Recommendation:
     latency_ms: float
     backbone: str | None = None
     gates: list[dict] = field(default_factory=list)  # per prompt: its text, polarity and expert weights
+    notes: list[str] = field(default_factory=list)  # what a person should know about how the request was read
 
     def to_dict(self) -> dict:
         return {"model": self.model, "backbone": self.backbone, "user": self.user, "want": self.want,
                 "avoid": self.avoid, "latency_ms": round(self.latency_ms, 3),
-                "items": [item.to_dict() for item in self.items], "gates": self.gates}
+                "items": [item.to_dict() for item in self.items], "gates": self.gates, "notes": self.notes}
 
 
 class Engine:
@@ -178,8 +181,8 @@ class Engine:
         if user is not None:
             index = self.dataset.user_index(user)
             return self.dataset.user_ids[index], self.dataset.sequences[index]
-        if isinstance(history, str):
-            history = [h for h in history.replace(";", ",").split(",") if h.strip()]
+        if isinstance(history, str):  # "1, 2; 3" or "1 2 3"
+            history = [h for h in re.split(r"[,;\s]+", history) if h]
         elif isinstance(history, (int, np.integer)):
             history = [history]
         elif not isinstance(history, (list, tuple, np.ndarray)):
@@ -192,7 +195,10 @@ class Engine:
         return None, np.array([self.dataset.item_index(item) for item in history], dtype=np.int64)
 
     def _check_k(self, k) -> int:
-        """k as a whole number from 1 to the catalogue size ("10", 10.0 and 10 are the same k)."""
+        """k as a whole number from 1 to the catalogue size ("10", 10.0 and 10 are the same k); None asks for the
+        default length."""
+        if k is None:
+            return min(DEFAULT_K, self.dataset.num_items)
         try:
             number = float(str(k).strip()) if not isinstance(k, bool) else float("nan")
         except ValueError:
@@ -206,7 +212,7 @@ class Engine:
     # ---------------------------------------------------------------------------------------- serving
 
     @torch.inference_mode()
-    def recommend(self, model: str, user=None, history=None, want=(), avoid=(), k: int = 10,
+    def recommend(self, model: str, user=None, history=None, want=(), avoid=(), k: int | None = None,
                   backbone: str = "sasrec", strict_avoid: bool = False) -> Recommendation:
         """One model's top k for a dataset user or a made-up history. With `strict_avoid`, DPR also drops every
         item carrying the attribute it read in an avoid phrase (its reading as a hard filter); other models
@@ -242,7 +248,7 @@ class Engine:
                   for rank, (i, s) in enumerate(zip(ids, scores))]
         return Recommendation(model, user_id, [p.text for p in prompts if not p.negative],
                               [p.text for p in prompts if p.negative], ranked,
-                              (time.perf_counter() - started) * 1000, backbone, gates)
+                              (time.perf_counter() - started) * 1000, backbone, gates, conflicts(gates))
 
     def user_vector(self, backbone: str, items: np.ndarray) -> torch.Tensor:
         """(1, d) query of a backbone for a history; shared between calls, so never changed in place."""
@@ -329,6 +335,8 @@ class Engine:
 
     def search_titles(self, query: str, limit: int = 20) -> list[tuple[str, str]]:
         """(label, item id) of titles containing the query, case-insensitive."""
+        if query is not None and not isinstance(query, str):
+            raise SteerRecError(f"a title search is text, got {type(query).__name__}")
         query = (query or "").strip().lower()
         matches = []
         for item in range(1, self.dataset.num_items + 1):
@@ -345,6 +353,8 @@ class Engine:
     @torch.inference_mode()
     def nearest_history(self, item_id, user=None, history=None, backbone: str = "sasrec", count: int = 3):
         """The history items closest to a recommended item in the backbone's item space: why it is there."""
+        if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 1:
+            raise SteerRecError(f"count must be a whole number of at least 1, got {count!r}")
         _, items = self.resolve(user, history)
         if backbone not in self.backbones:
             raise SteerRecError(f"{backbone} is not available: "
@@ -363,3 +373,14 @@ def date_of(stamp: float) -> str:
         return datetime.fromtimestamp(stamp, timezone.utc).strftime("%Y-%m-%d")
     except (OverflowError, OSError, ValueError):
         return ""
+
+
+def conflicts(gates: list[dict]) -> list[str]:
+    """A want and an avoid that DPR read as the same attribute pull against each other ("horror" and "no gore"
+    are both Horror): say so, since the list then follows neither clearly."""
+    read = {"want": {}, "avoid": {}}
+    for gate in gates:
+        if gate["understood_as"] and not gate["unsure"]:
+            read[gate["polarity"]].setdefault(next(iter(gate["understood_as"])), gate["prompt"])
+    return [f"{read['want'][name]!r} and {read['avoid'][name]!r} were both read as {name}: the want and the avoid "
+            "pull against each other" for name in read["want"] if name in read["avoid"]]

@@ -76,35 +76,42 @@ NEGATIVE_TEMPLATES = (
 )
 
 NEGATION = re.compile(
-    r"\b(no(?!-)|not|don'?t|do not|doesn'?t|nothing|none|without|avoid\w*|except|anything but|hate|dislike|never|"
-    r"skip|exclude\w*|rather not|sick of|tired of|fed up with|can'?t stand|keep .+ away|less|zero|done with|"
-    r"enough (?:with|of)|(?:stay|keep) away from|do without)\b",
+    r"\b(no(?!-)|no-go|not|don'?t|do not|doesn'?t|didn'?t|isn'?t|aren'?t|wasn'?t|won'?t|nothing|none|without|"
+    r"avoid\w*|except|anything but|other than|hate|dislike|never|skip|exclude\w*|rather not|sick of|tired of|"
+    r"bored (?:of|with)|fed up with|can'?t stand|keep .+ away|less|fewer|zero|done with|pass on|"
+    r"stop (?:showing|recommending|suggesting)|enough (?:with|of)|(?:stay|keep) away from|do without)\b",
     re.IGNORECASE)
 # negation words that ask for more, not less: "nothing but comedies", "I never get tired of westerns", "I don't
-# mind horror"
+# mind horror", "I have nothing against horror"
 EMPHASIS = re.compile(r"\b(nothing but|only|can'?t get enough of|never (get |grow )?(tired|bored|sick) of|"
-                      r"(don'?t|do not|wouldn'?t|would not) mind|never miss|not bad)\b", re.IGNORECASE)
+                      r"(don'?t|do not|wouldn'?t|would not) mind|nothing against|never miss|not bad)\b",
+                      re.IGNORECASE)
 # a piece after a comma that starts "but no ..." or "and ..." is read without the conjunction
 LEADING_CONJUNCTION = re.compile(r"^(?:but|and|or|yet)\s+(?=\S)", re.IGNORECASE)
 # typographic apostrophes (phone and Mac keyboards) read as the plain one, so "don’t" is a negation too
 APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u02bc": "'", "`": "'"})
 # where a want phrase turns into an avoid ("comedies without romance", "action but no gore", "comedies and no
-# horror", "westerns except ...") or an avoid into a new request ("skip the musicals and give me westerns"); "I
+# horror", "comedies with no romance", "westerns except ...") or an avoid into a new request ("skip the musicals and give me westerns"); "I
 # could do without musicals" is one avoid, not a want "I could do" and an exception
-EXCEPTION = re.compile(r"(?<!\bdo)\s+(?:(?:but|and)\s+(?=(?:no|not|never|nothing)\b)|(?=(?:without|except)\b)|"
+EXCEPTION = re.compile(r"(?<!\bdo)\s+(?:(?:but|and|with)\s+(?=(?:no|not|never|nothing)\b)|(?=(?:without|except)\b)|"
                        r"(?:but|and)\s+(?=(?:give|show|find|get)\s+me\b|i\s+(?:want|need)\b|i'd\s+like\b))",
                        re.IGNORECASE)
-# where an avoid turns into an insisting want: "no horror only comedies", "nothing scary, just comedies" (split
-# only after an avoid, so "I only want comedies" stays one want)
-INSISTING = re.compile(r"\s+(?=(?:only|just)\s+\S)", re.IGNORECASE)
+# where an avoid turns into a want with no conjunction between them: "no horror only comedies", "nothing scary
+# just cartoons", "I don't want horror I want comedies", "no horror give me westerns" (split only after an avoid,
+# so "I only want comedies" stays one want)
+TURN_TO_WANT = re.compile(r"\s+(?=(?:only|just)\s+\S|(?:give|show|find|get)\s+me\b|i\s+(?:want|need)\b|i'd\s+like\b)",
+                          re.IGNORECASE)
+LATIN_LETTER = re.compile(r"[a-z]", re.IGNORECASE)
 # a piece left with nothing but the exception's cue ("comedies without") asks for nothing
 CUE_WORDS = {"without", "except", "no", "not", "never", "nothing", "but", "and"}
 # words that carry no request on their own, so "comedies, please" is one phrase, "anything except horror" one
-# avoid and "I'm not sure, maybe comedies" one want
+# avoid, and "I'm not sure, maybe comedies", "I don't know, something funny" and "westerns, nothing else" one want
 FILLER = {"please", "pls", "thanks", "thank", "you", "ok", "okay", "hmm", "so", "just", "well", "and", "or", "also",
           "maybe", "oh", "hey", "hi", "a", "any", "anything", "something", "everything", "whatever", "movie",
           "movies", "film", "films", "stuff", "i", "i'm", "im", "not", "sure", "think", "guess", "perhaps", "dunno",
-          "idk", "want", "like", "love", "i'd", "would", "could", "show", "give", "me", "to", "watch", "see"}
+          "idk", "want", "like", "love", "i'd", "would", "could", "show", "give", "me", "to", "watch", "see",
+          "no", "don't", "dont", "do", "know", "idea", "care", "mind", "picky", "preference", "preferences",
+          "matter", "what", "doubt", "exceptions", "else", "nothing", "really", "honestly"}
 
 
 @dataclass(frozen=True)
@@ -149,14 +156,15 @@ def split_exceptions(phrase: str) -> list[str]:
     westerns" -> ["skip the musicals", "give me westerns"]; "no horror only comedies" -> ["no horror", "only
     comedies"]. A dangling cue ("comedies without") is dropped."""
     pieces = [part.strip() for part in EXCEPTION.split(phrase) if part and part.strip()]
-    pieces = [part for piece in pieces for part in split_insisting(piece)]
+    pieces = [part for piece in pieces for part in split_turn_to_want(piece)]
     said = [piece for piece in pieces if not set(re.findall(r"[\w']+", piece.lower())) <= CUE_WORDS]
     return without_filler(said or pieces)
 
 
-def split_insisting(phrase: str) -> list[str]:
-    """An avoid followed by "only ..." or "just ..." as the avoid and the want; anything else unchanged."""
-    head, *rest = INSISTING.split(phrase, maxsplit=1)
+def split_turn_to_want(phrase: str) -> list[str]:
+    """An avoid followed by a want with no conjunction ("no horror only comedies", "I don't want horror I want
+    comedies") as the avoid and the want; anything else unchanged."""
+    head, *rest = TURN_TO_WANT.split(phrase, maxsplit=1)
     return [head, *rest] if rest and infer_negative(head) else [phrase]
 
 
@@ -188,6 +196,10 @@ def build_prompts(want=(), avoid=()) -> list[Prompt]:
     prompts.sort(key=lambda prompt: prompt.negative)  # wants first, as a Recommendation lists them
     if (given_want or given_avoid) and not prompts:
         raise SteerRecError("the prompt is empty: type what you want or want to avoid, e.g. 'something funny'")
+    unreadable = next((p.text for p in prompts if not LATIN_LETTER.search(p.text)), None)
+    if unreadable is not None:  # the text encoder reads English: emoji or another script would be a blind guess
+        raise SteerRecError(f"cannot read {unreadable!r}: prompts are read as English words, e.g. 'something "
+                            "funny' or 'no horror'")
     if len(prompts) > MAX_PROMPTS:
         raise SteerRecError(f"at most {MAX_PROMPTS} prompts at once; got {len(prompts)}")
     return prompts

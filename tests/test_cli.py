@@ -19,7 +19,7 @@ def test_recommend_json():
     done = run("recommend", "--model", "sasrec", "--user", "196", "-k", "10", "--json")
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
-    assert set(result) == {"model", "backbone", "user", "want", "avoid", "latency_ms", "items", "gates"}
+    assert set(result) == {"model", "backbone", "user", "want", "avoid", "latency_ms", "items", "gates", "notes"}
     assert result["user"] == "196" and result["backbone"] == "sasrec" and len(result["items"]) == 10
     assert set(result["items"][0]) == {"rank", "item_id", "title", "year", "genres", "score"}
 
@@ -40,6 +40,12 @@ def test_a_box_with_several_phrases_is_read_as_the_app_reads_it():
     result = json.loads(done.stdout)
     assert result["want"] == ["comedies"] and result["avoid"] == ["horror", "musicals"]
     assert [next(iter(g["understood_as"])) for g in result["gates"]] == ["Comedy", "Horror", "Musical"]
+
+
+def test_a_want_and_an_avoid_of_the_same_genre_are_noted():
+    done = run("recommend", "--model", "dpr", "--user", "196", "--want", "scary movies", "--avoid", "horror", "-k", "3")
+    assert done.returncode == 0, done.stderr
+    assert "both read as Horror" in done.stderr and len(done.stdout.strip().splitlines()) == 6  # header, 2 prompts, 3
 
 
 def test_errors_are_one_line_without_traceback():
@@ -78,6 +84,7 @@ def test_mixrec_recommend_and_a_missing_checkpoint(tmp_path):
     done = run("recommend", "--model", "mixrec", "--user", "196", "--want", "something funny", "-k", "3", "--json")
     assert done.returncode == 0, done.stderr
     assert len(json.loads(done.stdout)["items"]) == 3
+    assert "mixrec reads the prompts zero-shot" in done.stderr
     done = run("recommend", "--model", "mixrec", "--user", "196", "--checkpoints", str(tmp_path))
     assert done.returncode == 2 and "no checkpoint" in done.stderr and "Traceback" not in done.stderr
     assert f"train --model mixrec --out {tmp_path}" in done.stderr  # the hint trains into the folder looked in

@@ -29,6 +29,22 @@ def test_user_ids_as_int_or_str_and_made_up_histories(engine):
     assert len(made_up.items) == 5 and made_up.user is None
     assert not {"50", "172", "133"} & {i.item_id for i in made_up.items}
     assert engine.recommend("sasrec", history="50,172,133").items
+    assert engine.recommend("sasrec", history="50 172  133").items == engine.recommend("sasrec", history="50;172,133").items
+
+
+def test_the_default_length_is_ten_or_the_whole_catalogue(engine, tmp_path):
+    from core.data import load_dataset
+    from core.engine import Engine
+    from core.train import TrainConfig, train_backbone
+    from tests.conftest import write_atomic
+
+    assert len(engine.recommend("sasrec", user=196).items) == 10
+    data = write_atomic(tmp_path / "data", users=6, items=8)
+    train_backbone("sasrec", load_dataset(data), tmp_path / "checkpoints", TrainConfig(epochs=1), max_len=8,
+                   progress=False, hidden=16)
+    small = Engine(data=data, checkpoints=tmp_path / "checkpoints", models=["sasrec"])
+    result = small.recommend("sasrec", history=["1"])  # 8 items: all but the one seen, with no k asked for
+    assert len(result.items) == 7
 
 
 @pytest.mark.parametrize("kwargs, message", [
@@ -44,6 +60,7 @@ def test_user_ids_as_int_or_str_and_made_up_histories(engine):
     (dict(model="dpr", user=196, backbone="bert4rec"), "unknown backbone"),
     (dict(model="dpr", user=196, want=["x" * 10_000]), "at most"),
     (dict(model="dpr", user=196, want=["   "]), "empty"),
+    (dict(model="dpr", user=196, want=["🎬🍿😂"]), "English words"),
 ])
 def test_bad_input_gets_a_clear_message(engine, kwargs, message):
     with pytest.raises(SteerRecError, match=message):
@@ -74,6 +91,22 @@ def test_dpr_says_what_it_read_and_when_it_is_unsure(engine):
     assert next(iter(funny["understood_as"])) == "Comedy" and not funny["unsure"]
     assert unsure["unsure"] and unsure["polarity"] == "avoid"
     assert result.to_dict()["gates"] == result.gates
+
+
+def test_a_want_and_an_avoid_read_as_the_same_genre_get_a_note(engine):
+    clash = engine.recommend("dpr", user="196", want=["scary movies"], avoid=["horror"])
+    assert clash.notes == ["'scary movies' and 'horror' were both read as Horror: the want and the avoid pull "
+                           "against each other"]
+    assert clash.to_dict()["notes"] == clash.notes
+    assert engine.recommend("dpr", user="196", want=["comedies"], avoid=["horror"]).notes == []
+
+
+def test_helper_calls_refuse_odd_arguments(engine):
+    with pytest.raises(SteerRecError, match="a title search is text"):
+        engine.search_titles(123)
+    with pytest.raises(SteerRecError, match="count must be"):
+        engine.nearest_history("50", user=196, count=-1)
+    assert len(engine.nearest_history("50", user=196, count=2)) == 2
 
 
 def test_same_input_same_ranking_from_many_threads(engine):

@@ -11,7 +11,10 @@ from core.prompts import (GENRE_WORDS, NEGATIVE_TEMPLATES, POSITIVE_TEMPLATES, a
                                   "I don't want westerns", "please avoid war films", "nothing scary",
                                   "I can't stand slasher flicks", "keep cartoons away from me", "zero horror",
                                   "I am done with westerns", "enough with the westerns", "stay away from romance",
-                                  "I could do without musicals"])
+                                  "I could do without musicals", "anything that isn't horror",
+                                  "anything other than horror", "I won't watch horror", "I didn't like westerns",
+                                  "stop showing me horror", "I'm bored of musicals", "fewer musicals",
+                                  "horror is a no-go", "pass on horror"])
 def test_negative_phrasings_are_recognised(text):
     assert infer_negative(text)
 
@@ -24,7 +27,7 @@ def test_a_typographic_apostrophe_is_read_like_the_plain_one():
 @pytest.mark.parametrize("text", ["something that makes me laugh", "a love story", "sci-fi", "notebook dramas",
                                   "space westerns", "nothing but comedies", "I never get tired of westerns",
                                   "only musicals", "I don't mind horror", "I never miss a western",
-                                  "not bad comedies", "no-nonsense action"])
+                                  "not bad comedies", "no-nonsense action", "I have nothing against horror"])
 def test_positive_phrasings_are_recognised(text):
     assert not infer_negative(text)
 
@@ -36,7 +39,8 @@ def test_want_box_phrase_that_is_negative_becomes_an_avoid():
 
 
 @pytest.mark.parametrize("bad, message", [(["x" * 10_000], "at most"), (["  ", "\n"], "empty"), ([3], "text"),
-                                          (["a"] * 9, "at most 8")])
+                                          (["a"] * 9, "at most 8"), (["🎬🍿😂"], "English words"),
+                                          (["?!"], "English words"), (["我想看喜剧"], "English words")])
 def test_bad_prompts(bad, message):
     with pytest.raises(SteerRecError, match=message):
         build_prompts(want=bad)
@@ -54,6 +58,13 @@ def test_split_phrases():
     assert split_phrases("please, no horror") == ["no horror"]
     assert split_phrases("please") == ["please"]  # ... unless it is all there is
     assert split_phrases("I'm not sure, maybe comedies") == ["maybe comedies"]
+    # hedges and lead-ins ask for nothing, though they hold a negation
+    for hedge in ("I don't know", "no idea", "not sure what I want", "no preference", "I'm not picky",
+                  "I don't care", "no matter what", "no doubt"):
+        assert split_phrases(f"{hedge}, comedies") == ["comedies"]
+    assert split_phrases("westerns, nothing else") == ["westerns"]
+    assert split_phrases("sci-fi, no exceptions") == ["sci-fi"]
+    assert split_phrases("comedies, 😂") == ["comedies"]  # a piece with no words is dropped beside one with words
 
 
 @pytest.mark.parametrize("want, expected", [
@@ -75,6 +86,10 @@ def test_split_phrases():
     ("no horror only comedies", [("only comedies", False), ("no horror", True)]),
     ("nothing scary just cartoons", [("just cartoons", False), ("nothing scary", True)]),
     ("I only want comedies", [("I only want comedies", False)]),
+    ("comedies with no romance", [("comedies", False), ("no romance", True)]),
+    ("I don't want horror I want comedies", [("I want comedies", False), ("I don't want horror", True)]),
+    ("no horror give me westerns", [("give me westerns", False), ("no horror", True)]),
+    ("nothing with zombies", [("nothing with zombies", True)]),
     ("comedies only", [("comedies only", False)]),
     ("comedies without", [("comedies", False)]),  # a dangling cue asks for nothing
     ("song and dance", [("song and dance", False)]),  # "and" alone splits nothing
