@@ -121,9 +121,12 @@ class Prompt:
 
 
 def infer_negative(text: str) -> bool:
-    """True for phrasings that ask to exclude something ("no horror", "anything but musicals"), not for those
-    whose negation insists ("nothing but comedies")."""
-    return NEGATION.search(text) is not None and EMPHASIS.search(text) is None
+    """True for phrasings that ask to exclude something ("no horror", "anything but musicals"): a negation cue
+    that is not part of an insisting one ("nothing but comedies"), so "the only thing I don't want is horror" and
+    "I don't mind anything but horror" are avoids."""
+    insisting = [match.span() for match in EMPHASIS.finditer(text)]
+    return any(not any(start <= cue.start() and cue.end() <= end for start, end in insisting)
+               for cue in NEGATION.finditer(text))
 
 
 def clean_prompt(text) -> str:

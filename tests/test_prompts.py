@@ -14,7 +14,8 @@ from core.prompts import (GENRE_WORDS, NEGATIVE_TEMPLATES, POSITIVE_TEMPLATES, a
                                   "I could do without musicals", "anything that isn't horror",
                                   "anything other than horror", "I won't watch horror", "I didn't like westerns",
                                   "stop showing me horror", "I'm bored of musicals", "fewer musicals",
-                                  "horror is a no-go", "pass on horror"])
+                                  "horror is a no-go", "pass on horror", "the only thing I don't want is horror",
+                                  "I don't mind anything but horror", "I don't want horror only"])
 def test_negative_phrasings_are_recognised(text):
     assert infer_negative(text)
 
