@@ -141,7 +141,9 @@ def build_model(build, tensors: dict, folder) -> torch.nn.Module:
                               f"{type(error).__name__}: {error}") from None
     try:
         model.load_state_dict(tensors)
-    except RuntimeError as error:
+    except RuntimeError as error:  # torch's first line only names the model; the mismatches follow it
+        problems = [line.strip() for line in str(error).splitlines()[1:] if line.strip()] or [str(error)]
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         raise CheckpointError(f"{Path(folder) / 'model.safetensors'} does not fit the architecture in its "
-                              f"config.json: {str(error).splitlines()[0]}") from None
+                              f"config.json: {problems[0]}{more}") from None
     return model.eval()

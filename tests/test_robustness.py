@@ -316,6 +316,8 @@ FAULTS = [  # (damage, unavailable key, file the message names, words in it, a m
                  "gru4rec", "gru4rec/model.safetensors", "a folder is in its place", "sasrec", id="weights-a-folder"),
     pytest.param(lambda r: edit_config(r / "sasrec", lambda c: {**c, "model_config": {**c["model_config"], "heads": 3}}),
                  "sasrec", "sasrec/config.json", "attention heads", "gru4rec", id="heads-do-not-divide"),
+    pytest.param(lambda r: edit_config(r / "sasrec", lambda c: {**c, "model_config": {**c["model_config"], "layers": 1}}),
+                 "sasrec", "sasrec/model.safetensors", "Unexpected key(s)", "gru4rec", id="fewer-layers-than-weights"),
 ]
 
 
