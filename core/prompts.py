@@ -90,17 +90,17 @@ EMPHASIS = re.compile(r"\b(nothing but|only|can'?t get enough of|never (get |gro
 LEADING_CONJUNCTION = re.compile(r"^(?:but|and|or|yet)\s+(?=\S)", re.IGNORECASE)
 # typographic apostrophes (phone and Mac keyboards) read as the plain one, so "don’t" is a negation too
 APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u02bc": "'", "`": "'"})
+# the start of a new request: "give me ...", "I want ...", "I'd like ..."
+NEW_REQUEST = r"(?:give|show|find|get)\s+me\b|i\s+(?:want|need)\b|i'd\s+like\b"
 # where a want phrase turns into an avoid ("comedies without romance", "action but no gore", "comedies and no
-# horror", "comedies with no romance", "westerns except ...") or an avoid into a new request ("skip the musicals and give me westerns"); "I
-# could do without musicals" is one avoid, not a want "I could do" and an exception
+# horror", "comedies with no romance", "westerns except ...") or an avoid into a new request ("skip the musicals
+# and give me westerns"); "I could do without musicals" is one avoid, not a want "I could do" and an exception
 EXCEPTION = re.compile(r"(?<!\bdo)\s+(?:(?:but|and|with)\s+(?=(?:no|not|never|nothing)\b)|(?=(?:without|except)\b)|"
-                       r"(?:but|and)\s+(?=(?:give|show|find|get)\s+me\b|i\s+(?:want|need)\b|i'd\s+like\b))",
-                       re.IGNORECASE)
+                       rf"(?:but|and)\s+(?={NEW_REQUEST}))", re.IGNORECASE)
 # where an avoid turns into a want with no conjunction between them: "no horror only comedies", "nothing scary
 # just cartoons", "I don't want horror I want comedies", "no horror give me westerns" (split only after an avoid,
 # so "I only want comedies" stays one want)
-TURN_TO_WANT = re.compile(r"\s+(?=(?:only|just)\s+\S|(?:give|show|find|get)\s+me\b|i\s+(?:want|need)\b|i'd\s+like\b)",
-                          re.IGNORECASE)
+TURN_TO_WANT = re.compile(rf"\s+(?=(?:only|just)\s+\S|{NEW_REQUEST})", re.IGNORECASE)
 LATIN_LETTER = re.compile(r"[a-z]", re.IGNORECASE)
 # a piece left with nothing but the exception's cue ("comedies without") asks for nothing
 CUE_WORDS = {"without", "except", "no", "not", "never", "nothing", "but", "and"}

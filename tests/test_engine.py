@@ -29,7 +29,8 @@ def test_user_ids_as_int_or_str_and_made_up_histories(engine):
     assert len(made_up.items) == 5 and made_up.user is None
     assert not {"50", "172", "133"} & {i.item_id for i in made_up.items}
     assert engine.recommend("sasrec", history="50,172,133").items
-    assert engine.recommend("sasrec", history="50 172  133").items == engine.recommend("sasrec", history="50;172,133").items
+    spaced = engine.recommend("sasrec", history="50 172  133")
+    assert spaced.items == engine.recommend("sasrec", history="50;172,133").items
 
 
 def test_the_default_length_is_ten_or_the_whole_catalogue(engine, tmp_path):
