@@ -39,6 +39,8 @@ TITLE_MATCHES = 20  # the search box lists at most this many titles
 TINTS = {"✓": "background-color: #e3f6e3", "⚠": "background-color: #fde2e1", "✓⚠": "background-color: #fff3cd"}
 HISTORY_HEADERS = ["title", "year", "genres", "date", "rating"]
 WHY_HEADERS = ["reason", "detail", "similarity"]
+RESULT_COUNT = 2 * len(COLUMNS) + 6  # compare_view's outputs: a header and a table per column, 3 plots, state,
+# the explanation and the notice line
 EXAMPLES = [
     ["something that makes me laugh", "horror"],
     ["space and aliens", "romance, musicals"],
@@ -70,6 +72,8 @@ rating counts as an interaction, ordered in time.
 the genre it read in one of your *avoid* phrases (e.g. "something that makes me laugh" reads as Comedy); a
 phrase DPR is unsure of ("Action? (only 14% sure)") marks nothing. Select a row of a list to see why it is
 there. The gate chart shows, per prompt, which of DPR's experts it used and the attributes DPR read in it.
+A score only orders its own list: each model has its own scale (DPR's adds its steering terms, so it can be
+negative and moves with the prompts), so scores are not compared across columns.
 **Strict avoid** also removes from DPR's list every item of the genre read in each avoid phrase (not for a
 reading DPR is unsure of, which only steers).
 """
@@ -103,6 +107,11 @@ def source_of(mode: str, user, made_up: list[str]) -> dict:
     if user is None or not str(user).strip():
         raise SteerRecError("no user picked: choose a user id (or 'Build a history' for a made-up one)")
     return {"user": str(user).strip()}
+
+
+def natural_order(ids: list[str]) -> list[str]:
+    """Numeric ids in numeric order (then any others), so that typing "42" finds user 42 before 142 and 242."""
+    return sorted(ids, key=lambda id_: (not id_.isdigit(), int(id_) if id_.isdigit() else 0, id_))
 
 
 def model_of(column: str, backbone: str) -> str:
@@ -186,16 +195,25 @@ def ranking_table(result: Recommendation, wanted: set[str], avoided: set[str]):
     return frame.style.apply(lambda column: tints, axis=0).format({"score": "{:.2f}"})
 
 
-@shows_errors
 def history_view(mode: str, user, made_up: list[str]):
-    """(profile line, history table newest first, genre chart) for the chosen user or the made-up history."""
+    """(profile line, history table newest first, genre chart) for the chosen user or the made-up history; for
+    an id that is no user, the message in the profile line and an empty history."""
+    try:
+        return history_outputs(mode, user, made_up)
+    except SteerRecError as error:
+        message = html.escape(str(error), quote=False)
+        return f"⚠ {message}", pd.DataFrame(columns=HISTORY_HEADERS), message_figure("no history to show")
+
+
+def history_outputs(mode: str, user, made_up: list[str]):
     engine = get_engine()
     if mode == MADE_UP:
         items = [engine.dataset.item_index(item) for item in made_up or []]
         rows = [[engine.dataset.titles[i], engine.dataset.years[i], ", ".join(engine.dataset.genres[i]), "", ""]
                 for i in items]
         top = ", ".join(list(engine.genre_counts(items))[:3]) or "none yet"
-        profile = f"made-up history: {len(items)} titles; favourite genres {top}"
+        titles = "1 title" if len(items) == 1 else f"{len(items)} titles"
+        profile = f"made-up history: {titles}; favourite genres {top}"
     elif user is None or not str(user).strip():
         return "pick a user", pd.DataFrame(columns=HISTORY_HEADERS), message_figure("no user picked")
     else:
@@ -266,8 +284,10 @@ def gates_figure(result) -> go.Figure:
         return message_figure("no prompt: DPR returns the backbone's ranking", "DPR expert gates")
     figure = go.Figure([go.Bar(name=html.escape(gate_label(gate)), x=list(gate["experts"]),
                                y=list(gate["experts"].values())) for gate in result.gates])
+    # the legend is where each prompt's reading shows, so it stays with a single prompt too
     figure.update_layout(title="DPR expert gates", barmode="group", height=320, yaxis_title="gate weight",
-                         margin=dict(l=40, r=10, t=50, b=40), legend=dict(orientation="h", y=-0.2, x=0))
+                         margin=dict(l=40, r=10, t=50, b=40), showlegend=True,
+                         legend=dict(orientation="h", y=-0.2, x=0))
     return figure
 
 
@@ -278,10 +298,27 @@ def column_title(column: str, backbone: str) -> str:
             "mixrec": "MixRec"}[column]
 
 
-@shows_errors
 def compare_view(mode, user, made_up, want, avoid, backbone, k, strict_avoid=False):
-    """The Compare button: per column a header and a table (or a notice), then the three plots and the state
-    that the row-selection explanation reads."""
+    """The Compare button: per column a header and a table (or a notice), then the three plots, the state that
+    the row-selection explanation reads, the explanation and the notice line. A bad request empties them all and
+    says why in the notice, so no list stays on screen for a request it does not answer."""
+    try:
+        return compared_outputs(mode, user, made_up, want, avoid, backbone, k, strict_avoid)
+    except SteerRecError as error:
+        return cleared_outputs(backbone, f"**Nothing to compare**: {html.escape(str(error), quote=False)}")
+
+
+def cleared_outputs(backbone, notice: str) -> tuple:
+    """compare_view's outputs with no lists: each column's title alone, placeholder plots, no state."""
+    backbone = backbone if backbone in BACKBONES else "sasrec"
+    columns = [output for column in COLUMNS for output in (f"### {column_title(column, backbone)}",
+                                                           gr.Dataframe(visible=False))]
+    plots = [message_figure("press Compare", title) for title in ("Genre mix", "Items the lists share",
+                                                                  "DPR expert gates")]
+    return (*columns, *plots, None, None, notice)
+
+
+def compared_outputs(mode, user, made_up, want, avoid, backbone, k, strict_avoid):
     source = source_of(mode, user, made_up)
     history, results = rankings(source, want, avoid, backbone, k, strict_avoid)
     wanted, avoided = steering_genres(results["dpr"])
@@ -300,7 +337,7 @@ def compare_view(mode, user, made_up, want, avoid, backbone, k, strict_avoid=Fal
     overlap = overlap_figure(ranked) if ranked else message_figure("no model is available", "Items the lists share")
     state = {"source": source, "backbone": backbone, "results": results}
     return (*outputs, genre_figure(lists, "Genre mix: history against each list"), overlap,
-            gates_figure(results["dpr"]), state, None)
+            gates_figure(results["dpr"]), state, None, "")
 
 
 def explain(last: dict | None, column: str, rank) -> gr.Dataframe:
@@ -328,11 +365,17 @@ def on_select(column: str):
     return handler
 
 
-@shows_errors
-def show_source(mode, user, made_up):
+def new_subject(mode, user, made_up, backbone) -> tuple:
+    """Another user or history: its profile and history, and the lists of the previous one taken away."""
+    return (*history_view(mode, user, made_up),
+            *cleared_outputs(backbone, "Press **Compare** to rank for this " + ("history" if mode == MADE_UP
+                                                                                  else "user")))
+
+
+def show_source(mode, user, made_up, backbone):
     """Switching between a dataset user and a made-up history: show the matching controls and history."""
-    return (gr.Column(visible=mode != MADE_UP), gr.Column(visible=mode == MADE_UP),
-            *history_view(mode, user, made_up))
+    return gr.Column(visible=mode != MADE_UP), gr.Column(visible=mode == MADE_UP), *new_subject(
+        mode, user, made_up, backbone)
 
 
 @shows_errors
@@ -357,20 +400,25 @@ def search(query: str):
 
 
 @shows_errors
-def add_title(made_up: list[str], item_id, query: str):
-    """Append the chosen title to the made-up history; with none chosen, a warning that leaves all as it was."""
-    if not item_id:
+def add_title(made_up: list[str], item_id, query: str, backbone: str = "sasrec"):
+    """Append the chosen title to the made-up history; with none chosen, or one already there, a warning that
+    leaves all as it was."""
+    engine = get_engine()
+    made_up = list(made_up or [])
+    if not item_id or str(item_id) in made_up:
         query = (query or "").strip()
-        gr.Warning(f"no title contains {html.escape(query[:60], quote=False)!r}" if query
+        label = html.escape(engine.item_label(engine.dataset.item_index(item_id)), quote=False) if item_id else ""
+        gr.Warning(f"{label} is already in the history" if item_id
+                   else f"no title contains {html.escape(query[:60], quote=False)!r}" if query
                    else "type part of a title, then pick one")
-        return gr.skip(), gr.skip(), gr.skip(), gr.skip()
-    get_engine().dataset.item_index(item_id)  # an unknown id is a clear error, not a broken row
-    made_up = [*(made_up or []), str(item_id)]
-    return made_up, *history_view(MADE_UP, None, made_up)
+        return tuple(gr.skip() for _ in range(1 + RESULT_COUNT + 3))
+    engine.dataset.item_index(item_id)  # an unknown id is a clear error, not a broken row
+    made_up.append(str(item_id))
+    return made_up, *new_subject(MADE_UP, None, made_up, backbone)
 
 
-def clear_history():
-    return [], *history_view(MADE_UP, None, [])
+def clear_history(backbone: str = "sasrec"):
+    return [], *new_subject(MADE_UP, None, [], backbone)
 
 
 # ---------------------------------------------------------------------------------------------- layout
@@ -423,8 +471,9 @@ def build_demo() -> gr.Blocks:
                                     elem_id="mode")
                     with gr.Column(visible=True) as user_group:
                         with gr.Row():
-                            user = gr.Dropdown(engine.dataset.user_ids[1:], value=first_user, label="User id",
-                                               filterable=True, elem_id="user", scale=3)
+                            user = gr.Dropdown(natural_order(engine.dataset.user_ids[1:]), value=first_user,
+                                               label="User id", filterable=True, allow_custom_value=True,
+                                               elem_id="user", scale=3)
                             lucky = gr.Button("Random user", size="sm", elem_id="random-user", scale=1)
                     with gr.Column(visible=False) as build_group:
                         query = gr.Textbox(label="Search titles", placeholder="e.g. star", max_length=100,
@@ -454,8 +503,10 @@ def build_demo() -> gr.Blocks:
                     strict = gr.Checkbox(False, label="Strict avoid (DPR)", elem_id="strict-avoid",
                                          info="also drop every item of the genre DPR read in an avoid phrase "
                                               "(unless it is unsure of it)")
-            gr.Examples(EXAMPLES, inputs=[want, avoid], label="Try these")
-            run = gr.Button("Compare", variant="primary", elem_id="compare")
+                    run = gr.Button("Compare", variant="primary", elem_id="compare")
+            with gr.Accordion("Example prompts", open=False):
+                gr.Examples(EXAMPLES, inputs=[want, avoid], label=None)
+            notice = gr.Markdown("", elem_id="notice")
             headers, tables = [], []
             with gr.Row(equal_height=False):
                 for column in COLUMNS:
@@ -463,7 +514,7 @@ def build_demo() -> gr.Blocks:
                         headers.append(gr.Markdown(f"### {column_title(column, 'sasrec')}",
                                                    elem_id=f"{column}-header"))
                         tables.append(gr.Dataframe(headers=RANKING_HEADERS, interactive=False, wrap=True,
-                                                   column_widths=["9%", "37%", "13%", "26%", "15%"],
+                                                   column_widths=["8%", "36%", "13%", "25%", "18%"],
                                                    elem_id=f"{column}-table", show_label=False))
             with gr.Row():
                 genre_plot = gr.Plot(label="Genre mix", elem_id="genre-plot")
@@ -477,16 +528,16 @@ def build_demo() -> gr.Blocks:
             gr.Markdown("## Benchmarks\n" + benchmark_tables(), elem_id="benchmarks")
 
         private = {"api_visibility": "private"}
-        history_outputs = [profile_box, history_table, history_plot]
-        mode.change(show_source, [mode, user, made_up], [user_group, build_group, *history_outputs], **private)
-        user.change(history_view, [mode, user, made_up], history_outputs, **private)
+        results = ([item for pair in zip(headers, tables) for item in pair]
+                   + [genre_plot, overlap_plot, gates_plot, last, why, notice])
+        subject = [profile_box, history_table, history_plot, *results]  # what a new user or history changes
+        mode.change(show_source, [mode, user, made_up, backbone], [user_group, build_group, *subject], **private)
+        user.change(new_subject, [mode, user, made_up, backbone], subject, **private)
         lucky.click(random_user, draws, [user, draws], **private)
         query.change(search, query, found, trigger_mode="always_last", **private)
-        add.click(add_title, [made_up, found, query], [made_up, *history_outputs], **private)
-        clear.click(clear_history, None, [made_up, *history_outputs], **private)
-        run.click(compare_view, [mode, user, made_up, want, avoid, backbone, k, strict],
-                  [item for pair in zip(headers, tables) for item in pair]
-                  + [genre_plot, overlap_plot, gates_plot, last, why], **private)
+        add.click(add_title, [made_up, found, query, backbone], [made_up, *subject], **private)
+        clear.click(clear_history, backbone, [made_up, *subject], **private)
+        run.click(compare_view, [mode, user, made_up, want, avoid, backbone, k, strict], results, **private)
         for column, table in zip(COLUMNS, tables):
             table.select(on_select(column), last, why, **private)
         gr.api(compare, api_name="compare")

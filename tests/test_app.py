@@ -80,12 +80,12 @@ def test_made_up_history_fills_every_output(engine):
     needs(engine, "sasrec", "dpr")
     made_up = ["50", "172", "181"]  # the Star Wars trilogy
     outputs = app.compare_view(app.MADE_UP, None, made_up, "science fiction", "romance", "sasrec", 5)
-    *columns, genre_plot, overlap_plot, gates_plot, state, why = outputs
+    *columns, genre_plot, overlap_plot, gates_plot, state, why, notice = outputs
     headers, tables = columns[0::2], columns[1::2]
     assert headers[0].startswith("### SASRec") and headers[1].startswith("### DPR")
     assert all(isinstance(p, go.Figure) for p in (genre_plot, overlap_plot, gates_plot))
     assert [bar.name for bar in genre_plot.data][:3] == ["history", "SASRec", "DPR (over SASRec)"]
-    assert state["source"] == {"history": made_up} and why is None
+    assert state["source"] == {"history": made_up} and why is None and notice == ""
     frame = tables[1].value
     assert frame["headers"] == app.RANKING_HEADERS and len(frame["data"]) == 5
     if not engine.is_available("mixrec"):
@@ -114,13 +114,52 @@ def test_unavailable_models_are_a_notice_not_an_error(engine, monkeypatch):
     (app.compare, ("196", "x" * 301, AVOID, "sasrec", 10), "at most 300 characters"),
     (app.compare, ("196", WANT, AVOID, "bert", 10), "unknown backbone 'bert'"),
     (app.compare, ("<script>alert(1)</script>", "", "", "sasrec", 10), "unknown user '&lt;script&gt;"),
-    (app.compare_view, (app.DATASET_USER, None, [], WANT, AVOID, "sasrec", 10), "no user picked"),
-    (app.compare_view, (app.MADE_UP, "196", [], WANT, AVOID, "sasrec", 10), "the history is empty"),
     (app.add_title, ([], "99999", "star"), "unknown item '99999'"),
     (app.on_select("dpr"), (None, FIRST_ROW), "press Compare first"),
 ])
 def test_bad_input_is_a_clear_error(engine, call, args, expected):
     assert expected in error_message(call, *args)
+
+
+@pytest.mark.parametrize("mode, user, made_up, expected", [
+    (app.DATASET_USER, None, [], "no user picked"),
+    (app.DATASET_USER, "nobody", [], "unknown user 'nobody'"),
+    (app.MADE_UP, "196", [], "the history is empty"),
+])
+def test_a_bad_compare_empties_the_results_and_says_why(engine, mode, user, made_up, expected):
+    """No list stays on screen for a request it does not answer, and the reason is in the notice line."""
+    outputs = app.compare_view(mode, user, made_up, WANT, AVOID, "gru4rec", 10)
+    assert len(outputs) == app.RESULT_COUNT
+    *columns, genre_plot, overlap_plot, gates_plot, state, why, notice = outputs
+    assert columns[0] == "### GRU4Rec" and all(table.visible is False for table in columns[1::2])
+    assert state is None and why is None and expected in notice and notice.startswith("**Nothing to compare**")
+
+
+def test_a_new_user_or_history_takes_the_old_lists_away(engine):
+    profile, history, _, *results = app.new_subject(app.DATASET_USER, "405", [], "sasrec")
+    assert profile.startswith("user 405:") and len(history) and len(results) == app.RESULT_COUNT
+    assert all(table.visible is False for table in results[1:6:2]) and results[-3] is None  # no state left
+    assert "Compare" in results[-1]
+    profile, history, _ = app.history_view(app.DATASET_USER, "99999", [])
+    assert profile.startswith("⚠ unknown user '99999'") and history.empty
+    made_up, profile, *_ = app.add_title(["50"], "172", "empire", "sasrec")
+    assert made_up == ["50", "172"] and profile.startswith("made-up history: 2 titles")
+
+
+def test_a_title_already_in_the_history_is_a_warning_that_changes_nothing(engine):
+    with pytest.warns(UserWarning, match="Star Wars .* is already in the history"):
+        outputs = app.add_title(["50"], "50", "star")
+    assert len(outputs) == 1 + 3 + app.RESULT_COUNT and all(output == gr.skip() for output in outputs)
+
+
+def test_user_ids_are_listed_in_numeric_order():
+    assert app.natural_order(["242", "42", "b", "7", "a"]) == ["7", "42", "242", "a", "b"]
+
+
+def test_the_gate_chart_names_the_reading_of_a_single_prompt(engine):
+    needs(engine, "sasrec", "dpr")
+    figure = app.gates_figure(engine.recommend("dpr", user="196", want="something that makes me laugh", k=3))
+    assert figure.layout.showlegend is True and "→ Comedy" in figure.data[0].name
 
 
 def test_an_unknown_title_is_a_warning_that_changes_nothing(engine):
@@ -145,8 +184,8 @@ def test_history_view_and_the_made_up_history(engine):
     found = app.search("star wars")
     assert ("Star Wars (1977)", "50") in found.choices and found.info == f"{len(found.choices)} matches"
     assert app.search("the").info == f"the first {app.TITLE_MATCHES} matches: type more to narrow them"
-    made_up, profile, table, _ = app.add_title([], "50", "star wars")
-    assert made_up == ["50"] and profile.startswith("made-up history: 1 titles")
+    made_up, profile, table, _, *results = app.add_title([], "50", "star wars")
+    assert made_up == ["50"] and profile.startswith("made-up history: 1 title;") and len(results) == app.RESULT_COUNT
     assert table["title"].tolist() == ["Star Wars"]
     assert app.clear_history()[0] == []
 

@@ -10,6 +10,7 @@ import importlib.util
 import json
 import math
 import os
+import re
 import shutil
 import signal
 import socket
@@ -130,7 +131,7 @@ def seen_items(engine, user, history):
     if user is not None:
         return engine.dataset.sequences[engine.dataset.user_index(user)]
     if isinstance(history, str):
-        history = [h for h in history.replace(";", ",").split(",") if h.strip()]
+        history = re.split(r"[,;\s]+", history.strip())
     return [engine.dataset.item_index(item) for item in history]
 
 
