@@ -486,7 +486,7 @@ def build_demo() -> gr.Blocks:
                 with gr.Column(scale=3):
                     history_table = gr.Dataframe(history, label="History, newest first", interactive=False,
                                                  wrap=True, max_height=320, elem_id="history",
-                                                 column_widths=["36%", "11%", "25%", "16%", "12%"])
+                                                 column_widths=["32%", "10%", "24%", "20%", "14%"])
                 with gr.Column(scale=2):
                     history_plot = gr.Plot(history_chart, label="Genre mix of the history", elem_id="history-genres")
             with gr.Row():
@@ -525,7 +525,8 @@ def build_demo() -> gr.Blocks:
         with gr.Tab("About"):
             gr.Markdown(ABOUT)
             gr.Markdown("## Models loaded\n" + model_status(engine))
-            gr.Markdown("## Benchmarks\n" + benchmark_tables(), elem_id="benchmarks")
+            with gr.Accordion("Benchmarks: every results table", open=False):
+                gr.Markdown(benchmark_tables(), elem_id="benchmarks")
 
         private = {"api_visibility": "private"}
         results = ([item for pair in zip(headers, tables) for item in pair]
