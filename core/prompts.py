@@ -111,7 +111,8 @@ FILLER = {"please", "pls", "thanks", "thank", "you", "ok", "okay", "hmm", "so", 
           "movies", "film", "films", "stuff", "i", "i'm", "im", "not", "sure", "think", "guess", "perhaps", "dunno",
           "idk", "want", "like", "love", "i'd", "would", "could", "show", "give", "me", "to", "watch", "see",
           "no", "don't", "dont", "do", "know", "idea", "care", "mind", "picky", "preference", "preferences",
-          "matter", "what", "doubt", "exceptions", "else", "nothing", "really", "honestly"}
+          "matter", "what", "doubt", "exceptions", "else", "nothing", "really", "honestly", "nah", "nope", "yeah",
+          "yes", "yep", "um", "uh", "lol", "haha", "tonight", "today"}
 
 
 @dataclass(frozen=True)

@@ -65,6 +65,7 @@ def test_split_phrases():
         assert split_phrases(f"{hedge}, comedies") == ["comedies"]
     assert split_phrases("westerns, nothing else") == ["westerns"]
     assert split_phrases("sci-fi, no exceptions") == ["sci-fi"]
+    assert split_phrases("nah, no horror thanks") == ["no horror thanks"]
     assert split_phrases("comedies, 😂") == ["comedies"]  # a piece with no words is dropped beside one with words
 
 
