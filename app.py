@@ -178,8 +178,8 @@ def steering_genres(dpr_result) -> tuple[set[str], set[str]]:
     the markers say what the gate chart says; nothing when DPR is not available."""
     wanted, avoided = set(), set()
     for gate in dpr_result.gates if isinstance(dpr_result, Recommendation) else []:
-        if gate["understood_as"] and not gate["unsure"]:
-            (avoided if gate["polarity"] == "avoid" else wanted).add(next(iter(gate["understood_as"])))
+        if gate["reading"]:
+            (avoided if gate["polarity"] == "avoid" else wanted).add(gate["reading"])
     return wanted, avoided
 
 

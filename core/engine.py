@@ -22,6 +22,7 @@ from core.data import Dataset, load_dataset
 from core.errors import SteerRecError
 from core.evaluate import pad_left
 from core.index import ItemIndex
+from core.models.dpr import UNSURE_BELOW
 from core.prompts import Prompt, attribute_matrix, build_prompts, instruction
 from core.train import load_backbone
 
@@ -31,7 +32,6 @@ DEFAULT_CHECKPOINTS = ROOT / "checkpoints"
 BACKBONE_NAMES = ("sasrec", "gru4rec")
 MODEL_NAMES = ("sasrec", "gru4rec", "dpr", "mixrec")
 MAX_HISTORY = 10_000
-UNSURE_BELOW = 0.2  # DPR's reader gives its reading less than this probability: the app says it is unsure
 DEFAULT_K = 10  # a list's length when none is asked for (the whole catalogue where it is shorter)
 
 
@@ -271,15 +271,16 @@ class Engine:
         negative = torch.tensor([[p.negative for p in prompts]])
         steered, query, gates, grounding = model.steer(user, texts, negative, torch.ones_like(negative))
         excluded = items
+        if strict_avoid:  # drop every item of the attribute DPR read in each avoid (an unsure reading only steers)
+            banned = model.banned_items(grounding, negative, torch.from_numpy(self.attribute_items))
+            excluded = np.union1d(items, np.flatnonzero(banned[0].numpy()))
         sure = grounding[0].max(-1).values >= UNSURE_BELOW
-        if strict_avoid and (negative[0] & sure).any():  # drop every item of the attribute DPR read in each avoid
-            banned = grounding[0, negative[0] & sure].argmax(-1).numpy()  # (an unsure reading only steers)
-            excluded = np.union1d(items, np.flatnonzero(self.attribute_items[banned].any(0)))
         ((ids, scores),) = index.search(torch.cat([steered, query], 1).numpy(), k, [excluded])
         experts = model.config.positive_experts
         gate_rows = [{"prompt": p.text, "polarity": "avoid" if p.negative else "want",
                       "understood_as": self._top_attributes(grounding[0, n]),
                       "unsure": not bool(sure[n]),
+                      "reading": None if not sure[n] else self.vocabulary[int(grounding[0, n].argmax())],
                       "experts": {(f"avoid {j + 1}" if p.negative else f"want {j + 1}"): float(g)
                                   for j, g in enumerate(gates[0, n, experts:] if p.negative
                                                         else gates[0, n, :experts])}}
@@ -380,7 +381,7 @@ def conflicts(gates: list[dict]) -> list[str]:
     are both Horror): say so, since the list then follows neither clearly."""
     read = {"want": {}, "avoid": {}}
     for gate in gates:
-        if gate["understood_as"] and not gate["unsure"]:
-            read[gate["polarity"]].setdefault(next(iter(gate["understood_as"])), gate["prompt"])
+        if gate["reading"]:
+            read[gate["polarity"]].setdefault(gate["reading"], gate["prompt"])
     return [f"{read['want'][name]!r} and {read['avoid'][name]!r} were both read as {name}: the want and the avoid "
             "pull against each other" for name in read["want"] if name in read["avoid"]]

@@ -276,6 +276,12 @@ def positive_attribute(history: np.ndarray, target: int, matrix: np.ndarray) -> 
     return int(carried[np.argmin(counts)])
 
 
+def co_occurrence(matrix: np.ndarray) -> np.ndarray:
+    """(A, A): the share of the items carrying attribute a that also carry b (Musical next to Animation)."""
+    counts = matrix[:, 1:].astype(np.float64)
+    return (counts @ counts.T) / np.maximum(counts.sum(1, keepdims=True), 1)
+
+
 def negative_attribute(history: np.ndarray, target: int, matrix: np.ndarray) -> int | None:
     """An attribute the target lacks, the one most present in the history."""
     lacking = np.flatnonzero(~matrix[:, target])

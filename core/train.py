@@ -121,7 +121,7 @@ def load_training_state(folder: Path, model, optimizer, generator, config_record
     state, tensors = load_checkpoint(folder, model="training-state")
     if state["settings"] != config_record:
         raise SteerRecError(f"{folder} was saved by a run with other settings; delete it to start afresh")
-    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    model.load_state_dict({k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")})
     optimizer_state = {"state": {}, "param_groups": state["param_groups"]}
     for key, value in tensors.items():
         if key.startswith("optimizer."):
@@ -130,7 +130,7 @@ def load_training_state(folder: Path, model, optimizer, generator, config_record
     optimizer.load_state_dict(optimizer_state)
     torch.set_rng_state(tensors["rng.torch"])
     generator.set_state(tensors["rng.generator"])
-    return state, {k[5:]: v for k, v in tensors.items() if k.startswith("best.")}
+    return state, {k.removeprefix("best."): v for k, v in tensors.items() if k.startswith("best.")}
 
 
 def train_backbone(name: str, dataset: Dataset, out: Path, config: TrainConfig = TrainConfig(),

@@ -29,7 +29,8 @@ from core.errors import CheckpointError, SteerRecError
 from core.evaluate import pad_left
 from core.models.dpr import DPR, DPRConfig
 from core.prompt_tasks import build_prompt_cases, evaluate_prompt_task
-from core.prompts import (attribute_matrix, attribute_vocabulary, history_counts, phrasings, wordings)
+from core.prompts import (attribute_matrix, attribute_vocabulary, co_occurrence, history_counts, phrasings,
+                          wordings)
 from core.text import item_text_embeddings, shared_encoder
 from core.train import (backbone_train_config, command_line, data_record, load_backbone, resolve_device,
                         seed_everything, train_backbone)
@@ -46,6 +47,7 @@ class DPRTrainConfig:
     batch_size: int = 512
     rule_share: float = 0.75  # share of prompts chosen by the evaluation rule; the rest random
     both_share: float = 0.35  # share of samples with a want and an avoid prompt at once
+    overlap_share: float = 0.5  # of those, the share whose avoid is the genre that most often comes with the want
     want_mass_weight: float = 1.0  # weight of the compliance term
     avoid_mass_weight: float = 3.0  # weight of the violation term: an avoid must hold even next to a want
     validation_users: int = 943  # at most this many (ML-100K's all), drawn at random for model selection
@@ -167,6 +169,16 @@ def choose_attributes(counts: np.ndarray, targets: np.ndarray, matrix: np.ndarra
     return np.where(valid.any(1), chosen, -1)
 
 
+def overlapping_attributes(want: np.ndarray, targets: np.ndarray, matrix: np.ndarray,
+                           company: np.ndarray) -> np.ndarray:
+    """Per sample the attribute the target lacks that most often comes with the wanted one (-1 where there is no
+    want or nothing lacking): the avoid that has to cut into what the want asks for ("animated films" but no
+    musicals)."""
+    lacking = ~matrix[:, targets].T  # (B, A)
+    closeness = np.where(lacking, company[np.maximum(want, 0)], -1.0)
+    return np.where((want >= 0) & lacking.any(1), closeness.argmax(1), -1)
+
+
 def steer_loss(model, users, targets, texts, negative, present, attributes, item_vectors, semantics, carries,
                want_weight, avoid_weight):
     """Cross-entropy of the next item under the steered scores + the wanted / banned probability mass."""
@@ -270,6 +282,7 @@ def train_dpr(dataset: Dataset, backbone_name: str, checkpoints: Path, config: D
 
     stage_start = time.perf_counter()
     users, targets, counts = training_positions(dataset, backbone, matrix)
+    company = co_occurrence(matrix)
     rng = np.random.default_rng(config.seed)
     rng_users = np.random.default_rng(config.seed + 1)
     sample = rng_users.choice(np.arange(1, dataset.num_users + 1),
@@ -291,6 +304,9 @@ def train_dpr(dataset: Dataset, backbone_name: str, checkpoints: Path, config: D
             kind = rng.random(len(rows))  # < both_share: want + avoid; then half want, half avoid
             want = choose_attributes(counts[rows], batch_targets, matrix, False, config.rule_share, rng)
             avoid = choose_attributes(counts[rows], batch_targets, matrix, True, config.rule_share, rng)
+            overlapping = overlapping_attributes(want, batch_targets, matrix, company)
+            avoid = np.where((kind < config.both_share) & (rng.random(len(rows)) < config.overlap_share)
+                             & (overlapping >= 0), overlapping, avoid)
             use_want = (kind < config.both_share) | (kind >= (1 + config.both_share) / 2)
             use_avoid = kind < (1 + config.both_share) / 2
             attributes = np.stack([np.maximum(want, 0), np.maximum(avoid, 0)], 1)

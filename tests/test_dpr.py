@@ -226,3 +226,19 @@ def test_odd_prompts_still_give_a_ranking(engine, prompt):
     result = engine.recommend("dpr", user="196", want=[prompt], k=10)
     assert len(result.items) == 10
     assert all(np.isfinite(i.score) for i in result.items)
+
+
+def test_the_overlapping_avoid_is_the_lacking_genre_that_comes_most_with_the_want():
+    from core.prompts import co_occurrence
+    from core.train_dpr import overlapping_attributes
+
+    # attributes: 0 Animation, 1 Musical, 2 Horror; items 1..4 (column 0 is padding)
+    matrix = np.array([[0, 1, 1, 1, 0],
+                       [0, 1, 1, 0, 0],
+                       [0, 0, 0, 0, 1]], dtype=bool)
+    company = co_occurrence(matrix)
+    assert company[0, 1] == pytest.approx(2 / 3) and company[0, 2] == 0 and company[1, 0] == 1
+    # wanting Animation for an animated film without songs: avoid Musical; for an animated musical: Horror, the
+    # one genre it lacks; no want: no avoid
+    found = overlapping_attributes(np.array([0, 0, -1]), np.array([3, 1, 3]), matrix, company)
+    assert found.tolist() == [1, 2, -1]

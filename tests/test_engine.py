@@ -91,6 +91,7 @@ def test_dpr_says_what_it_read_and_when_it_is_unsure(engine):
     funny, unsure = result.gates
     assert next(iter(funny["understood_as"])) == "Comedy" and not funny["unsure"]
     assert unsure["unsure"] and unsure["polarity"] == "avoid"
+    assert funny["reading"] == "Comedy" and unsure["reading"] is None  # what the markers and notes go by
     assert result.to_dict()["gates"] == result.gates
 
 

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+UNSURE_BELOW = 0.2  # a reading given less probability than this is unsure: it steers, but a strict avoid ignores it
+
 
 @dataclass
 class DPRConfig:
@@ -117,6 +119,13 @@ class DPR(nn.Module):
         query = (weight * (shift[..., hidden:] + semantic)).sum(1)
         gates = torch.cat([want_gates * (~is_negative), avoid_gates * is_negative], -1) * weight
         return steered_user, query, gates, attributes
+
+    @staticmethod
+    def banned_items(readings: torch.Tensor, negative: torch.Tensor, carries: torch.Tensor) -> torch.Tensor:
+        """(B, items + 1) booleans: what a strict avoid removes, the items carrying the attribute read in each
+        avoid prompt whose reading is sure. readings (B, P, A) from `steer`; negative (B, P); carries (A, items + 1)."""
+        sure = readings.max(-1).values >= UNSURE_BELOW
+        return (carries[readings.argmax(-1)] & (negative & sure).unsqueeze(-1)).any(1)
 
     def scores(self, steered_user, query, item_vectors, item_semantics) -> torch.Tensor:
         scores = steered_user @ item_vectors.T + query @ item_semantics.T

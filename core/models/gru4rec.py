@@ -26,7 +26,8 @@ class GRU4Rec(SequentialRecommender):
         nn.init.normal_(self.item_embedding.weight, std=0.02)
 
     def forward(self, sequences: torch.Tensor) -> torch.Tensor:
-        # left padding: the GRU runs over the zero-padding first, which the model learns to ignore;
-        # the state at the last position depends only on the real items that follow.
+        # left padding: the GRU reads the padding first. Its embedding (row 0) is a small fixed vector (drawn at
+        # init, then frozen by padding_idx), so a short history starts from the state that run of padding leaves,
+        # which the model learns along with the items; only the last position's state is used.
         states, _ = self.gru(self.drop(self.item_embedding(sequences[:, -self.config.max_len:])))
         return self.out(self.drop(states))
