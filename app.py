@@ -403,16 +403,18 @@ def search(query: str):
 def add_title(made_up: list[str], item_id, query: str, backbone: str = "sasrec"):
     """Append the chosen title to the made-up history; with none chosen, or one already there, a warning that
     leaves all as it was."""
-    engine = get_engine()
-    made_up = list(made_up or [])
-    if not item_id or str(item_id) in made_up:
+    unchanged = tuple(gr.skip() for _ in range(1 + 3 + RESULT_COUNT))  # the history, its 3 views, the results
+    if not item_id:
         query = (query or "").strip()
-        label = html.escape(engine.item_label(engine.dataset.item_index(item_id)), quote=False) if item_id else ""
-        gr.Warning(f"{label} is already in the history" if item_id
-                   else f"no title contains {html.escape(query[:60], quote=False)!r}" if query
+        gr.Warning(f"no title contains {html.escape(query[:60], quote=False)!r}" if query
                    else "type part of a title, then pick one")
-        return tuple(gr.skip() for _ in range(1 + RESULT_COUNT + 3))
-    engine.dataset.item_index(item_id)  # an unknown id is a clear error, not a broken row
+        return unchanged
+    engine = get_engine()
+    label = engine.item_label(engine.dataset.item_index(item_id))  # an unknown id is a clear error
+    made_up = list(made_up or [])
+    if str(item_id) in made_up:
+        gr.Warning(f"{html.escape(label, quote=False)} is already in the history")
+        return unchanged
     made_up.append(str(item_id))
     return made_up, *new_subject(MADE_UP, None, made_up, backbone)
 
