@@ -179,35 +179,13 @@ def overlapping_attributes(want: np.ndarray, targets: np.ndarray, matrix: np.nda
     return np.where((want >= 0) & lacking.any(1), closeness.argmax(1), -1)
 
 
-def steer_loss(model, users, targets, texts, negative, present, attributes, item_vectors, semantics, carries,
-               want_weight, avoid_weight):
-    """Cross-entropy of the next item under the steered scores + the wanted / banned probability mass."""
-    steered, query, _, _ = model.steer(users, texts, negative, present)
-    log_probs = torch.log_softmax(model.scores(steered, query, item_vectors, semantics), -1)
-    loss = F.nll_loss(log_probs, targets)
-    for slot in range(texts.shape[1]):
-        active = present[:, slot]
-        if not active.any():
-            continue
-        flagged = carries[attributes[active, slot]]
-        mass = torch.logsumexp(log_probs[active].masked_fill(~flagged, float("-inf")), -1)
-        wanted = ~negative[active, slot]
-        # want: -log P(item carries a); avoid: -log P(item lacks a)
-        penalty = torch.where(wanted, want_weight * -mass,
-                              avoid_weight * -torch.log1p(-mass.exp().clamp(max=1 - 1e-6)))
-        loss = loss + penalty.mean() * active.float().mean()
-    return loss
-
-
 def dpr_scores(model: DPR, backbone, sequences, texts, negative, item_vectors, semantics) -> torch.Tensor:
     """Scores of every item for left-padded histories under prompts `texts` (B, P, 384) of polarity `negative`
     (B, P), computed on the models' device (that of `item_vectors`) and returned on the CPU, where the
     evaluation ranks them."""
     device = item_vectors.device
-    negative = negative.to(device)
     users = backbone.user_vector(sequences.to(device))
-    steered, query, _, _ = model.steer(users, texts.to(device), negative, torch.ones_like(negative))
-    return model.scores(steered, query, item_vectors, semantics).cpu()
+    return model.full_sort_predict(users, texts.to(device), negative.to(device), item_vectors, semantics).cpu()
 
 
 def dpr_scorer(model: DPR, backbone, item_vectors, semantics):
@@ -315,9 +293,9 @@ def train_dpr(dataset: Dataset, backbone_name: str, checkpoints: Path, config: D
             present = torch.from_numpy(np.stack([use_want & (want >= 0), use_avoid & (avoid >= 0)], 1)).to(device)
             negative = torch.tensor([[False, True]], device=device).expand(len(rows), -1)
             semantics = model.item_semantics(item_text)
-            loss = steer_loss(model, users[rows], targets[rows].to(device), texts, negative, present,
-                              torch.from_numpy(attributes).to(device), item_vectors, semantics, carries,
-                              config.want_mass_weight, config.avoid_mass_weight)
+            loss = model.calculate_loss(users[rows], targets[rows].to(device), texts, negative, present,
+                                        torch.from_numpy(attributes).to(device), item_vectors, semantics, carries,
+                                        config.want_mass_weight, config.avoid_mass_weight)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

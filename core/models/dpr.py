@@ -16,12 +16,16 @@ For each prompt with text embedding `t` and polarity (want / avoid):
 - mixture of experts: a router on `[t, h]` weighs the positive experts (want) or the negative experts (avoid);
 - the semantic query starts from the aligned prompt direction `S t` (stage 2), signed by polarity.
 Several prompts add up; no prompt gives `h' = h`, `q = 0`: exactly the backbone.
+
+DPR works on the user vectors of a frozen backbone, so `full_sort_predict` and `calculate_loss` (stage 3's
+objective, core/train_dpr.py) take those vectors, not histories.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 UNSURE_BELOW = 0.2  # a reading given less probability than this is unsure: it steers, but a strict avoid ignores it
@@ -131,3 +135,27 @@ class DPR(nn.Module):
         scores = steered_user @ item_vectors.T + query @ item_semantics.T
         scores[..., 0] = float("-inf")
         return scores
+
+    def full_sort_predict(self, user, texts, negative, item_vectors, item_semantics) -> torch.Tensor:
+        """(B, items + 1) scores of every item for backbone user vectors steered by all their prompts."""
+        steered, query, _, _ = self.steer(user, texts, negative, torch.ones_like(negative))
+        return self.scores(steered, query, item_vectors, item_semantics)
+
+    def calculate_loss(self, user, targets, texts, negative, present, attributes, item_vectors, item_semantics,
+                       carries, want_weight: float, avoid_weight: float) -> torch.Tensor:
+        """Cross-entropy of the next item under the steered scores, plus per prompt `want_weight * -log P(the
+        item carries the wanted attribute)` or `avoid_weight * -log P(it lacks the banned one)`. attributes
+        (B, P) name each prompt's attribute; carries (A, items + 1) says which items carry which."""
+        steered, query, _, _ = self.steer(user, texts, negative, present)
+        log_probs = torch.log_softmax(self.scores(steered, query, item_vectors, item_semantics), -1)
+        loss = F.nll_loss(log_probs, targets)
+        for slot in range(texts.shape[1]):
+            active = present[:, slot]
+            if not active.any():
+                continue
+            flagged = carries[attributes[active, slot]]
+            mass = torch.logsumexp(log_probs[active].masked_fill(~flagged, float("-inf")), -1)
+            penalty = torch.where(~negative[active, slot], want_weight * -mass,
+                                  avoid_weight * -torch.log1p(-mass.exp().clamp(max=1 - 1e-6)))
+            loss = loss + penalty.mean() * active.float().mean()
+        return loss
