@@ -62,7 +62,8 @@ ABOUT = """
 - **MixRec** ("Beyond Inter-Item Relations: Dynamic Adaptive Mixture-of-Experts for LLM-Based Sequential
   Recommendation", arXiv 2408.07427): a small frozen language model (SmolLM2-135M) reads the history as text,
   with the prompt placed in its context; a mixture of adapter experts on its item slots and the SASRec
-  backbone's embeddings injected into it make the ranking.
+  backbone's embeddings injected into it make the ranking. It was never trained on prompts (it reads them
+  zero-shot), so they barely move its list: DPR is the model trained to follow them.
 
 Neither paper publishes code and only their abstracts are public, so **DPR and MixRec here are our own
 reconstructions from those abstracts**, not the authors' implementations. The data is MovieLens-100K: every
