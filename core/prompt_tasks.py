@@ -19,6 +19,7 @@ from core.data import Dataset
 from core.errors import SteerRecError
 from core.evaluate import exclude_history, metrics_from_ranks, pad_left, paired_differences, target_ranks
 from core.prompts import Prompt, instruction, negative_attribute, pick_phrasing, positive_attribute
+from core.text import TEXT_DIM
 
 RERANK_CANDIDATES = 100
 RERANK_TEXT_WEIGHT = 1.0
@@ -30,7 +31,7 @@ class PromptBatch:
     histories: list[np.ndarray]
     targets: list[int]
     attributes: torch.Tensor  # (B,) attribute index
-    texts: torch.Tensor  # (B, 384) prompt embeddings
+    texts: torch.Tensor  # (B, TEXT_DIM) prompt embeddings
     phrases: list[str]
     negative: bool
     sequences: torch.Tensor | None = None  # (B, max_len) left-padded histories, filled by the evaluator
@@ -61,7 +62,7 @@ def build_prompt_cases(dataset: Dataset, task: str, part: str, matrix: np.ndarra
     table = dict(zip(unique, encoder.encode(unique))) if unique else {}
     return PromptBatch([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows],
                        torch.tensor([r[3] for r in rows], dtype=torch.long),
-                       torch.from_numpy(np.stack([table[p] for p in phrases])) if rows else torch.zeros(0, 384),
+                       torch.from_numpy(np.stack([table[p] for p in phrases])) if rows else torch.zeros(0, TEXT_DIM),
                        phrases, negative)
 
 
