@@ -286,9 +286,10 @@ def gates_figure(result) -> go.Figure:
     figure = go.Figure([go.Bar(name=html.escape(gate_label(gate)), x=list(gate["experts"]),
                                y=list(gate["experts"].values())) for gate in result.gates])
     # the legend is where each prompt's reading shows, so it stays with a single prompt too
-    figure.update_layout(title="DPR expert gates", barmode="group", height=320, yaxis_title="gate weight",
-                         margin=dict(l=40, r=10, t=50, b=40), showlegend=True,
-                         legend=dict(orientation="h", y=-0.2, x=0))
+    figure.update_layout(title="DPR expert gates", barmode="group", height=340, yaxis_title="gate weight",
+                         xaxis_title="expert: a want mixes the want experts, an avoid the avoid ones",
+                         margin=dict(l=40, r=10, t=50, b=60), showlegend=True,
+                         legend=dict(orientation="h", y=-0.45, x=0))
     return figure
 
 
