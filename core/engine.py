@@ -23,7 +23,7 @@ from core.errors import SteerRecError
 from core.evaluate import pad_left
 from core.index import ItemIndex
 from core.models.dpr import UNSURE_BELOW
-from core.prompts import Prompt, attribute_matrix, build_prompts, instruction
+from core.prompts import Prompt, attribute_matrix, build_prompts, instruction, negating_titles
 from core.train import load_backbone
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -75,6 +75,7 @@ class Engine:
         if unknown:
             raise SteerRecError(f"unknown model {', '.join(map(repr, unknown))}: choose from {', '.join(MODEL_NAMES)}")
         self.dataset: Dataset = load_dataset(data)
+        self.negating_titles = negating_titles(self.dataset.titles[1:])  # "Tomorrow Never Dies" negates nothing
         self.checkpoints = Path(checkpoints) if checkpoints else DEFAULT_CHECKPOINTS / self.dataset.name
         self.index_kind = index_kind
         self.backbones, self.indexes, self.dpr, self.unavailable = {}, {}, {}, {}
@@ -226,7 +227,7 @@ class Engine:
         if backbone not in BACKBONE_NAMES:
             raise SteerRecError(f"unknown backbone {backbone!r}: expected one of {', '.join(BACKBONE_NAMES)}")
         k = self._check_k(k)
-        prompts = build_prompts(want, avoid)
+        prompts = build_prompts(want, avoid, self.negating_titles)
         user_id, items = self.resolve(user, history)
         reason = self.unavailable_reason(model, backbone)
         if reason:

@@ -121,13 +121,28 @@ class Prompt:
     negative: bool
 
 
-def infer_negative(text: str) -> bool:
+def infer_negative(text: str, titles: tuple[str, ...] = ()) -> bool:
     """True for phrasings that ask to exclude something ("no horror", "anything but musicals"): a negation cue
     that is not part of an insisting one ("nothing but comedies"), so "the only thing I don't want is horror" and
-    "I don't mind anything but horror" are avoids."""
-    insisting = [match.span() for match in EMPHASIS.finditer(text)]
-    return any(not any(start <= cue.start() and cue.end() <= end for start, end in insisting)
+    "I don't mind anything but horror" are avoids; nor part of one of `titles` the phrase names ("something like
+    Tomorrow Never Dies" is a want)."""
+    held = [match.span() for match in EMPHASIS.finditer(text)] + title_spans(text, titles)
+    return any(not any(start <= cue.start() and cue.end() <= end for start, end in held)
                for cue in NEGATION.finditer(text))
+
+
+def title_spans(text: str, titles: tuple[str, ...]) -> list[tuple[int, int]]:
+    """Where the phrase names one of the (lower-cased) titles."""
+    lowered = text.lower()
+    return [match.span() for title in titles for match in re.finditer(rf"\b{re.escape(title)}\b", lowered)]
+
+
+def negating_titles(titles) -> tuple[str, ...]:
+    """The catalogue's titles of two words or more that hold a negation cue ("tomorrow never dies", "rebel
+    without a cause"), lower-cased, without an alternate title in brackets: in a prompt they name a film, they
+    do not negate. A one-word title ("Hate") is left out, or "I hate horror" would read as a want."""
+    names = {re.sub(r"\s*\(.*\)\s*$", "", str(title)).strip().lower() for title in titles}
+    return tuple(sorted(name for name in names if len(name.split()) >= 2 and NEGATION.search(name)))
 
 
 def clean_prompt(text) -> str:
@@ -154,12 +169,16 @@ def split_phrases(text) -> list[str]:
     return without_filler([piece for piece in pieces if piece])
 
 
-def split_exceptions(phrase: str) -> list[str]:
+def split_exceptions(phrase: str, titles: tuple[str, ...] = ()) -> list[str]:
     """A want phrase with an exception, as the want and the avoid it holds: "comedies without romance" ->
     ["comedies", "without romance"]; "action but no gore" -> ["action", "no gore"]; "skip the musicals and give me
     westerns" -> ["skip the musicals", "give me westerns"]; "no horror only comedies" -> ["no horror", "only
-    comedies"]. A dangling cue ("comedies without") is dropped."""
-    pieces = [part.strip() for part in EXCEPTION.split(phrase) if part and part.strip()]
+    comedies"]. A dangling cue ("comedies without") is dropped, and a title is never split ("Rebel Without a
+    Cause")."""
+    named = title_spans(phrase, titles)
+    cuts = [cut for cut in EXCEPTION.finditer(phrase) if not any(start <= cut.start() < end for start, end in named)]
+    bounds = [0, *(edge for cut in cuts for edge in cut.span()), len(phrase)]
+    pieces = [phrase[a:b].strip() for a, b in zip(bounds[::2], bounds[1::2]) if phrase[a:b].strip()]
     pieces = [part for piece in pieces for part in split_turn_to_want(piece)]
     said = [piece for piece in pieces if not set(re.findall(r"[\w']+", piece.lower())) <= CUE_WORDS]
     return without_filler(said or pieces)
@@ -189,14 +208,15 @@ def as_phrase_list(value) -> list:
     raise SteerRecError(f"prompts must be text or a list of texts, got {type(value).__name__}")
 
 
-def build_prompts(want=(), avoid=()) -> list[Prompt]:
+def build_prompts(want=(), avoid=(), titles: tuple[str, ...] = ()) -> list[Prompt]:
     """The prompts of a request, each box split into its phrases (as `split_phrases` does, so the app, the API
     and the CLI read a box alike). A want phrase that is phrased negatively ("no horror") is an avoid, and one
-    with an exception ("comedies without romance") is a want and an avoid."""
+    with an exception ("comedies without romance") is a want and an avoid; a negation inside one of `titles`
+    (from `negating_titles`) does not count."""
     given_want, given_avoid = as_phrase_list(want), as_phrase_list(avoid)
-    want = [part for phrase in split_phrases(given_want) for part in split_exceptions(phrase)]
+    want = [part for phrase in split_phrases(given_want) for part in split_exceptions(phrase, titles)]
     avoid = split_phrases(given_avoid)
-    prompts = [Prompt(text, infer_negative(text)) for text in want] + [Prompt(text, True) for text in avoid]
+    prompts = [Prompt(text, infer_negative(text, titles)) for text in want] + [Prompt(text, True) for text in avoid]
     prompts.sort(key=lambda prompt: prompt.negative)  # wants first, as a Recommendation lists them
     if (given_want or given_avoid) and not prompts:
         raise SteerRecError("the prompt is empty: type what you want or want to avoid, e.g. 'something funny'")

@@ -103,6 +103,11 @@ def test_a_want_and_an_avoid_read_as_the_same_genre_get_a_note(engine):
     assert engine.recommend("dpr", user="196", want=["comedies"], avoid=["horror"]).notes == []
 
 
+def test_a_catalogue_title_with_a_negation_is_a_want(engine):
+    result = engine.recommend("dpr", user="196", want="something like Tomorrow Never Dies", k=3)
+    assert result.want == ["something like Tomorrow Never Dies"] and result.avoid == []
+
+
 def test_helper_calls_refuse_odd_arguments(engine):
     with pytest.raises(SteerRecError, match="a title search is text"):
         engine.search_titles(123)

@@ -3,8 +3,8 @@ import pytest
 
 from core.errors import SteerRecError
 from core.prompts import (GENRE_WORDS, NEGATIVE_TEMPLATES, POSITIVE_TEMPLATES, attribute_matrix,
-                          attribute_vocabulary, build_prompts, infer_negative, negative_attribute, phrasings,
-                          pick_phrasing, positive_attribute, split_phrases)
+                          attribute_vocabulary, build_prompts, infer_negative, negating_titles, negative_attribute,
+                          phrasings, pick_phrasing, positive_attribute, split_phrases)
 
 
 @pytest.mark.parametrize("text", ["no horror", "anything but musicals", "not in the mood for romance",
@@ -125,3 +125,18 @@ def test_task_construction_follows_the_protocol(real_dataset):
         negative = negative_attribute(history, target, matrix)
         lacking = np.flatnonzero(~matrix[:, target])
         assert not matrix[negative, target] and counts[negative] == counts[lacking].max()
+
+
+def test_a_title_that_holds_a_negation_names_a_film_and_negates_nothing():
+    titles = negating_titles(["Tomorrow Never Dies", "Rebel Without a Cause (1955)", "Hate (Haine, La)",
+                              "Toy Story", "Maybe, Maybe Not (Bewegte Mann, Der)"])
+    assert titles == ("maybe, maybe not", "rebel without a cause", "tomorrow never dies")  # "Hate": one word
+
+    def read(want):
+        return [(p.text, p.negative) for p in build_prompts(want=want, titles=titles)]
+    assert read("something like Tomorrow Never Dies") == [("something like Tomorrow Never Dies", False)]
+    assert read("rebel without a cause") == [("rebel without a cause", False)]  # not split at "without"
+    assert read("westerns like Rebel Without a Cause but no horror") == [
+        ("westerns like Rebel Without a Cause", False), ("no horror", True)]
+    assert read("I hate horror") == [("I hate horror", True)]
+    assert read("no Tomorrow Never Dies please") == [("no Tomorrow Never Dies please", True)]  # the cue is outside
