@@ -48,6 +48,7 @@ class DPRTrainConfig:
     rule_share: float = 0.75  # share of prompts chosen by the evaluation rule; the rest random
     both_share: float = 0.35  # share of samples with a want and an avoid prompt at once
     overlap_share: float = 0.5  # of those, the share whose avoid is the genre that most often comes with the want
+    raw_text_share: float = 0.5  # DPRConfig.raw_text_share of the model trained
     want_mass_weight: float = 1.0  # weight of the compliance term
     avoid_mass_weight: float = 3.0  # weight of the violation term: an avoid must hold even next to a want
     validation_users: int = 943  # at most this many (ML-100K's all), drawn at random for model selection
@@ -247,7 +248,8 @@ def train_dpr(dataset: Dataset, backbone_name: str, checkpoints: Path, config: D
     matrix = attribute_matrix(dataset, vocab)
     carries = torch.from_numpy(matrix).to(device)
     item_vectors = backbone.item_vectors().detach()
-    model = DPR(DPRConfig(backbone=backbone_name, hidden=item_vectors.shape[1], attributes=len(vocab))).to(device)
+    model = DPR(DPRConfig(backbone=backbone_name, hidden=item_vectors.shape[1], attributes=len(vocab),
+                          raw_text_share=config.raw_text_share)).to(device)
     phrases = PhraseTable(vocab, encoder)
     model.prototypes.copy_(phrases.prototypes(len(vocab)))
     reader_weight, reader_bias = phrases.reader(len(vocab))

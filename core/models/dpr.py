@@ -9,8 +9,8 @@ For each prompt with text embedding `t` and polarity (want / avoid):
 - grounding: a linear reader (a logistic regression fitted on the training phrasings of both polarities, since
   which genre a phrase names does not depend on whether it is wanted) names the attribute `t` is about, and `t`
   is replaced by that attribute's prototype for the prompt's polarity (the mean embedding of its training
-  phrasings), so unseen wordings land where training wordings did (benchmarks/grounding.py compares the
-  rules we tried);
+  phrasings), mixed with `t` itself by `raw_text_share`, so unseen wordings land near where training wordings
+  did and a misread one still carries its meaning (benchmarks/grounding.py compares the rules we tried);
 - fusion: `P t` is the prompt projected into the collaborative space (aligned with item ID embeddings in
   stage 2); each expert is a small MLP on `[h, P t, LayerNorm(h) * P t]` that proposes a shift of `h` and of `q`;
 - mixture of experts: a router on `[t, h]` weighs the positive experts (want) or the negative experts (avoid);
@@ -41,6 +41,7 @@ class DPRConfig:
     positive_experts: int = 2
     negative_experts: int = 2
     attributes: int = 18  # rows of the grounding prototypes and of the reader
+    raw_text_share: float = 0.0  # share of the prompt's own embedding kept beside the prototype it is grounded to
 
 
 class Expert(nn.Module):
@@ -93,9 +94,14 @@ class DPR(nn.Module):
         """(grounded texts, attribute probabilities): each prompt becomes the prototype of the attribute the
         reader finds most likely; its probabilities say what DPR understood. A hard choice keeps the steering
         as decisive for an unseen wording as for a training one (the reader's soft mix blurs unsure prompts
-        into several genres at once)."""
+        into several genres at once); `raw_text_share` of the prompt's own embedding is kept beside the
+        prototype, so that a wording the reader misreads still steers by what it says."""
         logits = texts @ self.reader_weight.T + self.reader_bias
-        return self.prototypes[negative.long(), logits.argmax(-1)], torch.softmax(logits, -1)
+        grounded = self.prototypes[negative.long(), logits.argmax(-1)]
+        if self.config.raw_text_share:  # a wording the reader misreads still carries its own meaning
+            share = self.config.raw_text_share
+            grounded = F.normalize((1 - share) * grounded + share * texts, dim=-1)
+        return grounded, torch.softmax(logits, -1)
 
     def item_semantics(self, item_text: torch.Tensor) -> torch.Tensor:
         """(items, semantic_dim) vectors a_i; row 0 (padding) is zero text, so close to the bias only."""
