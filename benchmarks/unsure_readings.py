@@ -99,7 +99,10 @@ def main(argv=None):
     markdown = ("## Prompts DPR is unsure of (ML-100K validation users, held-out wordings)\n\n"
                 f"Avoids on the negative task ({users['avoid']} validation users), wants on the positive task "
                 f"({users['want']}), each phrased with a training wording and template held out from the reader "
-                f"(mean over {FOLDS} folds). tau: a prompt whose top reading is under it is left out.\n\n"
+                f"(mean over {FOLDS} folds). tau: a prompt whose top reading is under it is left out. The "
+                "wordings are new to the reader only: DPR's stage 3 trained on all of them, and since DPR keeps "
+                "part of a prompt's own embedding (`raw_text_share`), these figures flatter it on unseen wordings."
+                "\n\n"
                 + markdown_table([r for r in rows if r["prompts"] == "avoid"],
                                  ["prompts", "backbone", "rule", "recall@10", "ndcg@10", "violation@10"])
                 + "\n\n"
