@@ -21,7 +21,7 @@ PROMPT = {"want": ["something that makes me laugh"], "avoid": ["horror"]}
 def request(engine, model: str, user, options: dict):
     """One recommend call; with `fresh`, the encoder first forgets every prompt, so the call encodes its own."""
     if options.pop("fresh", False):
-        engine.encoder.encode_one.cache_clear()
+        engine.encoder.forget_prompts()
     return engine.recommend(model, user=user, k=10, **options)
 
 
@@ -57,7 +57,7 @@ def main(argv=None):
         # steering alone: the prompt is encoded once, then only the fusion and experts run
         if engine.is_available("dpr", "sasrec"):
             dpr, _ = engine.dpr["sasrec"]
-            texts = torch.from_numpy(np.stack([engine.encoder.encode_one(t) for t in PROMPT["want"] + PROMPT["avoid"]]))[None]
+            texts = torch.from_numpy(engine.encoder.encode_prompts(PROMPT["want"] + PROMPT["avoid"]))[None]
             negative = torch.tensor([[False, True]])
             history = engine.dataset.sequences[1]
             user = engine.user_vector("sasrec", history)

@@ -289,7 +289,7 @@ class Engine:
         return ids, scores, gate_rows, texts[0]
 
     def _prompt_vectors(self, prompts: list[Prompt]) -> torch.Tensor:
-        return torch.from_numpy(np.stack([self.encoder.encode_one(p.text) for p in prompts]))
+        return torch.from_numpy(self.encoder.encode_prompts([p.text for p in prompts]))
 
     def _rank_mixrec(self, items: np.ndarray, prompts: list[Prompt], k: int):
         """MixRec: the history (its last max_len items) as text and slots, the prompts as text before it."""

@@ -160,3 +160,16 @@ def test_an_unknown_model_name_is_a_clear_error():
 
     with pytest.raises(SteerRecError, match="unknown model 'dpr ': choose from sasrec, gru4rec, dpr, mixrec"):
         Engine(models=["sasrec", "dpr "])
+
+
+def test_new_prompts_are_encoded_together_and_kept(engine, monkeypatch):
+    encoder = engine.encoder
+    texts = ["a prompt never typed before 1", "a prompt never typed before 2"]
+    expected = encoder.encode(texts)
+    calls = []
+    real = encoder.encode
+    monkeypatch.setattr(encoder, "encode", lambda batch: calls.append(list(batch)) or real(batch))
+    first = encoder.encode_prompts(texts + texts[:1])
+    assert calls == [texts]  # one pass for both, the repeat read from the first
+    assert np.allclose(first[:2], expected, atol=1e-6) and np.array_equal(first[0], first[2])
+    assert np.array_equal(encoder.encode_prompts(texts[::-1]), first[1::-1]) and len(calls) == 1  # kept
