@@ -77,6 +77,7 @@ def scorers(engine, backbone: str, carries: torch.Tensor):
 @torch.no_grad()
 def evaluate(cases, methods, texts: torch.Tensor, carries: torch.Tensor, max_len: int, batch_size: int = 256):
     from core.evaluate import exclude_history, metrics_from_ranks, pad_left, target_ranks
+    from core.prompt_tasks import top_share
 
     ranks, wanted, avoided = ({name: [] for name in methods} for _ in range(3))
     for start in range(0, len(cases), batch_size):
@@ -88,11 +89,8 @@ def evaluate(cases, methods, texts: torch.Tensor, carries: torch.Tensor, max_len
             scores = exclude_history(scorer(sequences, texts[start:start + batch_size], wants, avoids).float(),
                                      histories, targets)
             ranks[name].append(target_ranks(scores, targets))
-            top_scores, top_items = scores.topk(10, dim=1)
-            listed = torch.isfinite(top_scores)
-            shown = listed.sum(1).clamp(min=1)
-            wanted[name].append((carries[wants].gather(1, top_items) & listed).sum(1).double() / shown)
-            avoided[name].append((carries[avoids].gather(1, top_items) & listed).sum(1).double() / shown)
+            wanted[name].append(top_share(scores, carries[wants]))
+            avoided[name].append(top_share(scores, carries[avoids]))
     return {name: {**metrics_from_ranks(torch.cat(ranks[name])),
                    "compliance@10": float(torch.cat(wanted[name]).mean()),
                    "violation@10": float(torch.cat(avoided[name]).mean())} for name in methods}

@@ -129,6 +129,14 @@ def standardize(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 # ------------------------------------------------------------------------------------------- evaluation
 
+def top_share(scores: torch.Tensor, carried: torch.Tensor) -> torch.Tensor:
+    """Per row, the share of the listed (finite) top 10 whose items carry the attribute; `carried` is a
+    (rows, items + 1) boolean table. Compliance@10 for a wanted attribute, violation@10 for a banned one."""
+    top_scores, top_items = scores.topk(10, dim=1)
+    listed = torch.isfinite(top_scores)
+    return (carried.gather(1, top_items) & listed).sum(1).double() / listed.sum(1).clamp(min=1)
+
+
 @torch.no_grad()
 def evaluate_prompt_task(cases: PromptBatch, methods: dict, matrix: torch.Tensor, max_len: int,
                          batch_size: int = 256, reference: str | None = None) -> dict[str, dict]:
@@ -149,10 +157,7 @@ def evaluate_prompt_task(cases: PromptBatch, methods: dict, matrix: torch.Tensor
         for name, scorer in methods.items():
             scores = exclude_history(scorer(batch).float(), batch.histories, batch.targets)
             ranks[name].append(target_ranks(scores, batch.targets))
-            top_scores, top_items = scores.topk(10, dim=1)
-            listed = torch.isfinite(top_scores)
-            flagged = carries.gather(1, top_items) & listed
-            shares[name].append(flagged.sum(1).double() / listed.sum(1).clamp(min=1))
+            shares[name].append(top_share(scores, carries))
     ranks = {name: torch.cat(parts) for name, parts in ranks.items()}
     results = {}
     for name in methods:

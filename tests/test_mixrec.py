@@ -3,6 +3,7 @@ saves only what it trained, and checkpoints refuse another LLM or another SASRec
 import json
 import shutil
 
+import numpy as np
 import pytest
 import torch
 
@@ -239,3 +240,18 @@ def test_the_search_summary_reads_what_the_training_command_recorded(trained, tm
     (tmp_path / "config.json").write_text(json.dumps({**record, "search": None}))
     with pytest.raises(SystemExit, match="not a MixRec checkpoint trained with --search-trials"):
         read_run(tmp_path)
+
+
+def test_the_headroom_similarity_favours_items_like_the_recent_history_and_mixing_stays_finite():
+    from benchmarks.mixrec_headroom import RECENT, log_probabilities, recent_similarity
+
+    items = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9], [1.0, 1.0]])
+    similarity = recent_similarity(items, [np.array([1]), np.array([3, 4])])
+    assert similarity.shape == (2, 6)
+    assert similarity[0, 2] > similarity[0, 4] and similarity[1, 4] > similarity[1, 2]
+    old = np.array([3] * 10 + [1] * RECENT)  # only the last RECENT items count
+    assert recent_similarity(items, [old])[0, 2] > recent_similarity(items, [old])[0, 4]
+    sasrec = torch.tensor([[float("-inf"), 1.0, 2.0, 3.0, 0.0, -1.0]])
+    gru4rec = torch.tensor([[float("-inf"), -1.0, 0.0, 3.0, 2.0, 1.0]])
+    mixed = 0.5 * log_probabilities(sasrec) + 0.5 * log_probabilities(gru4rec)
+    assert torch.isfinite(mixed).all() and mixed[0, 0] < mixed[0, 1:].min()

@@ -1,0 +1,130 @@
+"""How much can item text add to SASRec on ML-100K? The room MixRec's LLM correction has to work in.
+
+MixRec is the frozen SASRec plus what SmolLM2's reading of the items adds, so its bar (test NDCG@10 above
+SASRec's) asks whether the item texts ("Title (Year). Genres: ...") carry next-item signal that SASRec's IDs
+miss. This benchmark asks the data directly, with no training: SASRec's scores plus w times the cosine
+between each item and the user's recent history (the mean of the last RECENT items) under three item
+representations: genres (one-hot), MiniLM's embedding of the item text, and SmolLM2's pooled item-text state
+(the shipped MixRec's item cache, the LLM's own reading). For scale, an ID-only mix: SASRec's and GRU4Rec's
+log-probabilities, (1 - w) and w. Each w is chosen on validation users from WEIGHTS (0 keeps SASRec as it
+is); the test row reports that choice with the per-user paired difference from SASRec and its 95% bootstrap
+interval. The shipped MixRec is listed beside them. Writes benchmarks/results/mixrec_headroom.{json,md}.
+"""
+from __future__ import annotations
+
+import argparse
+
+import torch
+import torch.nn.functional as F
+
+from benchmarks.common import machine, machine_line, markdown_table, write_results
+
+RECENT = 5
+WEIGHTS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)
+MIX_WEIGHTS = (0.0, 0.25, 0.5, 0.75)
+
+
+@torch.no_grad()
+def split_scores(model, dataset, part: str):
+    """(scores (users, items + 1), histories, targets) of a sequential model on a split, every user."""
+    from core.evaluate import pad_left, split_batches
+
+    scores, histories, targets = [], [], []
+    for _, batch_histories, batch_targets in split_batches(dataset, part):
+        scores.append(model.full_sort_predict(pad_left(batch_histories, model.config.max_len)).float())
+        histories += batch_histories
+        targets += batch_targets
+    return torch.cat(scores), histories, targets
+
+
+def recent_similarity(items: torch.Tensor, histories) -> torch.Tensor:
+    """Cosine between every item and the mean of each user's last RECENT items. The representations are
+    centred first: an LLM's states share one large common direction that would make every cosine near 1."""
+    items = F.normalize(items - items[1:].mean(0), dim=-1)
+    profiles = torch.stack([items[torch.as_tensor(history[-RECENT:])].mean(0) for history in histories])
+    return F.normalize(profiles, dim=-1) @ items.T
+
+
+def ranks_of(scores: torch.Tensor, histories, targets) -> torch.Tensor:
+    from core.evaluate import exclude_history, target_ranks
+
+    return target_ranks(exclude_history(scores.clone(), histories, targets), targets)
+
+
+def log_probabilities(scores: torch.Tensor) -> torch.Tensor:
+    """Log-softmax with the padding column at a large negative value instead of -inf, so that mixing stays finite."""
+    return scores.nan_to_num(neginf=-1e4).log_softmax(-1)
+
+
+def main(argv=None):
+    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args(argv)
+    from core.data import load_dataset
+    from core.engine import DEFAULT_CHECKPOINTS
+    from core.evaluate import describe_difference, metrics_from_ranks, paired_differences
+    from core.prompts import attribute_matrix, attribute_vocabulary
+    from core.text import item_text_embeddings, shared_encoder
+    from core.train import load_backbone
+    from core.train_mixrec import load_mixrec
+
+    dataset = load_dataset()
+    folder = DEFAULT_CHECKPOINTS / dataset.name
+    sasrec, _ = load_backbone(folder, "sasrec", dataset)
+    gru4rec, _ = load_backbone(folder, "gru4rec", dataset)
+    mixrec, _ = load_mixrec(folder, dataset, sasrec)
+    genres = torch.from_numpy(attribute_matrix(dataset, attribute_vocabulary(dataset))).float().T
+    representations = {"genres (one-hot)": genres,
+                       "MiniLM item-text embedding": item_text_embeddings(dataset, folder, shared_encoder()).float(),
+                       "SmolLM2 item-text state (MixRec's item cache)": mixrec.cache["text"].float()}
+    splits = {part: {"sasrec": split_scores(sasrec, dataset, part), "gru4rec": split_scores(gru4rec, dataset, part)[0],
+                     "mixrec": split_scores(mixrec, dataset, part)[0]} for part in ("valid", "test")}
+
+    def variants(part: str):
+        """name -> (weight -> scores) on one split."""
+        base, histories, _ = splits[part]["sasrec"]
+        text = {name: (lambda similarity: {w: base + w * similarity for w in WEIGHTS})(
+                    recent_similarity(items, histories))
+                for name, items in representations.items()}
+        mixed = {w: (1 - w) * log_probabilities(base) + w * log_probabilities(splits[part]["gru4rec"])
+                 for w in MIX_WEIGHTS}
+        return {**{f"SASRec + recent-history similarity, {name}": grid for name, grid in text.items()},
+                "SASRec and GRU4Rec log-probabilities mixed": mixed}
+
+    valid_base, valid_histories, valid_targets = splits["valid"]["sasrec"]
+    test_base, test_histories, test_targets = splits["test"]["sasrec"]
+    sasrec_valid = metrics_from_ranks(ranks_of(valid_base, valid_histories, valid_targets))["ndcg@10"]
+    sasrec_ranks = ranks_of(test_base, test_histories, test_targets)
+    rows = [{"method": "SASRec (shipped)", "weight": "", "valid ndcg@10": sasrec_valid,
+             "test ndcg@10": metrics_from_ranks(sasrec_ranks)["ndcg@10"], "test minus SASRec [95% interval]": ""}]
+    test_variants = variants("test")
+    for name, grid in variants("valid").items():
+        valid_ndcg = {w: metrics_from_ranks(ranks_of(scores, valid_histories, valid_targets))["ndcg@10"]
+                      for w, scores in grid.items()}
+        chosen = max(valid_ndcg, key=valid_ndcg.get)
+        ranks = ranks_of(test_variants[name][chosen], test_histories, test_targets)
+        rows.append({"method": name, "weight": str(chosen), "valid ndcg@10": valid_ndcg[chosen],
+                     "test ndcg@10": metrics_from_ranks(ranks)["ndcg@10"],
+                     "test minus SASRec [95% interval]": describe_difference(
+                         paired_differences(ranks, sasrec_ranks)["ndcg@10"]),
+                     "valid ndcg@10 per weight": {str(w): round(v, 4) for w, v in valid_ndcg.items()}})
+        print(rows[-1], flush=True)
+    mixrec_valid = ranks_of(splits["valid"]["mixrec"], valid_histories, valid_targets)
+    mixrec_test = ranks_of(splits["test"]["mixrec"], test_histories, test_targets)
+    rows.append({"method": "MixRec (shipped)", "weight": "", "valid ndcg@10": metrics_from_ranks(mixrec_valid)["ndcg@10"],
+                 "test ndcg@10": metrics_from_ranks(mixrec_test)["ndcg@10"],
+                 "test minus SASRec [95% interval]": describe_difference(
+                     paired_differences(mixrec_test, sasrec_ranks)["ndcg@10"])})
+    info = machine()
+    columns = ["method", "weight", "valid ndcg@10", "test ndcg@10", "test minus SASRec [95% interval]"]
+    markdown = ("## How much item text adds to SASRec (ML-100K, all 943 users)\n\n"
+                f"SASRec's scores plus weight × the cosine between each (centred) item and the mean of the user's last "
+                f"{RECENT} items, per item representation; the ID-only mix weights GRU4Rec's log-probabilities against "
+                "SASRec's. Each weight is the one with the best validation NDCG@10 among "
+                f"{', '.join(map(str, WEIGHTS))} ({', '.join(map(str, MIX_WEIGHTS))} for the mix); "
+                "test reports that choice. Nothing is trained.\n\n"
+                f"{markdown_table(rows, columns)}\n\n{machine_line(info)}\n")
+    write_results("mixrec_headroom", {"machine": info, "recent": RECENT, "weights": WEIGHTS,
+                                      "mix_weights": MIX_WEIGHTS, "rows": rows}, markdown)
+
+
+if __name__ == "__main__":
+    main()
