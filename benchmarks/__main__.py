@@ -53,7 +53,8 @@ def main(argv=None):
     elif args.full:
         print("\n=== benchmarks.mixrec_recipes skipped: it needs a GPU (the committed table is kept)", flush=True)
     run("mixrec_search")  # reads the searches that training recorded; trains nothing
-    run("mixrec_headroom")  # the shipped checkpoints' scores mixed with item-text similarity; trains nothing
+    # the shipped checkpoints' scores mixed with item-text similarity; --full also retrains SASRec with 3 seeds
+    run("mixrec_headroom", *(["--sasrec-seeds", "1", "2", "3"] if args.full else []))
     run("prompt_tasks")
     run("composed_prompts")
     run("composed_prompts", "--split", "valid")

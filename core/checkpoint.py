@@ -31,6 +31,11 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def snapshot(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A copy of the weights that later training steps leave alone: how every trainer keeps its best state."""
+    return {name: tensor.detach().clone() for name, tensor in state.items()}
+
+
 def save_checkpoint(folder, config: dict, tensors: dict[str, torch.Tensor]) -> Path:
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)

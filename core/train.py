@@ -20,7 +20,7 @@ from accelerate import Accelerator
 from torch import nn
 from tqdm import tqdm
 
-from core.checkpoint import build_model, load_checkpoint, save_checkpoint, training_command
+from core.checkpoint import build_model, load_checkpoint, save_checkpoint, snapshot, training_command
 from core.data import Dataset
 from core.errors import SteerRecError
 from core.evaluate import evaluate_sequential, pad_left
@@ -192,7 +192,7 @@ def train_backbone(name: str, dataset: Dataset, out: Path, config: TrainConfig =
         bar.set_postfix(loss=f"{total / max(seen, 1):.3f}", ndcg=f"{valid['ndcg@10']:.4f}")
         if valid["ndcg@10"] > state["best"]:
             state.update(best=valid["ndcg@10"], best_epoch=epoch, best_seconds=seconds, stale=0)
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            best_state = snapshot(model.state_dict())
         else:
             state["stale"] += 1
         state.update(epoch=epoch, seconds=time.perf_counter() - started)

@@ -23,7 +23,8 @@ import torch.nn.functional as F
 from sklearn.linear_model import LogisticRegression
 from tqdm import tqdm
 
-from core.checkpoint import build_model, file_sha256, load_checkpoint, save_checkpoint, training_command
+from core.checkpoint import (build_model, file_sha256, load_checkpoint, save_checkpoint, snapshot,
+                             training_command)
 from core.data import Dataset
 from core.errors import CheckpointError, SteerRecError
 from core.evaluate import pad_left
@@ -315,7 +316,7 @@ def train_dpr(dataset: Dataset, backbone_name: str, checkpoints: Path, config: D
                        f"  negative ndcg@10 {results['negative']['ndcg@10']:.4f} violation "
                        f"{results['negative']['violation@10']:.3f}")
         if score > best_score:
-            best_score, best_state = score, {k: v.detach().clone() for k, v in model.state_dict().items()}
+            best_score, best_state = score, snapshot(model.state_dict())
     model.load_state_dict(best_state)
     stages["steer"] = {"log": log, "best_epoch": max(log, key=lambda r: r["score"])["epoch"],
                        "seconds": round(time.perf_counter() - stage_start, 2)}

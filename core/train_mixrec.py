@@ -23,7 +23,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
-from core.checkpoint import build_model, file_sha256, load_checkpoint, save_checkpoint, training_command
+from core.checkpoint import (build_model, file_sha256, load_checkpoint, save_checkpoint, snapshot,
+                             training_command)
 from core.data import Dataset
 from core.errors import CheckpointError
 from core.evaluate import evaluate_sequential
@@ -115,7 +116,7 @@ def fit(model: MixRec, dataset: Dataset, config: MixRecTrainConfig, epochs: int,
             total, seen = 0.0, 0
             if valid["ndcg@10"] > best:
                 best, stale = valid["ndcg@10"], 0
-                best_state = {k: v.detach().clone() for k, v in model.trainable_state_dict().items()}
+                best_state = snapshot(model.trainable_state_dict())
             else:
                 stale += 1
                 if stale >= config.patience:
