@@ -78,8 +78,9 @@ def main(argv=None):
                "MixRec training s"]
     markdown = ("## MixRec over SASRecs of several seeds (ML-100K test, all 943 users)\n\n"
                 "Each row: SASRec trained with that seed (42: the shipped one), MixRec trained over it with the "
-                f"shipped recipe and experts ({recipe.epochs} epoch{'s' if recipe.epochs > 1 else ''} at most, validation every {recipe.eval_every} "
-                f"steps, patience {recipe.patience}, {layers} LLM layers), both scored on the same test users. "
+                f"shipped recipe and experts ({recipe.epochs} epoch{'s' if recipe.epochs > 1 else ''} at most, "
+                f"validation every {recipe.eval_every} steps, patience {recipe.patience}, {layers} LLM layers), both "
+                "scored on the same test users. "
                 f"Mean MixRec minus its SASRec over the {len(rows)} seeds: {sum(differences) / len(differences):+.4f}."
                 f"\n\n{markdown_table(rows, columns)}\n\n{machine_line(info)}\n")
     if args.quick:
