@@ -255,3 +255,17 @@ def test_the_headroom_similarity_favours_items_like_the_recent_history_and_mixin
     gru4rec = torch.tensor([[float("-inf"), -1.0, 0.0, 3.0, 2.0, 1.0]])
     mixed = 0.5 * log_probabilities(sasrec) + 0.5 * log_probabilities(gru4rec)
     assert torch.isfinite(mixed).all() and mixed[0, 0] < mixed[0, 1:].min()
+
+
+def test_the_seed_study_scores_mixrec_against_its_own_sasrec_on_the_same_users(trained):
+    from benchmarks.mixrec_seeds import paired_row
+    from core.evaluate import evaluate_sequential
+    from core.train import load_backbone
+
+    dataset, out, model, _, _ = trained
+    cf, cf_config = load_backbone(out, "sasrec", dataset)
+    row = paired_row(7, model, cf, dataset, 1.5)
+    assert row["SASRec seed"] == 7 and row["MixRec training s"] == 1.5
+    assert row["SASRec test ndcg@10"] == pytest.approx(cf_config["test"]["ndcg@10"])
+    assert row["MixRec test ndcg@10"] == pytest.approx(evaluate_sequential(model, dataset, "test")["ndcg@10"])
+    assert row["difference"] == pytest.approx(row["MixRec test ndcg@10"] - row["SASRec test ndcg@10"])
