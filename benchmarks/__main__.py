@@ -55,7 +55,7 @@ def main(argv=None):
     run("mixrec_search")  # reads the searches that training recorded; trains nothing
     # the shipped checkpoints' scores mixed with item-text similarity; --full also retrains SASRec with 3 seeds
     run("mixrec_headroom", *(["--sasrec-seeds", "1", "2", "3"] if args.full else []))
-    if args.full:  # MixRec trained over SASRecs of 3 more seeds: about 50 minutes on 2 cores
+    if args.full:  # MixRec trained over SASRecs of 3 more seeds: about an hour on 2 cores
         run("mixrec_seeds")
     run("prompt_tasks")
     run("composed_prompts")
