@@ -27,14 +27,14 @@ WEIGHTS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)
 MIX_WEIGHTS = (0.0, 0.25, 0.5, 0.75)
 
 
-@torch.no_grad()
 def split_scores(model, dataset, part: str):
-    """(scores (users, items + 1), histories, targets) of a sequential model on a split, every user."""
-    from core.evaluate import pad_left, split_batches
+    """(scores (users, items + 1), histories, targets) of a sequential model on a split, every user: kept
+    whole, since each method below mixes them with another term before ranking."""
+    from core.evaluate import history_scores, split_batches
 
     scores, histories, targets = [], [], []
     for _, batch_histories, batch_targets in split_batches(dataset, part):
-        scores.append(model.full_sort_predict(pad_left(batch_histories, model.config.max_len)).float())
+        scores.append(history_scores(model, batch_histories))
         histories += batch_histories
         targets += batch_targets
     return torch.cat(scores), histories, targets

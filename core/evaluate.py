@@ -112,15 +112,19 @@ def split_batches(dataset: Dataset, part: str, users=None, batch_size: int = 512
 
 
 @torch.no_grad()
-def sequential_ranks(model, dataset: Dataset, part: str = "valid", users=None) -> torch.Tensor:
-    """Each user's target rank under a sequential model (anything with `full_sort_predict`)."""
+def history_scores(model, histories: list[np.ndarray]) -> torch.Tensor:
+    """A sequential model's (anything with `full_sort_predict`) scores of every item after each history, on
+    the CPU; nothing excluded yet."""
     model.eval()
-    device = next(model.parameters()).device
+    sequences = pad_left(histories, model.config.max_len).to(next(model.parameters()).device)
+    return model.full_sort_predict(sequences).float().cpu()
+
+
+def sequential_ranks(model, dataset: Dataset, part: str = "valid", users=None) -> torch.Tensor:
+    """Each user's target rank under a sequential model."""
     ranks = []
     for _, histories, targets in split_batches(dataset, part, users):
-        sequences = pad_left(histories, model.config.max_len).to(device)
-        scores = exclude_history(model.full_sort_predict(sequences).float().cpu(), histories, targets)
-        ranks.append(target_ranks(scores, targets))
+        ranks.append(target_ranks(exclude_history(history_scores(model, histories), histories, targets), targets))
     return torch.cat(ranks)
 
 
