@@ -84,7 +84,7 @@ def main(argv=None):
 
     layers = config["llm"]["layers"]
     recipe = replace(MixRecTrainConfig(**config["train_config"]), bf16=cpu_has_bf16(), search_trials=0,
-                     device="cpu")
+                     prompt_steps=0, device="cpu")
     if not args.full:
         recipe = replace(recipe, epochs=1, window_share=0.05)
     masking_share = MASKING_SHARE["full" if args.full else "quick"]

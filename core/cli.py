@@ -90,6 +90,13 @@ def parser() -> argparse.ArgumentParser:
                             "(the trials run are recorded; `--search-trials` set to that count reproduces it)")
     train.add_argument("--llm-layers", type=positive_int, help="MixRec: how many of SmolLM2's 30 layers to use "
                        "(default 16, what 2 CPU cores train in the time budget; a GPU affords all 30)")
+    train.add_argument("--prompt-steps", type=int, default=0,
+                       help="MixRec: steps of the prompt stage (want/avoid prompts as text before the history) after "
+                            "the sequential training")
+    train.add_argument("--prompt-timeout", type=float,
+                       help="MixRec: end the prompt stage with a validation once this many seconds have passed")
+    train.add_argument("--init", help="MixRec: start from this trained MixRec checkpoint folder and run only the "
+                                      "prompt stage")
 
     ev = commands.add_parser("evaluate", help="full-ranking metrics on validation or test users")
     ev.add_argument("--model", choices=MODELS, required=True)
@@ -142,7 +149,8 @@ def run_recommend(args) -> int:
 def check_train_flags(args) -> None:
     """Refuse a flag that the chosen model would ignore, before anything loads."""
     mixrec_only = {"--search-trials": args.search_trials, "--search-timeout": args.search_timeout,
-                   "--llm-layers": args.llm_layers}
+                   "--llm-layers": args.llm_layers, "--prompt-steps": args.prompt_steps, "--prompt-timeout": args.prompt_timeout,
+                   "--init": args.init}
     for flag, value in mixrec_only.items():
         if args.model != "mixrec" and value:
             raise SteerRecError(f"{flag} applies to --model mixrec only")
@@ -157,6 +165,15 @@ def check_train_flags(args) -> None:
         raise SteerRecError(f"--search-timeout must be a positive number of seconds, got {args.search_timeout}")
     if args.search_timeout and not args.search_trials:
         raise SteerRecError("--search-timeout needs --search-trials N (the search it bounds)")
+    if args.prompt_steps < 0:
+        raise SteerRecError(f"--prompt-steps must be 0 or more, got {args.prompt_steps}")
+    if args.prompt_timeout is not None and not (args.prompt_timeout > 0 and args.prompt_steps):
+        raise SteerRecError("--prompt-timeout needs --prompt-steps N and a positive number of seconds")
+    if args.init and not args.prompt_steps:
+        raise SteerRecError("--init needs --prompt-steps N (the stage it starts)")
+    if args.init and (args.search_trials or args.llm_layers or args.epochs):
+        raise SteerRecError("--init takes the architecture and the sequential recipe from the checkpoint; drop "
+                            "--search-trials, --llm-layers and --epochs")
 
 
 def run_train(args) -> int:
@@ -193,10 +210,12 @@ def run_train(args) -> int:
 
         options = {"epochs": args.epochs, "llm_layers": args.llm_layers}
         config = MixRecTrainConfig(device=args.device, seed=args.seed, search_trials=args.search_trials,
-                                   search_timeout=args.search_timeout,
+                                   search_timeout=args.search_timeout, prompt_steps=args.prompt_steps,
+                                   prompt_timeout=args.prompt_timeout,
                                    bf16=args.device == "cuda" or cpu_has_bf16(),
                                    **{k: v for k, v in options.items() if v})
-        _, record = train_mixrec(dataset, out, config, data_path=args.data, progress=progress)
+        _, record = train_mixrec(dataset, out, config, data_path=args.data, progress=progress,
+                                 init=Path(args.init) if args.init else None)
         print(f"mixrec: best epoch {record['best_epoch']}, trained in {record['seconds_total']} s; test ndcg@10 "
               f"{record['test']['ndcg@10']:.4f} recall@10 {record['test']['recall@10']:.4f}; saved to "
               f"{out / 'mixrec'}")

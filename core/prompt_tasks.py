@@ -47,7 +47,8 @@ class PromptBatch:
 
 def build_prompt_cases(dataset: Dataset, task: str, part: str, matrix: np.ndarray, vocab: list[str], encoder,
                        phrasing: str = "eval", users=None) -> PromptBatch:
-    """One prompt per user (users whose target allows none are skipped), phrased from the given set."""
+    """One prompt per user (users whose target allows none are skipped), phrased from the given set. Without an
+    encoder the prompt embeddings are left at zero, for methods that read the phrase itself (MixRec)."""
     negative = task == "negative"
     chooser = negative_attribute if negative else positive_attribute
     rows = []
@@ -59,7 +60,8 @@ def build_prompt_cases(dataset: Dataset, task: str, part: str, matrix: np.ndarra
                          pick_phrasing(vocab[attribute], negative, phrasing, dataset.user_ids[user])))
     phrases = [r[4] for r in rows]
     unique = sorted(set(phrases))
-    table = dict(zip(unique, encoder.encode(unique))) if unique else {}
+    encode = encoder.encode if encoder is not None else lambda texts: np.zeros((len(texts), TEXT_DIM), np.float32)
+    table = dict(zip(unique, encode(unique))) if unique else {}
     return PromptBatch([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows],
                        torch.tensor([r[3] for r in rows], dtype=torch.long),
                        torch.from_numpy(np.stack([table[p] for p in phrases])) if rows else torch.zeros(0, TEXT_DIM),
@@ -87,15 +89,12 @@ def filter_scorer(backbone, matrix: torch.Tensor, candidates: int | None = None)
 
 
 def prompted_scorer(model):
-    """An LLM-based recommender with each row's prompt as text before the history (rows that share a
-    phrase are scored together)."""
+    """An LLM-based recommender with each row's prompt as text before the history, scored on the model's
+    device."""
     def score(batch: PromptBatch) -> torch.Tensor:
-        scores = torch.empty(len(batch), model.config.num_items + 1)
-        for phrase in sorted(set(batch.phrases)):
-            rows = torch.tensor([i for i, p in enumerate(batch.phrases) if p == phrase])
-            text = instruction([Prompt(phrase, batch.negative)])
-            scores[rows] = model.full_sort_predict(batch.sequences[rows], text).float()
-        return scores
+        texts = [instruction([Prompt(phrase, batch.negative)]) for phrase in batch.phrases]
+        sequences = batch.sequences.to(next(model.parameters()).device)
+        return model.full_sort_predict(sequences, texts).float().cpu()
     return score
 
 
@@ -138,6 +137,13 @@ def top_share(scores: torch.Tensor, carried: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
+def prompt_selection_score(results: dict[str, dict]) -> float:
+    """What model selection maximises on the prompt tasks' validation results: both tasks' NDCG@10, plus
+    compliance, minus violation (1 at best for each pair, so the sum sits near the NDCG terms)."""
+    return (results["positive"]["ndcg@10"] + results["negative"]["ndcg@10"] - results["negative"]["violation@10"]
+            + results["positive"]["compliance@10"] - 1)
+
+
 def evaluate_prompt_task(cases: PromptBatch, methods: dict, matrix: torch.Tensor, max_len: int,
                          batch_size: int = 256, reference: str | None = None) -> dict[str, dict]:
     """Metrics of every method on the same cases; compliance@10 or violation@10 from each top 10. With a

@@ -310,3 +310,53 @@ def negative_attribute(history: np.ndarray, target: int, matrix: np.ndarray) -> 
     counts = history_counts(history, matrix)[lacking]
     return int(lacking[np.argmax(counts)])
 
+
+def choose_attributes(counts: np.ndarray, targets: np.ndarray, matrix: np.ndarray, negative: bool,
+                      rule_share: float, rng: np.random.Generator) -> np.ndarray:
+    """Per sample an attribute the target carries (positive) or lacks (negative): mostly the evaluation rule
+    (least / most present in the history), otherwise a random valid one; -1 where none is valid."""
+    valid = ~matrix[:, targets].T if negative else matrix[:, targets].T  # (B, A)
+    ruled = np.where(valid, counts, -1 if negative else np.iinfo(np.int64).max)
+    rule = ruled.argmax(1) if negative else ruled.argmin(1)
+    noise = np.where(valid, rng.random(valid.shape), -1.0).argmax(1)
+    chosen = np.where(rng.random(len(targets)) < rule_share, rule, noise)
+    return np.where(valid.any(1), chosen, -1)
+
+
+def overlapping_attributes(want: np.ndarray, targets: np.ndarray, matrix: np.ndarray,
+                           company: np.ndarray) -> np.ndarray:
+    """Per sample the attribute the target lacks that most often comes with the wanted one (-1 where there is no
+    want or nothing lacking): the avoid that has to cut into what the want asks for ("animated films" but no
+    musicals)."""
+    lacking = ~matrix[:, targets].T  # (B, A)
+    closeness = np.where(lacking, company[np.maximum(want, 0)], -1.0)
+    return np.where((want >= 0) & lacking.any(1), closeness.argmax(1), -1)
+
+
+def draw_prompt_tasks(counts: np.ndarray, targets: np.ndarray, matrix: np.ndarray, company: np.ndarray,
+                      rule_share: float, both_share: float, overlap_share: float, rng: np.random.Generator):
+    """Synthetic prompt tasks for training positions: (attributes (B, 2), present (B, 2)), column 0 the want and
+    column 1 the avoid. A share `both_share` of the rows gets both (`overlap_share` of those an avoid that cuts
+    into the want), the rest half a want alone and half an avoid alone; a prompt is absent where the target
+    allows none."""
+    kind = rng.random(len(targets))  # < both_share: want + avoid; then half want, half avoid
+    want = choose_attributes(counts, targets, matrix, False, rule_share, rng)
+    avoid = choose_attributes(counts, targets, matrix, True, rule_share, rng)
+    overlapping = overlapping_attributes(want, targets, matrix, company)
+    avoid = np.where((kind < both_share) & (rng.random(len(targets)) < overlap_share) & (overlapping >= 0),
+                     overlapping, avoid)
+    use_want = (kind < both_share) | (kind >= (1 + both_share) / 2)
+    use_avoid = kind < (1 + both_share) / 2
+    attributes = np.stack([np.maximum(want, 0), np.maximum(avoid, 0)], 1)
+    return attributes, np.stack([use_want & (want >= 0), use_avoid & (avoid >= 0)], 1)
+
+
+def training_prefixes(dataset: Dataset) -> tuple[list[np.ndarray], np.ndarray]:
+    """Every (prefix -> next item) of the training split: the prefixes and their next items."""
+    histories, targets = [], []
+    for user in range(1, dataset.num_users + 1):
+        train = dataset.sequences[user][:-2]
+        for t in range(1, len(train)):
+            histories.append(train[:t])
+            targets.append(int(train[t]))
+    return histories, np.array(targets, dtype=np.int64)

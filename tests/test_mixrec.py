@@ -50,6 +50,56 @@ def test_cached_scores_equal_the_full_token_sequence(collaborative, prompt):
     assert torch.isneginf(cached[:, 0]).all()
 
 
+def test_one_prompt_per_row_scores_each_row_as_if_it_were_alone():
+    """A batch may give every row its own prompt (training does); a row without one is scored unprompted, on the
+    cached and the full token path alike, and one text for all rows equals that text repeated per row."""
+    model = _model()
+    prompts = ["something funny", None, "no horror please, nothing scary"]
+    with torch.no_grad():
+        together = model.full_sort_predict(SEQUENCES, prompts)
+        alone = torch.cat([model.full_sort_predict(SEQUENCES[i:i + 1], prompts[i]) for i in range(3)])
+        full = model.full_sort_predict(SEQUENCES, prompts, cached=False)
+        shared = model.full_sort_predict(SEQUENCES, "something funny")
+        repeated = model.full_sort_predict(SEQUENCES, ["something funny"] * 3)
+    assert torch.allclose(together[:, 1:], alone[:, 1:], atol=1e-5)
+    assert torch.allclose(together[:, 1:], full[:, 1:], atol=1e-4)
+    assert torch.allclose(shared[:, 1:], repeated[:, 1:], atol=1e-5)
+    assert model.encode_prompt([None, ""]) is None
+
+
+def test_the_prompt_loss_rewards_the_wanted_attribute_and_punishes_the_avoided_one():
+    from core.models.base import prompt_mass_penalty
+
+    log_probs = torch.log(torch.tensor([[0.0, 0.5, 0.3, 0.2], [0.0, 0.1, 0.1, 0.8]]))
+    carries = torch.tensor([[False, True, False, False], [False, False, False, True]])
+    attributes = torch.tensor([[0, 1], [0, 1]])
+    negative = torch.tensor([[False, True], [False, True]])
+    want_only = prompt_mass_penalty(log_probs, attributes, negative, torch.tensor([[True, False], [False, False]]),
+                                    carries, 1.0, 3.0)
+    assert torch.isclose(want_only, -torch.log(torch.tensor(0.5)) * 0.5)  # row 0 only: half of the rows
+    avoid_only = prompt_mass_penalty(log_probs, attributes, negative, torch.tensor([[False, False], [False, True]]),
+                                     carries, 1.0, 3.0)
+    assert torch.isclose(avoid_only, 3.0 * -torch.log(torch.tensor(0.2)) * 0.5)  # 80% of row 1 is banned
+    none = torch.zeros(2, 2, dtype=torch.bool)
+    assert prompt_mass_penalty(log_probs, attributes, negative, none, carries, 1.0, 3.0) == 0
+
+
+def test_drawn_prompt_tasks_want_what_the_target_carries_and_avoid_what_it_lacks():
+    from core.prompts import co_occurrence, draw_prompt_tasks
+
+    rng = np.random.default_rng(0)
+    matrix = rng.random((5, 40)) < 0.3
+    matrix[:, 0] = False
+    targets = rng.integers(1, 40, 500)
+    counts = rng.integers(0, 5, (500, 5))
+    attributes, present = draw_prompt_tasks(counts, targets, matrix, co_occurrence(matrix), 0.75, 0.35, 0.5, rng)
+    assert present[:, 0].any() and present[:, 1].any() and (present[:, 0] & present[:, 1]).any()
+    assert matrix[attributes[present[:, 0], 0], targets[present[:, 0]]].all()
+    assert not matrix[attributes[present[:, 1], 1], targets[present[:, 1]]].any()
+    carries_none = ~matrix[:, targets].any(0)
+    assert not present[carries_none, 0].any()
+
+
 def test_the_token_path_in_chunks_gives_the_same_scores_and_gradients(monkeypatch):
     """forward_tokens runs rows in chunks (recomputed in backward): the result must not depend on the chunking."""
     import core.models.mixrec
@@ -212,6 +262,42 @@ def test_recipe_study_windows_hold_each_users_latest_training_pairs(tmp_path):
         train = dataset.sequences[user][:-2]
         assert inputs[row, -1] == train[-2] and targets[row, -1] == train[-1]
     assert all(layers in (8, 16, 30) for layers, *_ in VARIANTS.values())
+
+
+def test_the_prompt_stage_starts_from_a_checkpoint_and_records_both_stages(trained, tmp_path):
+    dataset, out, _, record, _ = trained
+    start = tmp_path / "start"
+    shutil.copytree(out / "mixrec", start)
+    config = MixRecTrainConfig(prompt_steps=4, prompt_eval_every=2, prompt_batch_size=8, bf16=False)
+    model, prompted = train_mixrec(dataset, out, config, progress=False, init=start)
+    stage = prompted["prompt_stage"]
+    assert [row["step"] for row in stage["log"]] == [0, 2, 4]
+    assert stage["log"][0]["valid"]["sequential"]["ndcg@10"] == pytest.approx(record["valid"]["ndcg@10"], abs=0.02)
+    assert {"positive", "negative", "sequential"} <= stage["log"][0]["valid"].keys()
+    assert prompted["model_config"] == record["model_config"] and prompted["search"] == record["search"]
+    assert prompted["train_config"]["epochs"] == record["train_config"]["epochs"]  # the recipe it started from
+    assert prompted["train_config"]["prompt_steps"] == 4 and prompted["train_config"]["prompt_batch_size"] == 8
+    assert prompted["init"]["valid"] == record["valid"] and prompted["init"]["folder"] == str(start)
+    loaded, _ = load_mixrec(out, dataset)
+    with torch.no_grad():
+        assert torch.allclose(loaded.full_sort_predict(SEQUENCES, "funny"), model.full_sort_predict(SEQUENCES, "funny"),
+                              atol=1e-5)
+    shutil.rmtree(out / "mixrec")
+    shutil.copytree(start, out / "mixrec")  # the module's other tests read the sequential checkpoint
+
+
+def test_a_prompt_stage_refuses_a_checkpoint_over_another_sasrec(trained, tmp_path):
+    dataset, out, _, _, _ = trained
+    start = tmp_path / "start"
+    shutil.copytree(out / "mixrec", start)
+    config = json.loads((start / "config.json").read_text())
+    config["collaborative_model"]["sha256"] = "0" * 64
+    from core.checkpoint import save_checkpoint
+    from safetensors.torch import load_file
+
+    save_checkpoint(start, config, load_file(start / "model.safetensors"))
+    with pytest.raises(CheckpointError, match="another SASRec"):
+        train_mixrec(dataset, out, MixRecTrainConfig(prompt_steps=1), progress=False, init=start)
 
 
 def test_a_search_timeout_ends_the_search_after_the_trial_that_crosses_it(trained):

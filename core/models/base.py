@@ -55,3 +55,22 @@ class SequentialRecommender(nn.Module):
     def full_sort_predict(self, sequences: torch.Tensor) -> torch.Tensor:
         """Scores of every item (column 0 = padding, -inf) for the next position."""
         return self.logits(self.user_vector(sequences))
+
+
+def prompt_mass_penalty(log_probs, attributes, negative, present, carries, want_weight: float,
+                        avoid_weight: float) -> torch.Tensor:
+    """What a promptable model adds to its next-item loss: per prompt `want_weight * -log P(the item carries the
+    wanted attribute)` or `avoid_weight * -log P(it lacks the banned one)`, each prompt slot's mean weighted by
+    the share of rows that use it. log_probs (B, items + 1); attributes, negative, present (B, P); carries
+    (A, items + 1) says which items carry which attribute."""
+    loss = log_probs.new_zeros(())
+    for slot in range(attributes.shape[1]):
+        active = present[:, slot]
+        if not active.any():
+            continue
+        flagged = carries[attributes[active, slot]]
+        mass = torch.logsumexp(log_probs[active].masked_fill(~flagged, float("-inf")), -1)
+        penalty = torch.where(~negative[active, slot], want_weight * -mass,
+                              avoid_weight * -torch.log1p(-mass.exp().clamp(max=1 - 1e-6)))
+        loss = loss + penalty.mean() * active.float().mean()
+    return loss

@@ -28,6 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from core.models.base import prompt_mass_penalty
+
 UNSURE_BELOW = 0.2  # a reading given less probability than this is unsure: it steers, but a strict avoid ignores it
 
 
@@ -149,19 +151,9 @@ class DPR(nn.Module):
 
     def calculate_loss(self, user, targets, texts, negative, present, attributes, item_vectors, item_semantics,
                        carries, want_weight: float, avoid_weight: float) -> torch.Tensor:
-        """Cross-entropy of the next item under the steered scores, plus per prompt `want_weight * -log P(the
-        item carries the wanted attribute)` or `avoid_weight * -log P(it lacks the banned one)`. attributes
-        (B, P) name each prompt's attribute; carries (A, items + 1) says which items carry which."""
+        """Cross-entropy of the next item under the steered scores, plus the prompts' mass penalty
+        (core.models.base.prompt_mass_penalty)."""
         steered, query, _, _ = self.steer(user, texts, negative, present)
         log_probs = torch.log_softmax(self.scores(steered, query, item_vectors, item_semantics), -1)
-        loss = F.nll_loss(log_probs, targets)
-        for slot in range(texts.shape[1]):
-            active = present[:, slot]
-            if not active.any():
-                continue
-            flagged = carries[attributes[active, slot]]
-            mass = torch.logsumexp(log_probs[active].masked_fill(~flagged, float("-inf")), -1)
-            penalty = torch.where(~negative[active, slot], want_weight * -mass,
-                                  avoid_weight * -torch.log1p(-mass.exp().clamp(max=1 - 1e-6)))
-            loss = loss + penalty.mean() * active.float().mean()
-        return loss
+        return F.nll_loss(log_probs, targets) + prompt_mass_penalty(log_probs, attributes, negative, present, carries,
+                                                                    want_weight, avoid_weight)

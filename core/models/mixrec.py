@@ -23,6 +23,7 @@ from __future__ import annotations
 import copy
 import re
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -30,6 +31,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from core.errors import SteerRecError
+from core.models.base import prompt_mass_penalty
 
 EXPERT_KINDS = ("none", "lora4", "lora16", "mlp64")
 DEFAULT_EXPERTS = ["lora16", "mlp64"]  # per layer, before (or without) the search
@@ -83,6 +85,23 @@ class MixtureAdapter(nn.Module):
             return self.experts[0](x)
         gates = self.router(x).softmax(-1)
         return sum(gates[..., i, None] * expert(x) for i, expert in zip(self.real, self.experts))
+
+
+class EncodedPrompt(NamedTuple):
+    """Prompt token ids and their per-layer keys/values, for one row (shared by the batch) or one per row;
+    `valid` marks real tokens (a row without a prompt has none)."""
+
+    tokens: torch.Tensor  # (rows, P)
+    valid: torch.Tensor  # (rows, P) bool
+    keys: torch.Tensor  # (layers, rows, P, kv heads, head dim)
+    values: torch.Tensor
+
+    def rows(self, start: int, stop: int) -> "EncodedPrompt":
+        """The prompts of batch rows start:stop (a shared prompt is itself)."""
+        if len(self.tokens) == 1:
+            return self
+        return EncodedPrompt(self.tokens[start:stop], self.valid[start:stop], self.keys[:, start:stop],
+                             self.values[:, start:stop])
 
 
 def rotate(x: torch.Tensor, angles: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
@@ -225,16 +244,17 @@ class MixRec(nn.Module):
                       "text": torch.cat([p[3] for p in parts]).float()}
         return self
 
-    def encode_prompt(self, prompt: str | None):
-        """(token ids, (keys, values)) of a prompt placed before the history, or None."""
-        if not prompt:
+    def encode_prompt(self, prompt) -> EncodedPrompt | None:
+        """A prompt placed before the history, encoded once: one text for the whole batch, or a list with one
+        per row (None or "" where a row has none). None when no row has one."""
+        texts = [prompt] if prompt is None or isinstance(prompt, str) else list(prompt)
+        ids = [row[:self.config.prompt_tokens] for row in self.tokenize([text or "" for text in texts])]
+        if not any(ids):
             return None
-        ids = self.tokenize([prompt])[0][:self.config.prompt_tokens]
-        if not ids:
-            return None
-        tokens = torch.tensor([ids], device=self.item_tokens.device)
-        keys, values, _, _ = self.encode_texts(tokens, torch.tensor([len(ids)], device=tokens.device))
-        return tokens, (keys, values)
+        tokens = self._pad(ids, max(map(len, ids))).to(self.item_tokens.device)
+        keys, values, valid, _ = self.encode_texts(tokens, torch.tensor([len(row) for row in ids],
+                                                                        device=tokens.device))
+        return EncodedPrompt(tokens, valid, keys, values)
 
     # ------------------------------------------------------------------------------------ the slots
 
@@ -244,8 +264,9 @@ class MixRec(nn.Module):
             x = x + self.cf_item(self.cf.item_embedding(sequences)) + self.cf_user(cf_states)
         return x
 
-    def _slot_positions(self, sequences, prompt_length: int):
-        """Each slot's position in the token sequence [prompt, item 1 tokens, slot 1, item 2 tokens, ...]."""
+    def _slot_positions(self, sequences, prompt_length):
+        """Each slot's position in the token sequence [prompt, item 1 tokens, slot 1, item 2 tokens, ...];
+        prompt_length: 0 or one length per prompt row, (rows, 1)."""
         lengths = self.item_lengths[sequences]
         span = torch.where(sequences > 0, lengths + 1, 0)
         return prompt_length + span.cumsum(1) - 1, lengths
@@ -259,8 +280,10 @@ class MixRec(nn.Module):
         batch, length = sequences.shape
         groups = self.llm.config.num_attention_heads // self.llm.config.num_key_value_heads
         scale = self.head_dim ** -0.5
-        prompt_length = prompt[0].shape[1] if prompt else 0
+        prompt_length = prompt.valid.sum(1, keepdim=True) if prompt is not None else 0
         slot_positions, own_positions = self._slot_positions(sequences, prompt_length)
+        if prompt is not None:
+            prompt_hidden = ~prompt.valid.expand(batch, -1)[:, None, None, None, :]
         real = sequences > 0
         causal = torch.ones(length, length, dtype=torch.bool, device=sequences.device).tril()
         slot_allowed = (causal & real[:, None, :]) | torch.eye(length, dtype=torch.bool, device=sequences.device)
@@ -278,17 +301,17 @@ class MixRec(nn.Module):
                           ~own_valid[:, None, None], float("-inf")),
                       torch.einsum("blkgd,bmkd->bkglm", q_slot, k_slot).masked_fill(
                           ~slot_allowed[:, None, None], float("-inf"))]
-            if prompt:
-                prompt_keys, prompt_values = prompt[1][0][index], prompt[1][1][index]
-                scores.insert(0, torch.einsum("blkgd,bpkd->bkglp", q_slot, prompt_keys.to(q.dtype).expand(
-                    batch, -1, -1, -1)))
+            if prompt is not None:
+                prompt_keys = prompt.keys[index].to(q.dtype).expand(batch, -1, -1, -1)
+                scores.insert(0, torch.einsum("blkgd,bpkd->bkglp", q_slot, prompt_keys).masked_fill(
+                    prompt_hidden, float("-inf")))
             weights = (torch.cat(scores, -1) * scale).softmax(-1)
             pieces = weights.split([s.shape[-1] for s in scores], -1)
             attended = (torch.einsum("bkglt,bltkd->blkgd", pieces[-2], own_values)
                         + torch.einsum("bkglm,bmkd->blkgd", pieces[-1], v))
-            if prompt:
-                attended = attended + torch.einsum("bkglp,bpkd->blkgd", pieces[0],
-                                                   prompt_values.to(q.dtype).expand(batch, -1, -1, -1))
+            if prompt is not None:
+                attended = attended + torch.einsum("bkglp,bpkd->blkgd", pieces[0], prompt.values[index].to(
+                    q.dtype).expand(batch, -1, -1, -1))
             h = self._finish_layer(index, layer, h, attended.flatten(2, 3), True)
         return self.llm.norm(h)
 
@@ -302,7 +325,8 @@ class MixRec(nn.Module):
         parts = []
         for start in range(0, len(sequences), TOKEN_ROWS):
             rows = (sequences[start:start + TOKEN_ROWS],
-                    None if cf_states is None else cf_states[start:start + TOKEN_ROWS], prompt)
+                    None if cf_states is None else cf_states[start:start + TOKEN_ROWS],
+                    None if prompt is None else prompt.rows(start, start + TOKEN_ROWS))
             parts.append(checkpoint(self._forward_token_rows, *rows, use_reentrant=False)
                          if torch.is_grad_enabled() else self._forward_token_rows(*rows))
         return torch.cat(parts)
@@ -310,10 +334,14 @@ class MixRec(nn.Module):
     def _forward_token_rows(self, sequences, cf_states, prompt):
         batch, length = sequences.shape
         device = sequences.device
-        prompt_ids = prompt[0][0] if prompt else torch.zeros(0, dtype=torch.long, device=device)
         slot_inputs = self._slot_inputs(sequences, cf_states)
         rows = []  # per row: (embeddings, segment of each token, is-slot, slot index)
         for b in range(batch):
+            if prompt is None:
+                prompt_ids = torch.zeros(0, dtype=torch.long, device=device)
+            else:
+                row = min(b, len(prompt.tokens) - 1)
+                prompt_ids = prompt.tokens[row][prompt.valid[row]]
             embeddings = [self.llm.embed_tokens(prompt_ids)]
             segments = [torch.zeros(len(prompt_ids), dtype=torch.long)]  # segment 0: the prompt
             slots, where = [torch.zeros(len(prompt_ids), dtype=torch.bool)], []
@@ -353,7 +381,7 @@ class MixRec(nn.Module):
 
     # ------------------------------------------------------------------------------- recommending
 
-    def _states_and_vectors(self, sequences, prompt: str | None = None, cached: bool = True):
+    def _states_and_vectors(self, sequences, prompt=None, cached: bool = True):
         """Slot states and, per position, the query vector for the next item (batch, length, cf_hidden)."""
         cf_states = self.cf(sequences) if self.config.collaborative else None
         run = self.forward if cached else self.forward_tokens
@@ -382,8 +410,18 @@ class MixRec(nn.Module):
         alignment = F.cross_entropy(self.logits(self.align(states[current]), table).float(), sequences[current])
         return loss + self.config.align_weight * alignment
 
-    def user_vector(self, sequences, prompt: str | None = None, cached: bool = True):
+    def calculate_prompt_loss(self, sequences, targets, prompts: list, attributes, negative, present, carries,
+                              want_weight: float, avoid_weight: float) -> torch.Tensor:
+        """Histories each under its own prompt text: cross-entropy of the item after the whole history plus the
+        prompts' mass penalty (core.models.base.prompt_mass_penalty), the loss DPR's steering stage uses."""
+        _, vectors = self._states_and_vectors(sequences, prompts)
+        log_probs = torch.log_softmax(self.logits(vectors[:, -1], self.item_vectors()).float(), -1)
+        return F.nll_loss(log_probs, targets) + prompt_mass_penalty(log_probs, attributes, negative, present, carries,
+                                                                    want_weight, avoid_weight)
+
+    def user_vector(self, sequences, prompt=None, cached: bool = True):
+        """prompt: one text for every row, a list of one per row (None where a row has none), or None."""
         return self._states_and_vectors(sequences, prompt, cached)[1][:, -1]
 
-    def full_sort_predict(self, sequences, prompt: str | None = None, cached: bool = True):
+    def full_sort_predict(self, sequences, prompt=None, cached: bool = True):
         return self.logits(self.user_vector(sequences, prompt, cached), self.item_vectors())
