@@ -18,7 +18,8 @@ import torch
 
 from benchmarks.common import RESULTS, ROOT, quick_or_full
 
-ORDER = ["backbones", "mixrec", "mixrec_recipes", "mixrec_search", "mixrec_headroom", "mixrec_seeds", "prompt_tasks",
+ORDER = ["backbones", "mixrec", "mixrec_recipes", "mixrec_search", "mixrec_headroom", "mixrec_seeds",
+         "mixrec_prompt_stage", "prompt_tasks",
          "composed_prompts", "composed_prompts_valid", "dpr_seeds", "grounding",
          "unsure_readings", "latency", "scaling", "load", "load_sasrec_gru4rec_dpr", "recbole_anchor",
          "recbole_anchor_dropout0.2"]  # the last: `python -m benchmarks.recbole_anchor --full --dropout 0.2`
@@ -57,6 +58,7 @@ def main(argv=None):
     run("mixrec_headroom", *(["--sasrec-seeds", "1", "2", "3"] if args.full else []))
     if args.full:  # MixRec trained over SASRecs of 3 more seeds: about an hour on 2 cores
         run("mixrec_seeds")
+    run("mixrec_prompt_stage")  # reads the prompt stages that training recorded; trains nothing
     run("prompt_tasks")
     run("composed_prompts")
     run("composed_prompts", "--split", "valid")

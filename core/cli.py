@@ -216,7 +216,9 @@ def run_train(args) -> int:
                                    **{k: v for k, v in options.items() if v})
         _, record = train_mixrec(dataset, out, config, data_path=args.data, progress=progress,
                                  init=Path(args.init) if args.init else None)
-        print(f"mixrec: best epoch {record['best_epoch']}, trained in {record['seconds_total']} s; test ndcg@10 "
+        stage = (f"prompt stage best at step {record['prompt_stage']['best_step']}" if "prompt_stage" in record
+                 else f"best epoch {record['best_epoch']}")
+        print(f"mixrec: {stage}, trained in {record['seconds_total']} s; test ndcg@10 "
               f"{record['test']['ndcg@10']:.4f} recall@10 {record['test']['recall@10']:.4f}; saved to "
               f"{out / 'mixrec'}")
     return 0

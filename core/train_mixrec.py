@@ -46,7 +46,8 @@ from core.train import (command_line, data_record, load_backbone, resolve_device
                         training_windows)
 
 SERVING_CACHE_DTYPE = torch.float16
-PROMPT_STAGE_FIELDS = ("prompt_steps", "prompt_timeout", "prompt_batch_size", "prompt_eval_every", "prompt_validation_users",
+PROMPT_STAGE_FIELDS = ("prompt_steps", "prompt_timeout", "prompt_batch_size", "prompt_eval_every", "prompt_lr",
+                       "prompt_head_lr", "prompt_validation_users",
                        "rule_share", "both_share", "overlap_share", "want_mass_weight", "avoid_mass_weight")
 
 
@@ -72,6 +73,8 @@ class MixRecTrainConfig:
     prompt_timeout: float | None = None  # seconds; the stage stops at the first validation after it
     prompt_batch_size: int = 256  # prompted training prefixes per step, beside batch_size plain windows
     prompt_eval_every: int = 100
+    prompt_lr: float = 3e-4  # the prompt stage's rates: the heads must move for the slot states to matter
+    prompt_head_lr: float = 1e-3
     prompt_validation_users: int = 943  # at most this many, drawn at random, for model selection
     rule_share: float = 0.75  # the prompt tasks' mix and loss weights, as in DPR's stage 3 (DPRTrainConfig)
     both_share: float = 0.35
@@ -173,7 +176,7 @@ def fit_prompts(model: MixRec, dataset: Dataset, config: MixRecTrainConfig, prog
                               min(config.prompt_validation_users, dataset.num_users), replace=False))
     cases = {task: build_prompt_cases(dataset, task, "valid", matrix, vocab, None, "train", users)
              for task in ("positive", "negative")}
-    optimizer = optimizer_for(model, config)
+    optimizer = optimizer_for(model, replace(config, lr=config.prompt_lr, head_lr=config.prompt_head_lr))
     negative = torch.tensor([[False, True]], device=device).expand(config.prompt_batch_size, -1)
     ensure_training_cache(model, config, device)
     started, log, best, best_state, stale, total, counted = time.perf_counter(), [], -np.inf, None, 0, 0.0, 0

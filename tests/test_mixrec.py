@@ -282,6 +282,12 @@ def test_the_prompt_stage_starts_from_a_checkpoint_and_records_both_stages(train
     with torch.no_grad():
         assert torch.allclose(loaded.full_sort_predict(SEQUENCES, "funny"), model.full_sort_predict(SEQUENCES, "funny"),
                               atol=1e-5)
+    from benchmarks.mixrec_prompt_stage import read_run, summary
+
+    row = summary(read_run(out / "mixrec"), "tiny")
+    assert row["steps"] == 4 and row["prompted examples"] == 32 and row["kept step"] == stage["best_step"]
+    assert row["test minus start"] == pytest.approx(prompted["test"]["ndcg@10"] - record["test"]["ndcg@10"])
+    assert row["compliance@10 start"] == stage["log"][0]["valid"]["positive"]["compliance@10"]
     shutil.rmtree(out / "mixrec")
     shutil.copytree(start, out / "mixrec")  # the module's other tests read the sequential checkpoint
 
