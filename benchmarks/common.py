@@ -116,3 +116,23 @@ def write_results(name: str, data: dict, markdown: str):
     (RESULTS / f"{name}.json").write_text(json.dumps(data, indent=2) + "\n")
     (RESULTS / f"{name}.md").write_text(markdown.rstrip() + "\n")
     print(markdown)
+
+
+def read_mixrec_run(path: Path, recorded: str, flag: str) -> dict:
+    """A MixRec checkpoint's config (its folder or the config.json itself) that records `recorded`, what the
+    training command's `flag` adds to it."""
+    path = Path(path)
+    config = json.loads((path / "config.json" if path.is_dir() else path).read_text())
+    if config.get("model") != "mixrec" or not config.get(recorded):
+        raise SystemExit(f"{path}: not a MixRec checkpoint trained with {flag}")
+    return config
+
+
+def mixrec_runs_parser(doc: str, runs: Path, which: str) -> argparse.ArgumentParser:
+    """Arguments of a benchmark that reads MixRec runs: checkpoint folders or configs, by default those kept in
+    `runs`."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("runs", nargs="*", type=Path, help=f"MixRec checkpoint folders (or their config.json) "
+                        f"{which} (default: every config in {runs.relative_to(ROOT)}/)")
+    return parser
+

@@ -9,22 +9,16 @@ with `--device cuda`). Nothing is trained here. Writes benchmarks/results/mixrec
 """
 from __future__ import annotations
 
-import argparse
-import json
 from pathlib import Path
 
-from benchmarks.common import ROOT, machine, machine_line, markdown_table, write_results
+from benchmarks.common import (ROOT, machine, machine_line, markdown_table, mixrec_runs_parser, read_mixrec_run,
+                               write_results)
 
 RUNS = ROOT / "benchmarks" / "results" / "mixrec_prompt_runs"  # inputs: committed configs
 
 
 def read_run(path: Path) -> dict:
-    """A MixRec checkpoint's config (its folder or the config.json itself) with a recorded prompt stage."""
-    path = Path(path)
-    config = json.loads((path / "config.json" if path.is_dir() else path).read_text())
-    if config.get("model") != "mixrec" or not config.get("prompt_stage"):
-        raise SystemExit(f"{path}: not a MixRec checkpoint trained with --prompt-steps")
-    return config
+    return read_mixrec_run(path, "prompt_stage", "--prompt-steps")
 
 
 def validation_row(row: dict) -> dict:
@@ -50,11 +44,7 @@ def summary(config: dict, label: str) -> dict:
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("runs", nargs="*", type=Path,
-                        help="MixRec checkpoint folders (or their config.json) trained with --prompt-steps "
-                             f"(default: every config in {RUNS.relative_to(ROOT)}/)")
-    args = parser.parse_args(argv)
+    args = mixrec_runs_parser(__doc__, RUNS, "trained with --prompt-steps").parse_args(argv)
     configs = {path.stem if path.suffix == ".json" else path.name: read_run(path)
                for path in (args.runs or sorted(RUNS.glob("*.json")))}
     rows = [summary(config, label) for label, config in configs.items()]

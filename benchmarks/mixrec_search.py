@@ -10,12 +10,12 @@ here; every figure is the one the training command recorded. Writes benchmarks/r
 """
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 from pathlib import Path
 
-from benchmarks.common import ROOT, machine, machine_line, markdown_table, write_results
+from benchmarks.common import (ROOT, machine, machine_line, markdown_table, mixrec_runs_parser, read_mixrec_run,
+                               write_results)
 
 SHIPPED = ROOT / "checkpoints" / "ml-100k"
 RUNS = ROOT / "benchmarks" / "results" / "mixrec_search_runs"  # inputs: committed configs
@@ -23,12 +23,7 @@ BEST_AFTER = (6, 10, 30, 60, 90)  # trial counts at which the best score so far 
 
 
 def read_run(path: Path) -> dict:
-    """A MixRec checkpoint's config (its folder or the config.json itself) with a recorded search."""
-    path = Path(path)
-    config = json.loads((path / "config.json" if path.is_dir() else path).read_text())
-    if config.get("model") != "mixrec" or not config.get("search"):
-        raise SystemExit(f"{path}: not a MixRec checkpoint trained with --search-trials")
-    return config
+    return read_mixrec_run(path, "search", "--search-trials")
 
 
 def summary(config: dict, label: str, sasrec: dict) -> dict:
@@ -52,11 +47,7 @@ def summary(config: dict, label: str, sasrec: dict) -> dict:
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("runs", nargs="*", type=Path,
-                        help="MixRec checkpoint folders (or their config.json) besides the shipped one "
-                             f"(default: every config in {RUNS.relative_to(ROOT)}/)")
-    args = parser.parse_args(argv)
+    args = mixrec_runs_parser(__doc__, RUNS, "besides the shipped one").parse_args(argv)
     args.runs = args.runs or sorted(RUNS.glob("*.json"))
     sasrec = json.loads((SHIPPED / "sasrec" / "config.json").read_text())
     configs = {"shipped": read_run(SHIPPED / "mixrec"), **{path.stem: read_run(path) for path in args.runs}}
