@@ -118,8 +118,8 @@ def run_recommend(args) -> int:
         print(f"note: {args.model} ranks by the history alone and ignores prompts (use --model dpr or mixrec)",
               file=sys.stderr)
     if prompts and args.model == "mixrec":
-        print("note: mixrec reads the prompts zero-shot (it was never trained on them), so they barely move its "
-              "list; DPR is the model trained to follow them", file=sys.stderr)
+        print("note: mixrec reads the prompts as text before the history and barely follows them (the shipped "
+              "checkpoint was never trained on prompts); DPR is the model trained to follow them", file=sys.stderr)
     if args.strict_avoid and args.model != "dpr":
         print("note: --strict-avoid applies to DPR only and is ignored here", file=sys.stderr)
     engine = Engine(data=args.data, checkpoints=args.checkpoints, models=[args.model])

@@ -84,7 +84,7 @@ def test_mixrec_recommend_and_a_missing_checkpoint(tmp_path):
     done = run("recommend", "--model", "mixrec", "--user", "196", "--want", "something funny", "-k", "3", "--json")
     assert done.returncode == 0, done.stderr
     assert len(json.loads(done.stdout)["items"]) == 3
-    assert "mixrec reads the prompts zero-shot" in done.stderr
+    assert "mixrec reads the prompts as text" in done.stderr
     done = run("recommend", "--model", "mixrec", "--user", "196", "--checkpoints", str(tmp_path))
     assert done.returncode == 2 and "no checkpoint" in done.stderr and "Traceback" not in done.stderr
     assert f"train --model mixrec --out {tmp_path}" in done.stderr  # the hint trains into the folder looked in
