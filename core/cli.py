@@ -17,7 +17,8 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 from core.errors import SteerRecError  # noqa: E402
 
-MODELS = ["sasrec", "gru4rec", "dpr", "mixrec"]
+BACKBONES = ("sasrec", "gru4rec")  # the ID-based models; DPR steers either
+MODELS = [*BACKBONES, "dpr", "mixrec"]
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -65,7 +66,7 @@ def parser() -> argparse.ArgumentParser:
     rec.add_argument("--avoid", action="append", default=[], help="what to leave out (repeatable)")
     rec.add_argument("--strict-avoid", action="store_true",
                      help="DPR: also drop every item of the genre it read in an avoid phrase")
-    rec.add_argument("--backbone", choices=["sasrec", "gru4rec"], help="DPR: the backbone it steers (default sasrec)")
+    rec.add_argument("--backbone", choices=BACKBONES, help="DPR: the backbone it steers (default sasrec)")
     rec.add_argument("-k", type=int, help="how many items (default 10, or the whole catalogue where it is smaller)")
     rec.add_argument("--data", help="dataset folder or file (default: ML-100K from the recbole package)")
     rec.add_argument("--checkpoints", help="checkpoint folder (default: checkpoints/<dataset>/)")
@@ -73,7 +74,7 @@ def parser() -> argparse.ArgumentParser:
 
     train = commands.add_parser("train", help="train a model and save its checkpoint")
     train.add_argument("--model", choices=MODELS, required=True)
-    train.add_argument("--backbone", choices=["sasrec", "gru4rec"], help="DPR: the backbone it steers (default sasrec)")
+    train.add_argument("--backbone", choices=BACKBONES, help="DPR: the backbone it steers (default sasrec)")
     train.add_argument("--data")
     train.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     train.add_argument("--out", help="checkpoint folder (default: checkpoints/<dataset>/)")
@@ -100,7 +101,7 @@ def parser() -> argparse.ArgumentParser:
 
     ev = commands.add_parser("evaluate", help="full-ranking metrics on validation or test users")
     ev.add_argument("--model", choices=MODELS, required=True)
-    ev.add_argument("--backbone", choices=["sasrec", "gru4rec"], help="DPR: the backbone it steers (default sasrec)")
+    ev.add_argument("--backbone", choices=BACKBONES, help="DPR: the backbone it steers (default sasrec)")
     ev.add_argument("--task", choices=["sequential", "positive", "negative"], default="sequential")
     ev.add_argument("--split", choices=["valid", "test"], default="test")
     ev.add_argument("--data")
@@ -114,7 +115,7 @@ def run_recommend(args) -> int:
     from core.prompts import build_prompts
 
     prompts = build_prompts(args.want, args.avoid)  # a bad prompt is refused before anything loads
-    if prompts and args.model in ("sasrec", "gru4rec"):
+    if prompts and args.model in BACKBONES:
         print(f"note: {args.model} ranks by the history alone and ignores prompts (use --model dpr or mixrec)",
               file=sys.stderr)
     if prompts and args.model == "mixrec":
@@ -149,15 +150,15 @@ def run_recommend(args) -> int:
 def check_train_flags(args) -> None:
     """Refuse a flag that the chosen model would ignore, before anything loads."""
     mixrec_only = {"--search-trials": args.search_trials, "--search-timeout": args.search_timeout,
-                   "--llm-layers": args.llm_layers, "--prompt-steps": args.prompt_steps, "--prompt-timeout": args.prompt_timeout,
-                   "--init": args.init}
+                   "--llm-layers": args.llm_layers, "--prompt-steps": args.prompt_steps,
+                   "--prompt-timeout": args.prompt_timeout, "--init": args.init}
     for flag, value in mixrec_only.items():
         if args.model != "mixrec" and value:
             raise SteerRecError(f"{flag} applies to --model mixrec only")
     if args.backbone and args.model != "dpr":
         raise SteerRecError(f"--backbone applies to --model dpr only (to train {args.backbone}, use --model "
                             f"{args.backbone})")
-    if args.resume and args.model not in ("sasrec", "gru4rec"):
+    if args.resume and args.model not in BACKBONES:
         raise SteerRecError("--resume applies to the backbones (sasrec, gru4rec) only")
     if args.search_trials < 0:
         raise SteerRecError(f"--search-trials must be 0 or more, got {args.search_trials}")
@@ -187,7 +188,7 @@ def run_train(args) -> int:
     dataset = load_dataset(args.data)
     out = Path(args.out) if args.out else Path(__file__).resolve().parent.parent / "checkpoints" / dataset.name
     progress = not args.quiet
-    if args.model in ("sasrec", "gru4rec"):
+    if args.model in BACKBONES:
         config = backbone_train_config(args.model, device=args.device, seed=args.seed,
                                        **({"epochs": args.epochs} if args.epochs else {}))
         _, record = train_backbone(args.model, dataset, out, config, data_path=args.data, progress=progress,
