@@ -54,7 +54,8 @@ def main(argv=None):
     shipped_sasrec, _ = load_backbone(folder, "sasrec", dataset)
     shipped_mixrec, config = load_mixrec(folder, dataset, shipped_sasrec)
     rows = [paired_row(42, shipped_mixrec, shipped_sasrec, dataset)]
-    recipe = replace(MixRecTrainConfig(**config["train_config"]), bf16=cpu_has_bf16(), search_trials=0, prompt_steps=0, device="cpu")
+    recipe = replace(MixRecTrainConfig(**config["train_config"]), bf16=cpu_has_bf16(), search_trials=0, prompt_steps=0,
+                     device="cpu")
     layers = config["llm"]["layers"]
     training_llm = load_llm(layers, torch.bfloat16 if recipe.bf16 else torch.float32)
     if args.quick:
