@@ -81,7 +81,7 @@ def filter_scorer(backbone, matrix: torch.Tensor, candidates: int | None = None)
     def score(batch: PromptBatch) -> torch.Tensor:
         scores = backbone.full_sort_predict(batch.sequences)
         if candidates is not None:
-            scores = keep_top(exclude_history(scores, batch.histories), candidates)
+            scores = keep_top(exclude_history(scores, batch.histories, batch.targets), candidates)
         carries = matrix[batch.attributes]
         removed = carries if batch.negative else ~carries
         return scores.masked_fill(removed, float("-inf"))
@@ -108,8 +108,8 @@ def keep_top(scores: torch.Tensor, count: int) -> torch.Tensor:
 def rerank_scorer(backbone, item_text: torch.Tensor):
     """Backbone top-100 reranked by standardized backbone score + signed prompt-item text similarity."""
     def score(batch: PromptBatch) -> torch.Tensor:
-        scores = keep_top(exclude_history(backbone.full_sort_predict(batch.sequences), batch.histories),
-                          RERANK_CANDIDATES)
+        scores = keep_top(exclude_history(backbone.full_sort_predict(batch.sequences), batch.histories,
+                                          batch.targets), RERANK_CANDIDATES)
         finite = torch.isfinite(scores)
         similarity = batch.texts @ item_text.T
         sign = -1.0 if batch.negative else 1.0
@@ -131,12 +131,11 @@ def standardize(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 def top_share(scores: torch.Tensor, carried: torch.Tensor) -> torch.Tensor:
     """Per row, the share of the listed (finite) top 10 whose items carry the attribute; `carried` is a
     (rows, items + 1) boolean table. Compliance@10 for a wanted attribute, violation@10 for a banned one."""
-    top_scores, top_items = scores.topk(10, dim=1)
+    top_scores, top_items = scores.topk(min(10, scores.shape[1]), dim=1)
     listed = torch.isfinite(top_scores)
     return (carried.gather(1, top_items) & listed).sum(1).double() / listed.sum(1).clamp(min=1)
 
 
-@torch.no_grad()
 def prompt_selection_score(results: dict[str, dict]) -> float:
     """What model selection maximises on the prompt tasks' validation results: both tasks' NDCG@10, plus
     compliance, minus violation (1 at best for each pair, so the sum sits near the NDCG terms)."""
