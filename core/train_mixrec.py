@@ -16,6 +16,7 @@ sequential stage again, so that the prompt stage is measured against the very mo
 """
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import os
@@ -264,7 +265,7 @@ def train_mixrec(dataset: Dataset, out: Path, config: MixRecTrainConfig = MixRec
     model = build_mixrec(model_config, dataset, llm, cf).to(device)
     model.cache = cache
     if start:
-        best_state, log, study = start["weights"], start["record"]["log"], start["record"]["search"]
+        best_state, log, study = start["weights"], start["log"], start["search"]
     else:
         best_state, log, _ = fit(model, dataset, config, config.epochs, config.window_share, progress)
     best_row = max(log, key=lambda row: row["valid_ndcg@10"])
@@ -312,18 +313,22 @@ def initial_state(init: Path, dataset: Dataset, out: Path, config: MixRecTrainCo
     record, weights, model_config = read_mixrec_checkpoint(init, dataset, out)
     try:
         recipe = MixRecTrainConfig(**record["train_config"])
-    except (KeyError, TypeError) as error:
-        raise CheckpointError(f"{Path(init) / 'config.json'} holds no MixRec training recipe: {error}") from None
+        log, search = record["log"], record["search"]
+        if not log or any({"epoch", "step", "valid_ndcg@10"} - set(row) for row in log):
+            raise ValueError("its training log is empty or lacks epoch, step or valid_ndcg@10")
+    except (KeyError, TypeError, ValueError) as error:
+        raise CheckpointError(f"{Path(init) / 'config.json'} holds no MixRec training recipe and log: "
+                              f"{error!r}") from None
     prompt_fields = {name: getattr(config, name) for name in PROMPT_STAGE_FIELDS}
     summary = {key: record.get(key) for key in ("command", "device", "seconds_total", "valid", "test")}
     summary.update(folder=str(init), sha256=file_sha256(Path(init) / "model.safetensors"))
     return {"config": replace(recipe, device=config.device, bf16=config.bf16, seed=config.seed, **prompt_fields),
-            "model_config": model_config, "weights": weights, "record": record, "summary": summary}
+            "model_config": model_config, "weights": weights, "log": log, "search": search, "summary": summary}
 
 
 def serve(trained: MixRec, dataset: Dataset, llm, cf) -> MixRec:
     """The trained weights over a float32 LLM and a float16 item cache: how the engine runs MixRec."""
-    model = build_mixrec(trained.config, dataset, llm, cf.cpu())
+    model = build_mixrec(trained.config, dataset, llm, copy.deepcopy(cf).cpu())  # training's SASRec stays put
     model.load_state_dict({k: v.cpu() for k, v in trained.trainable_state_dict().items()})
     return attach_item_cache(model.eval(), dataset, llm.fingerprint)
 

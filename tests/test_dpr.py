@@ -76,12 +76,14 @@ def test_the_reader_grounds_unseen_phrasings_in_their_own_attribute():
     assert single_weights.shape == (1, 12) and not single_weights.any() and not single_biases.any()
 
 
-def test_an_unknown_steering_schedule_is_refused():
+@pytest.mark.parametrize("settings, message", [({"steer_schedule": "linear"}, "cosine"),
+                                               ({"align_epochs": 0}, "at least 1"), ({"steer_epochs": 0}, "at least 1")])
+def test_a_training_config_that_cannot_run_is_refused(settings, message):
     from core.errors import SteerRecError
     from core.train_dpr import DPRTrainConfig
 
-    with pytest.raises(SteerRecError, match="cosine"):
-        DPRTrainConfig(steer_schedule="linear")
+    with pytest.raises(SteerRecError, match=message):
+        DPRTrainConfig(**settings)
 
 
 def test_training_runs_on_the_chosen_device_and_unprompted_dpr_ranks_like_its_backbone(tmp_path):

