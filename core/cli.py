@@ -111,10 +111,13 @@ def parser() -> argparse.ArgumentParser:
 
 
 def run_recommend(args) -> int:
+    from core.data import load_dataset
     from core.engine import Engine
-    from core.prompts import build_prompts
+    from core.prompts import build_prompts, negating_titles
 
-    prompts = build_prompts(args.want, args.avoid)  # a bad prompt is refused before anything loads
+    dataset = load_dataset(args.data)
+    prompts = build_prompts(args.want, args.avoid, negating_titles(dataset.titles[1:]))  # read as the engine does,
+    # and a bad prompt is refused before any model loads
     if prompts and args.model in BACKBONES:
         print(f"note: {args.model} ranks by the history alone and ignores prompts (use --model dpr or mixrec)",
               file=sys.stderr)
@@ -123,7 +126,7 @@ def run_recommend(args) -> int:
               "checkpoint was never trained on prompts); DPR is the model trained to follow them", file=sys.stderr)
     if args.strict_avoid and args.model != "dpr":
         print("note: --strict-avoid applies to DPR only and is ignored here", file=sys.stderr)
-    engine = Engine(data=args.data, checkpoints=args.checkpoints, models=[args.model])
+    engine = Engine(data=dataset, checkpoints=args.checkpoints, models=[args.model])
     result = engine.recommend(args.model, user=args.user, history=args.history, want=args.want,
                               avoid=args.avoid, k=args.k, backbone=chosen_backbone(args),
                               strict_avoid=args.strict_avoid)

@@ -359,7 +359,9 @@ def recbole_dataset_folder() -> Path:
 
 def load_dataset(path=None) -> Dataset:
     """The default dataset (None, or 'ml-100k' where no such folder is here), or a folder/file in any supported
-    format."""
+    format; a Dataset already loaded is returned as it is."""
+    if isinstance(path, Dataset):
+        return path
     if path is None or (str(path) == DEFAULT_DATASET and not Path(path).exists()):
         return load_atomic(recbole_dataset_folder() / f"{DEFAULT_DATASET}.inter")
     path = Path(path)

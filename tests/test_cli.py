@@ -48,6 +48,15 @@ def test_a_want_and_an_avoid_of_the_same_genre_are_noted():
     assert "both read as Horror" in done.stderr and len(done.stdout.strip().splitlines()) == 6  # header, 2 prompts, 3
 
 
+def test_a_film_title_with_a_negation_is_read_as_the_engine_reads_it():
+    """"Rebel Without a Cause" names a film: one want, not a want and an avoid, so eight phrases stay eight."""
+    want = "comedy, drama, war, crime, mystery, westerns, musicals, something like Rebel Without a Cause"
+    done = run("recommend", "--model", "dpr", "--user", "196", "--want", want, "-k", "3", "--json")
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["want"][-1] == "something like Rebel Without a Cause" and result["avoid"] == []
+
+
 def test_errors_are_one_line_without_traceback():
     for args in (["--user", "99999"], ["--history", "50,nope"], ["--user", "196", "-k", "0"]):
         done = run("recommend", "--model", "sasrec", *args)
