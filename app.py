@@ -24,6 +24,7 @@ import gradio as gr  # noqa: E402
 import pandas as pd  # noqa: E402
 import plotly.graph_objects as go  # noqa: E402
 
+from core import SERVED  # noqa: E402
 from core.assets import ensure_assets  # noqa: E402
 from core.engine import Engine, Recommendation  # noqa: E402
 from core.errors import SteerRecError  # noqa: E402
@@ -208,23 +209,16 @@ def history_view(mode: str, user, made_up: list[str]):
 
 
 def history_outputs(mode: str, user, made_up: list[str]):
-    engine = get_engine()
-    if mode == MADE_UP:
-        items = [engine.dataset.item_index(item) for item in made_up or []]
-        rows = [[engine.dataset.titles[i], engine.dataset.years[i], ", ".join(engine.dataset.genres[i]), "", ""]
-                for i in items]
-        top = ", ".join(list(engine.genre_counts(items))[:3]) or "none yet"
-        titles = "1 title" if len(items) == 1 else f"{len(items)} titles"
-        profile = f"made-up history: {titles}; favourite genres {top}"
-    elif user is None or not str(user).strip():
+    if mode == MADE_UP and not made_up:
+        return ("made-up history: no titles yet", pd.DataFrame(columns=HISTORY_HEADERS),
+                message_figure("add titles to see their genres"))
+    if mode != MADE_UP and (user is None or not str(user).strip()):
         return "pick a user", pd.DataFrame(columns=HISTORY_HEADERS), message_figure("no user picked")
-    else:
-        rows = [[r[h] for h in HISTORY_HEADERS] for r in engine.history_rows(user)]
-        items = engine.resolve(user=user)[1]
-        profile = engine.profile(user)
-    chart = genre_figure({"history": items}, "Genres in the history") if len(items) else \
-        message_figure("add titles to see their genres")
-    return html.escape(profile, quote=False), pd.DataFrame(rows[::-1], columns=HISTORY_HEADERS), chart
+    engine, source = get_engine(), source_of(mode, user, made_up)
+    rows = [[r[h] for h in HISTORY_HEADERS] for r in engine.history_rows(**source)]
+    chart = genre_figure({"history": engine.resolve(**source)[1]}, "Genres in the history")
+    return (html.escape(engine.profile(**source), quote=False), pd.DataFrame(rows[::-1], columns=HISTORY_HEADERS),
+            chart)
 
 
 # ----------------------------------------------------------------------------------------------- plots
@@ -349,8 +343,7 @@ def explain(last: dict | None, column: str, rank) -> gr.Dataframe:
     if not isinstance(result, Recommendation):
         raise SteerRecError("press Compare first, then select a row of a list")
     item = result.items[int(rank) - 1]
-    space = "sasrec" if column == "mixrec" else last["backbone"]  # MixRec is built on SASRec's item space
-    near = get_engine().nearest_history(item.item_id, backbone=space, **last["source"])
+    near = get_engine().nearest_history(item.item_id, model=result.model, backbone=last["backbone"], **last["source"])
     rows = [["you watched", label, round(similarity, 3)] for label, similarity in near]
     prompts = [("want", text) for text in result.want] + [("avoid", text) for text in result.avoid]
     rows += [[f"prompt ({polarity})", text, round(similarity, 3)]
@@ -436,9 +429,6 @@ def benchmark_tables() -> str:
     return "\n\n".join(path.read_text(encoding="utf-8") for path in files)
 
 
-SERVED = [("sasrec", "sasrec"), ("gru4rec", "gru4rec"), ("dpr", "sasrec"), ("dpr", "gru4rec"), ("mixrec", "sasrec")]
-
-
 def model_status(engine: Engine) -> str:
     """One line per model: loaded, or why not."""
     lines = []
@@ -454,11 +444,7 @@ def status() -> dict:
     """What this server answers with; this is the API endpoint /status (a health check that costs nothing).
 
     `models` maps "model" or "dpr/<backbone>" to null when it is loaded, else to why it is not."""
-    engine = get_engine()
-    models = {model if model != "dpr" else f"dpr/{backbone}": engine.unavailable_reason(model, backbone)
-              for model, backbone in SERVED}
-    return {"dataset": engine.dataset.name, "users": engine.dataset.num_users, "items": engine.dataset.num_items,
-            "models": models}
+    return get_engine().status()
 
 
 def build_demo() -> gr.Blocks:

@@ -1,1 +1,6 @@
 """SteerRec: promptable sequential recommendation (backbones, DPR, MixRec) behind one engine."""
+
+BACKBONE_NAMES = ("sasrec", "gru4rec")  # the ID-based models; DPR steers either
+MODEL_NAMES = (*BACKBONE_NAMES, "dpr", "mixrec")
+# what a full engine serves, as (model, backbone): DPR once per backbone, MixRec over SASRec
+SERVED = (("sasrec", "sasrec"), ("gru4rec", "gru4rec"), ("dpr", "sasrec"), ("dpr", "gru4rec"), ("mixrec", "sasrec"))

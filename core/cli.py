@@ -15,10 +15,8 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
+from core import BACKBONE_NAMES, MODEL_NAMES  # noqa: E402
 from core.errors import SteerRecError  # noqa: E402
-
-BACKBONES = ("sasrec", "gru4rec")  # the ID-based models; DPR steers either
-MODELS = [*BACKBONES, "dpr", "mixrec"]
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -58,7 +56,7 @@ def parser() -> argparse.ArgumentParser:
     commands = root.add_subparsers(dest="command", required=True)
 
     rec = commands.add_parser("recommend", help="rank items for a user or a made-up history")
-    rec.add_argument("--model", choices=MODELS, required=True)
+    rec.add_argument("--model", choices=MODEL_NAMES, required=True)
     who = rec.add_mutually_exclusive_group(required=True)
     who.add_argument("--user", help="the dataset's own user id")
     who.add_argument("--history", help="comma-separated item ids, oldest first")
@@ -66,15 +64,15 @@ def parser() -> argparse.ArgumentParser:
     rec.add_argument("--avoid", action="append", default=[], help="what to leave out (repeatable)")
     rec.add_argument("--strict-avoid", action="store_true",
                      help="DPR: also drop every item of the genre it read in an avoid phrase")
-    rec.add_argument("--backbone", choices=BACKBONES, help="DPR: the backbone it steers (default sasrec)")
+    rec.add_argument("--backbone", choices=BACKBONE_NAMES, help="DPR: the backbone it steers (default sasrec)")
     rec.add_argument("-k", type=int, help="how many items (default 10, or the whole catalogue where it is smaller)")
     rec.add_argument("--data", help="dataset folder or file (default: ML-100K from the recbole package)")
     rec.add_argument("--checkpoints", help="checkpoint folder (default: checkpoints/<dataset>/)")
     rec.add_argument("--json", action="store_true", help="print one JSON object")
 
     train = commands.add_parser("train", help="train a model and save its checkpoint")
-    train.add_argument("--model", choices=MODELS, required=True)
-    train.add_argument("--backbone", choices=BACKBONES, help="DPR: the backbone it steers (default sasrec)")
+    train.add_argument("--model", choices=MODEL_NAMES, required=True)
+    train.add_argument("--backbone", choices=BACKBONE_NAMES, help="DPR: the backbone it steers (default sasrec)")
     train.add_argument("--data")
     train.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     train.add_argument("--out", help="checkpoint folder (default: checkpoints/<dataset>/)")
@@ -100,8 +98,8 @@ def parser() -> argparse.ArgumentParser:
                                       "prompt stage")
 
     ev = commands.add_parser("evaluate", help="full-ranking metrics on validation or test users")
-    ev.add_argument("--model", choices=MODELS, required=True)
-    ev.add_argument("--backbone", choices=BACKBONES, help="DPR: the backbone it steers (default sasrec)")
+    ev.add_argument("--model", choices=MODEL_NAMES, required=True)
+    ev.add_argument("--backbone", choices=BACKBONE_NAMES, help="DPR: the backbone it steers (default sasrec)")
     ev.add_argument("--task", choices=["sequential", "positive", "negative"], default="sequential")
     ev.add_argument("--split", choices=["valid", "test"], default="test")
     ev.add_argument("--data")
@@ -118,7 +116,7 @@ def run_recommend(args) -> int:
     dataset = load_dataset(args.data)
     prompts = build_prompts(args.want, args.avoid, negating_titles(dataset.titles[1:]))  # read as the engine does,
     # and a bad prompt is refused before any model loads
-    if prompts and args.model in BACKBONES:
+    if prompts and args.model in BACKBONE_NAMES:
         print(f"note: {args.model} ranks by the history alone and ignores prompts (use --model dpr or mixrec)",
               file=sys.stderr)
     if prompts and args.model == "mixrec":
@@ -161,7 +159,7 @@ def check_train_flags(args) -> None:
     if args.backbone and args.model != "dpr":
         raise SteerRecError(f"--backbone applies to --model dpr only (to train {args.backbone}, use --model "
                             f"{args.backbone})")
-    if args.resume and args.model not in BACKBONES:
+    if args.resume and args.model not in BACKBONE_NAMES:
         raise SteerRecError("--resume applies to the backbones (sasrec, gru4rec) only")
     if args.search_trials < 0:
         raise SteerRecError(f"--search-trials must be 0 or more, got {args.search_trials}")
@@ -191,7 +189,7 @@ def run_train(args) -> int:
     dataset = load_dataset(args.data)
     out = Path(args.out) if args.out else Path(__file__).resolve().parent.parent / "checkpoints" / dataset.name
     progress = not args.quiet
-    if args.model in BACKBONES:
+    if args.model in BACKBONE_NAMES:
         config = backbone_train_config(args.model, device=args.device, seed=args.seed,
                                        **({"epochs": args.epochs} if args.epochs else {}))
         _, record = train_backbone(args.model, dataset, out, config, data_path=args.data, progress=progress,

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from core import BACKBONE_NAMES, MODEL_NAMES, SERVED
 from core.data import Dataset, load_dataset
 from core.errors import SteerRecError
 from core.evaluate import pad_left
@@ -29,8 +30,6 @@ from core.train import load_backbone
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CHECKPOINTS = ROOT / "checkpoints"
-BACKBONE_NAMES = ("sasrec", "gru4rec")
-MODEL_NAMES = ("sasrec", "gru4rec", "dpr", "mixrec")
 MAX_HISTORY = 10_000
 DEFAULT_K = 10  # a list's length when none is asked for (the whole catalogue where it is shorter)
 
@@ -162,6 +161,14 @@ class Engine:
 
     def is_available(self, model: str, backbone: str = "sasrec") -> bool:
         return self.unavailable_reason(model, backbone) is None
+
+    def status(self) -> dict:
+        """What a health check reports: the dataset, and per served model ("dpr/<backbone>" for DPR) None when
+        it is loaded, else why it is not."""
+        models = {model if model != "dpr" else f"dpr/{backbone}": self.unavailable_reason(model, backbone)
+                  for model, backbone in SERVED}
+        return {"dataset": self.dataset.name, "users": self.dataset.num_users, "items": self.dataset.num_items,
+                "models": models}
 
     def unavailable_reason(self, model: str, backbone: str) -> str | None:
         key = f"dpr-{backbone}" if model == "dpr" else model
@@ -309,12 +316,17 @@ class Engine:
 
     # ------------------------------------------------------------------------------- what the UI shows
 
-    def history_rows(self, user) -> list[dict]:
-        """The user's history, oldest first: title, year, genres, date, rating."""
-        index = self.dataset.user_index(user)
+    def history_rows(self, user=None, history=None) -> list[dict]:
+        """A user's history, oldest first: title, year, genres, date, rating (a made-up history has neither
+        dates nor ratings)."""
+        user_id, items = self.resolve(user, history)
+        if user_id is None:
+            stamps, ratings = np.full(len(items), np.nan), np.full(len(items), np.nan)
+        else:
+            index = self.dataset.user_index(user_id)
+            stamps, ratings = self.dataset.timestamps[index], self.dataset.ratings[index]
         rows = []
-        for item, stamp, rating in zip(self.dataset.sequences[index], self.dataset.timestamps[index],
-                                       self.dataset.ratings[index]):
+        for item, stamp, rating in zip(items, stamps, ratings):
             rows.append({"item_id": self.dataset.item_ids[item], "title": self.dataset.titles[item],
                          "year": self.dataset.years[item], "genres": ", ".join(self.dataset.genres[item]),
                          "date": date_of(stamp),
@@ -328,12 +340,13 @@ class Engine:
                 counts[genre] = counts.get(genre, 0) + 1
         return dict(sorted(counts.items(), key=lambda pair: (-pair[1], pair[0])))
 
-    def profile(self, user) -> str:
-        """One line: how many interactions and the favourite genres."""
-        index = self.dataset.user_index(user)
-        sequence = self.dataset.sequences[index]
-        top = list(self.genre_counts(sequence))[:3]
-        return f"user {self.dataset.user_ids[index]}: {len(sequence)} ratings; favourite genres {', '.join(top)}"
+    def profile(self, user=None, history=None) -> str:
+        """One line: whose history, how long, and its favourite genres."""
+        user_id, items = self.resolve(user, history)
+        top = ", ".join(list(self.genre_counts(items))[:3]) or "none"
+        if user_id is not None:
+            return f"user {user_id}: {len(items)} ratings; favourite genres {top}"
+        return f"made-up history: {len(items)} title{'s' if len(items) != 1 else ''}; favourite genres {top}"
 
     def search_titles(self, query: str, limit: int = 20) -> list[tuple[str, str]]:
         """(label, item id) of titles containing the query, case-insensitive."""
@@ -353,15 +366,20 @@ class Engine:
         return f"{self.dataset.titles[item]}{year}"
 
     @torch.inference_mode()
-    def nearest_history(self, item_id, user=None, history=None, backbone: str = "sasrec", count: int = 3):
-        """The history items closest to a recommended item in the backbone's item space: why it is there."""
+    def nearest_history(self, item_id, user=None, history=None, model: str = "sasrec", backbone: str = "sasrec",
+                        count: int = 3):
+        """The history items closest to a recommended item in the item table the model ranks with (DPR: its
+        backbone's), by cosine: why the item is there."""
         if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 1:
             raise SteerRecError(f"count must be a whole number of at least 1, got {count!r}")
         _, items = self.resolve(user, history)
-        if backbone not in self.backbones:
-            raise SteerRecError(f"{backbone} is not available: "
-                                f"{self.unavailable.get(backbone, 'expected one of ' + ', '.join(self.backbones))}")
-        table = self.backbones[backbone].item_vectors()
+        if model in BACKBONE_NAMES:
+            backbone = model
+        reason = self.unavailable_reason(model, backbone) if model in MODEL_NAMES else \
+            f"expected one of {', '.join(MODEL_NAMES)}"
+        if reason:
+            raise SteerRecError(f"{model} is not available: {reason}")
+        table = self.mixrec[0].item_vectors().float() if model == "mixrec" else self.backbones[backbone].item_vectors()
         target = table[self.dataset.item_index(item_id)]
         unique = np.unique(items)
         similarity = torch.nn.functional.cosine_similarity(table[torch.from_numpy(unique)], target[None], dim=1)

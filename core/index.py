@@ -38,9 +38,10 @@ class ItemIndex:
         exclude = exclude or [()] * len(queries)
         widest = max(len(e) for e in exclude)
         fetch = min(self.size, k + widest + 1 + EXTRA)
-        if self.kind == "hnsw":
-            self.index.hnsw.efSearch = max(self.index.hnsw.efSearch, fetch)
-        scores, ids = self.index.search(queries, fetch)
+        params = None
+        if self.kind == "hnsw":  # per search, so that searches in parallel threads never touch shared state
+            params = faiss.SearchParametersHNSW(efSearch=max(self.index.hnsw.efSearch, fetch))
+        scores, ids = self.index.search(queries, fetch, params=params)
         results = []
         for row in range(len(queries)):
             banned = set(int(i) for i in exclude[row])

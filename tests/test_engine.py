@@ -114,6 +114,30 @@ def test_helper_calls_refuse_odd_arguments(engine):
     with pytest.raises(SteerRecError, match="count must be"):
         engine.nearest_history("50", user=196, count=-1)
     assert len(engine.nearest_history("50", user=196, count=2)) == 2
+    with pytest.raises(SteerRecError, match="unknown-model is not available: expected one of"):
+        engine.nearest_history("50", user=196, model="unknown-model")
+
+
+def test_why_an_item_is_listed_is_read_in_the_item_table_of_the_model_that_listed_it(engine):
+    """MixRec's item table is SASRec's plus its text term, so its nearest history items may differ; DPR's are
+    its backbone's."""
+    history = ["50", "172", "181", "1"]
+    for model, backbone in (("sasrec", "sasrec"), ("dpr", "gru4rec"), ("mixrec", "sasrec")):
+        model_obj = engine.mixrec[0] if model == "mixrec" else engine.backbones[backbone]
+        table = model_obj.item_vectors().float()
+        target = table[engine.dataset.item_index("100")]
+        rows = torch.stack([table[engine.dataset.item_index(item)] for item in history])
+        expected = torch.nn.functional.cosine_similarity(rows, target[None], dim=1).sort(descending=True).values
+        near = engine.nearest_history("100", history=history, model=model, backbone=backbone, count=4)
+        assert [round(similarity, 5) for _, similarity in near] == [round(float(v), 5) for v in expected]
+
+
+def test_the_profile_line_of_a_user_and_of_a_made_up_history(engine):
+    assert engine.profile(user=196).startswith("user 196: 39 ratings; favourite genres Comedy, Drama")
+    assert engine.profile(history=["50"]) == "made-up history: 1 title; favourite genres Action, Adventure, Romance"
+    rows = engine.history_rows(history=["50", "172"])
+    assert [row["title"] for row in rows] == ["Star Wars", "The Empire Strikes Back"]
+    assert rows[0]["date"] == "" and rows[0]["rating"] is None
 
 
 def test_same_input_same_ranking_from_many_threads(engine):
