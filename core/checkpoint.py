@@ -71,6 +71,18 @@ def save_checkpoint(folder, config: dict, tensors: dict[str, torch.Tensor]) -> P
     return folder
 
 
+def save_cache(tensors: dict[str, torch.Tensor], path: Path) -> None:
+    """A derived cache (embeddings, item states) written beside its place and renamed into it, so a reader never
+    sees half a file; a disk that refuses only costs the next start the rebuild."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        staging = path.with_name(f".{path.name}.{os.getpid()}")
+        save_file({name: tensor.contiguous() for name, tensor in tensors.items()}, staging)
+        os.replace(staging, path)
+    except OSError:
+        pass
+
+
 def training_command(model: str, checkpoints, dataset_name: str, backbone: str | None = None) -> str:
     """The command that trains the checkpoint a load expected, into the folder it looked in."""
     from core.data import DEFAULT_DATASET

@@ -16,9 +16,10 @@ from pathlib import Path
 import numpy as np
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from core.assets import package_folder
+from core.checkpoint import save_cache
 from core.data import Dataset
 from core.errors import SteerRecError
 
@@ -119,12 +120,6 @@ def item_text_embeddings(dataset: Dataset, cache_folder: Path | None, encoder: T
     embeddings = torch.zeros(dataset.num_items + 1, TEXT_DIM)
     embeddings[1:] = torch.from_numpy(encoder.encode(texts))
     if path is not None:
-        partial = path.with_suffix(".partial")
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            save_file({"embeddings": embeddings,
-                       "fingerprint": torch.tensor(list(expected.encode()), dtype=torch.uint8)}, partial)
-            os.replace(partial, path)
-        except OSError:
-            pass  # a read-only checkpoint folder only costs the next start the rebuild
+        save_cache({"embeddings": embeddings,
+                    "fingerprint": torch.tensor(list(expected.encode()), dtype=torch.uint8)}, path)
     return embeddings

@@ -19,7 +19,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-import os
 import sys
 import time
 from contextlib import nullcontext
@@ -29,10 +28,10 @@ from pathlib import Path
 import numpy as np
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from tqdm import tqdm
 
-from core.checkpoint import (build_model, file_sha256, load_checkpoint, save_checkpoint, snapshot,
+from core.checkpoint import (build_model, file_sha256, load_checkpoint, save_cache, save_checkpoint, snapshot,
                              training_command)
 from core.data import Dataset
 from core.errors import CheckpointError
@@ -348,13 +347,7 @@ def attach_item_cache(model: MixRec, dataset: Dataset, llm_fingerprint: str) -> 
         except (SafetensorError, OSError, KeyError):
             pass  # unreadable: rebuilt and overwritten below
     model.build_cache(dtype=SERVING_CACHE_DTYPE)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        staging = path.with_name(f".{path.name}.{os.getpid()}")
-        save_file({k: v.contiguous() for k, v in model.cache.items()}, staging)
-        os.replace(staging, path)
-    except OSError:
-        pass  # a read-only disk only costs the next start the rebuild
+    save_cache(model.cache, path)
     return model
 
 
