@@ -52,7 +52,7 @@ def scorers(engine, backbone: str, carries: torch.Tensor):
 
     def steered(sequences, texts):
         polarity = negative.expand(len(texts), -1)
-        user, query, _, readings = dpr.steer(net.user_vector(sequences), texts, polarity, torch.ones_like(polarity))
+        user, query, _, readings = dpr(net.user_vector(sequences), texts, polarity, torch.ones_like(polarity))
         return dpr.scores(user, query, item_vectors, semantics), readings
 
     def backbone_scores(sequences, texts, wants, avoids):

@@ -62,7 +62,7 @@ def main(argv=None):
             history = engine.dataset.sequences[1]
             user = engine.user_vector("sasrec", history)
             backbone = time_calls(lambda: engine.user_vector("sasrec", history), count=args.requests)
-            steer = time_calls(lambda: dpr.steer(user, texts, negative, torch.ones_like(negative)),
+            steer = time_calls(lambda: dpr(user, texts, negative, torch.ones_like(negative)),
                                count=args.requests)
             rows.append({"model": "sasrec user vector only", "threads": threads, **backbone})
             rows.append({"model": "dpr steering only (2 prompts)", "threads": threads, **steer})

@@ -64,7 +64,7 @@ def measure(size: int, rng: np.random.Generator) -> dict:
     with torch.no_grad():
         for _ in range(QUERIES):
             started = time.perf_counter()
-            dpr.steer(user, texts, negative, torch.ones_like(negative))
+            dpr(user, texts, negative, torch.ones_like(negative))
             samples.append((time.perf_counter() - started) * 1000)
     row["steering p50 ms"] = percentiles(samples)["p50_ms"]
     row["steered hnsw p50 ms"] = round(row["hnsw p50 ms"] + row["steering p50 ms"], 3)

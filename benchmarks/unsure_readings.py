@@ -38,7 +38,7 @@ def unsure_scorer(dpr, backbone, item_vectors, semantics, tau: float):
         negative = torch.full((len(batch), 1), batch.negative)
         _, readings = dpr.ground(batch.texts[:, None], negative)
         sure = readings.max(-1).values >= tau
-        steered, query, _, _ = dpr.steer(backbone.user_vector(batch.sequences), batch.texts[:, None], negative, sure)
+        steered, query, _, _ = dpr(backbone.user_vector(batch.sequences), batch.texts[:, None], negative, sure)
         return dpr.scores(steered, query, item_vectors, semantics)
     return score
 

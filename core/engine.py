@@ -23,7 +23,6 @@ from core.data import Dataset, load_dataset
 from core.errors import SteerRecError
 from core.evaluate import pad_left
 from core.index import ItemIndex
-from core.models.dpr import UNSURE_BELOW
 from core.prompts import Prompt, attribute_matrix, build_prompts, instruction, negating_titles
 from core.train import load_backbone
 
@@ -277,12 +276,12 @@ class Engine:
         model, index = self.dpr[backbone]
         texts = self._prompt_vectors(prompts)[None]
         negative = torch.tensor([[p.negative for p in prompts]])
-        steered, query, gates, grounding = model.steer(user, texts, negative, torch.ones_like(negative))
+        steered, query, gates, grounding = model(user, texts, negative, torch.ones_like(negative))
         excluded = items
         if strict_avoid:  # drop every item of the attribute DPR read in each avoid (an unsure reading only steers)
             banned = model.banned_items(grounding, negative, torch.from_numpy(self.attribute_items))
             excluded = np.union1d(items, np.flatnonzero(banned[0].numpy()))
-        sure = grounding[0].max(-1).values >= UNSURE_BELOW
+        sure = model.is_sure(grounding[0])
         ((ids, scores),) = index.search(torch.cat([steered, query], 1).numpy(), k, [excluded])
         experts = model.config.positive_experts
         gate_rows = [{"prompt": p.text, "polarity": "avoid" if p.negative else "want",

@@ -144,7 +144,7 @@ def train_backbone(name: str, dataset: Dataset, out: Path, config: TrainConfig =
         raise SteerRecError(f"unknown backbone {name!r}: expected one of {', '.join(BACKBONES)}")
     model_class, config_class = BACKBONES[name]
     seed_everything(config.seed)
-    resolve_device(config.device)
+    resolve_device(config.device)  # refuses cuda where there is none; the Accelerator places the model
     # one process: plain training; under `accelerate launch` (several processes): DDP, each process takes
     # its share of every batch, gradients are averaged, the main process alone writes files
     accelerator = Accelerator(cpu=config.device == "cpu")

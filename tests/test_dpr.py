@@ -21,7 +21,7 @@ def test_no_prompt_is_exactly_the_backbone():
     user = torch.randn(3, 8)
     texts = torch.randn(3, 2, 12)
     none = torch.zeros(3, 2, dtype=torch.bool)
-    steered, query, gates, _ = model.steer(user, texts, none, none)
+    steered, query, gates, _ = model(user, texts, none, none)
     assert torch.equal(steered, user)
     assert torch.count_nonzero(query) == 0 and torch.count_nonzero(gates) == 0
     items, semantics = torch.randn(10, 8), torch.randn(10, 4)
@@ -35,9 +35,9 @@ def test_prompts_compose_additively_and_route_by_polarity():
     user = torch.randn(1, 8)
     texts = torch.randn(1, 2, 12)
     negative = torch.tensor([[False, True]])
-    both = model.steer(user, texts, negative, torch.tensor([[True, True]]))
-    first = model.steer(user, texts, negative, torch.tensor([[True, False]]))
-    second = model.steer(user, texts, negative, torch.tensor([[False, True]]))
+    both = model(user, texts, negative, torch.tensor([[True, True]]))
+    first = model(user, texts, negative, torch.tensor([[True, False]]))
+    second = model(user, texts, negative, torch.tensor([[False, True]]))
     assert torch.allclose(both[0] - user, (first[0] - user) + (second[0] - user), atol=1e-5)
     assert torch.allclose(both[1], first[1] + second[1], atol=1e-5)
     gates = both[2][0]
@@ -113,8 +113,8 @@ def test_sequential_evaluation_of_dpr_runs_dpr_and_matches_its_backbone(engine, 
     from core.run_evaluation import evaluate_model
 
     steered = []
-    real_steer = DPR.steer
-    monkeypatch.setattr(DPR, "steer", lambda *args: steered.append(1) or real_steer(*args))
+    real_forward = DPR.forward
+    monkeypatch.setattr(DPR, "forward", lambda *args: steered.append(1) or real_forward(*args))
     users = range(1, 301)
     dpr = evaluate_model("dpr", "sequential", backbone=backbone, engine=engine, users=users)
     assert steered, "the dpr row must come from DPR itself"

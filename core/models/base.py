@@ -3,6 +3,7 @@
 A subclass only says how a left-padded sequence of item ids becomes one hidden state per position
 (`forward`); scoring, the loss and full ranking are the same for all of them, so the trainer and the
 evaluator treat them alike (RecBole's interface: forward, calculate_loss, full_sort_predict).
+`prompt_mass_penalty` is the term that both promptable models (DPR, MixRec) add to that loss.
 """
 import torch
 import torch.nn.functional as F

@@ -109,8 +109,9 @@ class DPR(nn.Module):
         """(items, semantic_dim) vectors a_i; row 0 (padding) is zero text, so close to the bias only."""
         return self.item_to_semantic(item_text)
 
-    def steer(self, user: torch.Tensor, texts: torch.Tensor, negative: torch.Tensor, present: torch.Tensor):
-        """user (B, d); texts (B, P, 384); negative, present (B, P) booleans.
+    def forward(self, user: torch.Tensor, texts: torch.Tensor, negative: torch.Tensor, present: torch.Tensor):
+        """The steering: the backbone's user vectors moved by the prompts. user (B, d); texts (B, P, 384);
+        negative, present (B, P) booleans.
 
         Returns (h' (B, d), q (B, semantic_dim), gates (B, P, experts), attribute weights (B, P, A)) with
         absent prompts contributing nothing, so a row without prompts gives exactly (h, 0)."""
@@ -136,8 +137,13 @@ class DPR(nn.Module):
     def banned_items(readings: torch.Tensor, negative: torch.Tensor, carries: torch.Tensor) -> torch.Tensor:
         """(B, items + 1) booleans: what a strict avoid removes, the items carrying the attribute read in each
         avoid prompt whose reading is sure. readings (B, P, A) from `steer`; negative (B, P); carries (A, items + 1)."""
-        sure = readings.max(-1).values >= UNSURE_BELOW
-        return (carries[readings.argmax(-1)] & (negative & sure).unsqueeze(-1)).any(1)
+        return (carries[readings.argmax(-1)] & (negative & DPR.is_sure(readings)).unsqueeze(-1)).any(1)
+
+    @staticmethod
+    def is_sure(readings: torch.Tensor) -> torch.Tensor:
+        """(..., P) booleans: which readings (..., P, A) are sure enough to name an attribute (and to filter
+        by); an unsure one only steers."""
+        return readings.max(-1).values >= UNSURE_BELOW
 
     def scores(self, steered_user, query, item_vectors, item_semantics) -> torch.Tensor:
         scores = steered_user @ item_vectors.T + query @ item_semantics.T
@@ -146,14 +152,14 @@ class DPR(nn.Module):
 
     def full_sort_predict(self, user, texts, negative, item_vectors, item_semantics) -> torch.Tensor:
         """(B, items + 1) scores of every item for backbone user vectors steered by all their prompts."""
-        steered, query, _, _ = self.steer(user, texts, negative, torch.ones_like(negative))
+        steered, query, _, _ = self(user, texts, negative, torch.ones_like(negative))
         return self.scores(steered, query, item_vectors, item_semantics)
 
     def calculate_loss(self, user, targets, texts, negative, present, attributes, item_vectors, item_semantics,
                        carries, want_weight: float, avoid_weight: float) -> torch.Tensor:
         """Cross-entropy of the next item under the steered scores, plus the prompts' mass penalty
         (core.models.base.prompt_mass_penalty)."""
-        steered, query, _, _ = self.steer(user, texts, negative, present)
+        steered, query, _, _ = self(user, texts, negative, present)
         log_probs = torch.log_softmax(self.scores(steered, query, item_vectors, item_semantics), -1)
         return F.nll_loss(log_probs, targets) + prompt_mass_penalty(log_probs, attributes, negative, present, carries,
                                                                     want_weight, avoid_weight)

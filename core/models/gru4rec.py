@@ -28,6 +28,6 @@ class GRU4Rec(SequentialRecommender):
     def forward(self, sequences: torch.Tensor) -> torch.Tensor:
         # left padding: the GRU reads the padding first. Its embedding (row 0) is a small fixed vector (drawn at
         # init, then frozen by padding_idx), so a short history starts from the state that run of padding leaves,
-        # which the model learns along with the items; only the last position's state is used.
+        # which the model learns along with the items. Training reads every position; ranking reads the last.
         states, _ = self.gru(self.drop(self.item_embedding(sequences[:, -self.config.max_len:])))
         return self.out(self.drop(states))

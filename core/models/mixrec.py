@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import copy
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
@@ -41,8 +41,8 @@ TOKEN_ROWS = 8  # rows per pass when the whole token sequence runs through the L
 @dataclass
 class MixRecConfig:
     num_items: int
+    experts: list  # one list of expert names per LLM layer used
     max_len: int = 50
-    experts: list = field(default_factory=lambda: [DEFAULT_EXPERTS] * 30)  # one list per LLM layer used
     item_tokens: int = 24  # an item's text is cut to this many tokens
     prompt_tokens: int = 48
     context_masking: bool = True
