@@ -255,7 +255,9 @@ class Engine:
                   for rank, (i, s) in enumerate(zip(ids, scores))]
         return Recommendation(model, user_id, [p.text for p in prompts if not p.negative],
                               [p.text for p in prompts if p.negative], ranked,
-                              (time.perf_counter() - started) * 1000, backbone, gates, conflicts(gates))
+                              (time.perf_counter() - started) * 1000, backbone, gates,
+                              [f"{text!r} says nothing to steer by, so it was left out" for text in prompts.left_out]
+                              + conflicts(gates))
 
     def user_vector(self, backbone: str, items: np.ndarray) -> torch.Tensor:
         """(1, d) query of a backbone for a history; shared between calls, so never changed in place."""

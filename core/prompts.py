@@ -112,7 +112,8 @@ FILLER = {"please", "pls", "thanks", "thank", "you", "ok", "okay", "hmm", "so", 
           "idk", "want", "like", "love", "i'd", "would", "could", "show", "give", "me", "to", "watch", "see",
           "no", "don't", "dont", "do", "know", "idea", "care", "mind", "picky", "preference", "preferences",
           "matter", "what", "doubt", "exceptions", "else", "nothing", "really", "honestly", "nah", "nope", "yeah",
-          "yes", "yep", "um", "uh", "lol", "haha", "tonight", "today"}
+          "yes", "yep", "um", "uh", "lol", "haha", "tonight", "today", "none", "n", "doesn't", "doesnt", "it",
+          "fine", "either"}
 
 
 @dataclass(frozen=True)
@@ -191,9 +192,14 @@ def split_turn_to_want(phrase: str) -> list[str]:
     return [head, *rest] if rest and infer_negative(head) else [phrase]
 
 
+def says_nothing(piece: str) -> bool:
+    """Only filler or a hedge: "please", "none", "I don't know", "no preference"."""
+    return set(re.findall(r"[\w']+", piece.lower())) <= FILLER
+
+
 def without_filler(pieces: list[str]) -> list[str]:
-    """The pieces that say something, unless none does (a lone "please" is still read, and shown as unsure)."""
-    meaningful = [p for p in pieces if not set(re.findall(r"[\w']+", p.lower())) <= FILLER]
+    """The pieces that say something, unless none does: then `build_prompts` leaves the box out, with a note."""
+    meaningful = [p for p in pieces if not says_nothing(p)]
     return meaningful or pieces
 
 
@@ -208,11 +214,20 @@ def as_phrase_list(value) -> list:
     raise SteerRecError(f"prompts must be text or a list of texts, got {type(value).__name__}")
 
 
-def build_prompts(want=(), avoid=(), titles: tuple[str, ...] = ()) -> list[Prompt]:
+class Prompts(list):
+    """The prompts of a request, and in `left_out` the phrases that said nothing to steer by ("none", "thanks",
+    "I don't know"): read as a genre they would steer blindly, so they are left out and the answer says so."""
+
+    def __init__(self, prompts=(), left_out=()):
+        super().__init__(prompts)
+        self.left_out = list(left_out)
+
+
+def build_prompts(want=(), avoid=(), titles: tuple[str, ...] = ()) -> Prompts:
     """The prompts of a request, each box split into its phrases (as `split_phrases` does, so the app, the API
     and the CLI read a box alike). A want phrase that is phrased negatively ("no horror") is an avoid, and one
     with an exception ("comedies without romance") is a want and an avoid; a negation inside one of `titles`
-    (from `negating_titles`) does not count."""
+    (from `negating_titles`) does not count. A box that holds only filler is left out."""
     given_want, given_avoid = as_phrase_list(want), as_phrase_list(avoid)
     want = [part for phrase in split_phrases(given_want) for part in split_exceptions(phrase, titles)]
     avoid = split_phrases(given_avoid)
@@ -226,7 +241,7 @@ def build_prompts(want=(), avoid=(), titles: tuple[str, ...] = ()) -> list[Promp
                             "funny' or 'no horror'")
     if len(prompts) > MAX_PROMPTS:
         raise SteerRecError(f"at most {MAX_PROMPTS} prompts at once; got {len(prompts)}")
-    return prompts
+    return Prompts([p for p in prompts if not says_nothing(p.text)], [p.text for p in prompts if says_nothing(p.text)])
 
 
 def instruction(prompts: list[Prompt]) -> str | None:

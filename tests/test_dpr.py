@@ -201,6 +201,13 @@ def test_a_strict_avoid_never_removes_a_genre_dpr_is_unsure_of(engine):
     assert engine.recommend("dpr", user="196", avoid=["asdfghjkl"], k=10, strict_avoid=True).items == soft.items
 
 
+def test_an_avoid_of_none_leaves_the_ranking_alone_and_says_why(engine):
+    plain = engine.recommend("dpr", user="196", k=50)
+    result = engine.recommend("dpr", user="196", avoid="none", k=50, strict_avoid=True)
+    assert result.items == plain.items and result.gates == [] and result.avoid == []
+    assert result.notes == ["'none' says nothing to steer by, so it was left out"]
+
+
 def test_a_strict_avoid_drops_the_genre_dpr_read(engine):
     """The overlap that soft steering cannot undo (animated musicals) is gone when the avoid is strict."""
     soft = engine.recommend("dpr", user="196", want=["animated films"], avoid=["musicals"], k=10)

@@ -57,7 +57,17 @@ def test_split_phrases():
     assert split_phrases("") == []
     assert split_phrases("comedies, please") == ["comedies"]  # filler is not a phrase of its own
     assert split_phrases("please, no horror") == ["no horror"]
-    assert split_phrases("please") == ["please"]  # ... unless it is all there is
+    assert split_phrases("please") == ["please"]  # ... unless it is all there is: then build_prompts leaves it out
+
+
+@pytest.mark.parametrize("box", ["none", "nothing", "no", "thanks", "I don't know", "no idea", "n/a", "idk",
+                                 "whatever", "anything", "no preference", "doesn't matter", "please, thanks"])
+def test_a_box_of_only_filler_is_left_out_and_reported(box):
+    """Read as a genre, "none" in the avoid box would steer (or strictly filter) by a guess."""
+    for prompts in (build_prompts(avoid=box), build_prompts(want=box)):
+        assert list(prompts) == [] and prompts.left_out
+    kept = build_prompts(want="comedies", avoid=box)
+    assert [p.text for p in kept] == ["comedies"] and kept.left_out
     assert split_phrases("I'm not sure, maybe comedies") == ["maybe comedies"]
     # hedges and lead-ins ask for nothing, though they hold a negation
     for hedge in ("I don't know", "no idea", "not sure what I want", "no preference", "I'm not picky",
