@@ -75,6 +75,7 @@ class Engine:
         self.dataset: Dataset = load_dataset(data)
         self.negating_titles = negating_titles(self.dataset.titles[1:])  # "Tomorrow Never Dies" negates nothing
         self.checkpoints = Path(checkpoints) if checkpoints else DEFAULT_CHECKPOINTS / self.dataset.name
+        check_checkpoint_folder(self.checkpoints, self.dataset.name)
         self.index_kind = index_kind
         self.backbones, self.indexes, self.dpr, self.unavailable = {}, {}, {}, {}
         self.mixrec = None  # (model, index over its item table)
@@ -386,6 +387,19 @@ class Engine:
         similarity = torch.nn.functional.cosine_similarity(table[torch.from_numpy(unique)], target[None], dim=1)
         order = torch.argsort(similarity, descending=True)[:count]
         return [(self.item_label(int(unique[i])), float(similarity[i])) for i in order]
+
+
+def check_checkpoint_folder(folder: Path, dataset_name: str) -> None:
+    """A folder one level off (the parent of the dataset's folder, or one model's folder) is named as such, rather
+    than reported as every checkpoint missing, with advice to train into the wrong place."""
+    if any((folder / name / "config.json").exists() for name in (*MODEL_NAMES, "dpr-sasrec", "dpr-gru4rec")):
+        return
+    if (folder / dataset_name).is_dir():
+        raise SteerRecError(f"{folder} holds no model folders; the checkpoint folder is the one per dataset: "
+                            f"{folder / dataset_name}")
+    if (folder / "config.json").exists():
+        raise SteerRecError(f"{folder} is one model's checkpoint; the checkpoint folder is the one that holds the "
+                            f"model folders, e.g. {folder.parent}")
 
 
 def date_of(stamp: float) -> str:

@@ -371,6 +371,7 @@ def read_mixrec_checkpoint(folder: Path, dataset: Dataset, checkpoints: Path) ->
         if not cf_weights.exists():
             raise CheckpointError(f"{folder} is built on the SASRec checkpoint, and there is none at {cf_weights}")
         if file_sha256(cf_weights) != cf_expected:
+            load_checkpoint(cf_weights.parent, model="sasrec")  # a damaged SASRec is reported as what it is
             raise CheckpointError(f"{folder} was trained over another SASRec checkpoint than {cf_weights}; "
                                   f"retrain it with `{command}`")
     return {**config, "llm": {**llm_record, "layers": llm_layers}}, tensors, model_config

@@ -197,3 +197,12 @@ def test_new_prompts_are_encoded_together_and_kept(engine, monkeypatch):
     assert calls == [texts]  # one pass for both, the repeat read from the first
     assert np.allclose(first[:2], expected, atol=1e-6) and np.array_equal(first[0], first[2])
     assert np.array_equal(encoder.encode_prompts(texts[::-1]), first[1::-1]) and len(calls) == 1  # kept
+
+
+def test_a_checkpoint_folder_one_level_off_is_named_as_such():
+    from core.engine import DEFAULT_CHECKPOINTS, Engine
+
+    with pytest.raises(SteerRecError, match="the checkpoint folder is the one per dataset: .*checkpoints/ml-100k$"):
+        Engine(checkpoints=DEFAULT_CHECKPOINTS, models=["sasrec"])
+    with pytest.raises(SteerRecError, match="is one model's checkpoint; .* e.g. .*checkpoints/ml-100k$"):
+        Engine(checkpoints=DEFAULT_CHECKPOINTS / "ml-100k" / "sasrec", models=["sasrec"])

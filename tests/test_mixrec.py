@@ -240,6 +240,12 @@ def test_a_checkpoint_refuses_another_llm_or_another_sasrec(trained, tmp_path):
     train_backbone("sasrec", dataset, copy, TrainConfig(epochs=1, seed=7), max_len=8, progress=False, hidden=16)
     with pytest.raises(CheckpointError, match="another SASRec checkpoint"):
         load_mixrec(copy, dataset)
+    damaged = tmp_path / "damaged"
+    shutil.copytree(out, damaged)
+    with open(damaged / "sasrec" / "model.safetensors", "r+b") as weights:
+        weights.truncate(100)
+    with pytest.raises(CheckpointError, match="sasrec/model.safetensors is corrupt"):  # not "retrain MixRec"
+        load_mixrec(damaged, dataset)
 
 
 def test_the_real_llm_loads_offline_and_runs_a_forward_pass():
