@@ -90,15 +90,22 @@ def get_engine() -> Engine:
     return Engine(models=[m.strip().lower() for m in models.split(",") if m.strip()]) if models else Engine()
 
 
-def shows_errors(handler):
-    """Turn the engine's SteerRecError into a gr.Error whose message a person can read (as text, not HTML)."""
-    @functools.wraps(handler)
-    def wrapper(*args, **kwargs):
-        try:
-            return handler(*args, **kwargs)
-        except SteerRecError as error:
-            raise gr.Error(html.escape(str(error), quote=False)) from None
-    return wrapper
+def errors_as_messages(as_html: bool):
+    """Turn the engine's SteerRecError into a gr.Error whose message a person can read: escaped for the page,
+    which shows it as HTML, and as it is for an API client."""
+    def decorate(handler):
+        @functools.wraps(handler)
+        def wrapper(*args, **kwargs):
+            try:
+                return handler(*args, **kwargs)
+            except SteerRecError as error:
+                raise gr.Error(html.escape(str(error), quote=False) if as_html else str(error)) from None
+        return wrapper
+    return decorate
+
+
+shows_errors = errors_as_messages(as_html=True)  # the page's handlers
+api_errors = errors_as_messages(as_html=False)  # the API endpoints
 
 
 # ------------------------------------------------------------------------------------------ rankings
@@ -138,28 +145,40 @@ def rankings(source: dict, want: str, avoid: str, backbone: str, k, strict_avoid
     return history, results
 
 
-@shows_errors
-def compare(user: str, want: str = "", avoid: str = "", backbone: str = "sasrec",
-            k: int = 10) -> tuple[dict, dict, dict]:
-    """The rankings of the backbone, DPR and MixRec for a dataset user; this is the API endpoint /compare.
+def api_source(user, history) -> dict:
+    """The engine's keyword for an API request: a dataset user, or a made-up history of item ids ("50, 172")."""
+    source = {key: str(value).strip() for key, value in (("user", user), ("history", history))
+              if value is not None and str(value).strip()}
+    if len(source) != 1:
+        raise SteerRecError("give either a user id or a history of item ids (e.g. '50, 172, 133'), not both and "
+                            "not neither")
+    return source
+
+
+@api_errors
+def compare(user: str, want: str = "", avoid: str = "", backbone: str = "sasrec", k: int = 10,
+            strict_avoid: bool = False, history: str = "") -> tuple[dict, dict, dict]:
+    """The rankings of the backbone, DPR and MixRec for a dataset user, or for a made-up history (item ids
+    separated by commas, with an empty user); this is the API endpoint /compare.
 
     Want and avoid may each hold several phrases separated by commas, semicolons or new lines. Each of the three
     results has `available`, and either `items` (rank, item_id, title, year, genres, score) or a `notice`.
     """
-    _, results = rankings(source_of(DATASET_USER, user, []), want, avoid, backbone, k)
+    _, results = rankings(api_source(user, history), want, avoid, backbone, k, strict_avoid)
     return tuple(as_json(column, results[column], backbone) for column in COLUMNS)
 
 
-@shows_errors
-def recommend(model: str, user: str, want: str = "", avoid: str = "", backbone: str = "sasrec",
-              k: int = 10) -> dict:
-    """One model's ranking for a dataset user; this is the API endpoint /recommend.
+@api_errors
+def recommend(model: str, user: str, want: str = "", avoid: str = "", backbone: str = "sasrec", k: int = 10,
+              strict_avoid: bool = False, history: str = "") -> dict:
+    """One model's ranking for a dataset user or a made-up history (as in /compare); this is the API endpoint
+    /recommend.
 
     `model` is sasrec, gru4rec, dpr or mixrec (`backbone` picks DPR's); the answer is the object that
     `python -m core recommend --json` prints."""
-    source = source_of(DATASET_USER, user, [])
     return get_engine().recommend(model, want=split_phrases(want), avoid=split_phrases(avoid), k=k,
-                                  backbone=str(backbone).strip().lower(), **source).to_dict()
+                                  backbone=str(backbone).strip().lower(), strict_avoid=bool(strict_avoid),
+                                  **api_source(user, history)).to_dict()
 
 
 def as_json(column: str, result, backbone: str) -> dict:
@@ -544,6 +563,6 @@ if __name__ == "__main__":
         demo = build_demo()
     except SteerRecError as error:
         sys.exit(f"error: {error}")
-    demo.launch(server_name="0.0.0.0" if SPACE else "127.0.0.1",
+    demo.launch(server_name=os.environ.get("GRADIO_SERVER_NAME", "0.0.0.0" if SPACE else "127.0.0.1"),
                         server_port=int(os.environ.get("GRADIO_SERVER_PORT", 7860)),
                         allowed_paths=[str(ROOT / "assets")])

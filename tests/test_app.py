@@ -109,11 +109,13 @@ def test_unavailable_models_are_a_notice_not_an_error(engine, monkeypatch):
 
 
 @pytest.mark.parametrize("call, args, expected", [
-    (app.compare, ("", WANT, AVOID, "sasrec", 10), "no user picked"),
+    (app.compare, ("", WANT, AVOID, "sasrec", 10), "give either a user id or a history of item ids"),
+    (app.compare, ("196", WANT, AVOID, "sasrec", 10, False, "50"), "not both"),
     (app.compare, ("nobody", WANT, AVOID, "sasrec", 10), "unknown user 'nobody'"),
     (app.compare, ("196", "x" * 301, AVOID, "sasrec", 10), "at most 300 characters"),
     (app.compare, ("196", WANT, AVOID, "bert", 10), "unknown backbone 'bert'"),
-    (app.compare, ("<script>alert(1)</script>", "", "", "sasrec", 10), "unknown user '&lt;script&gt;"),
+    (app.compare, ("<script>alert(1)</script>", "", "", "sasrec", 10), "unknown user '<script>"),  # not HTML
+    (app.on_select("dpr"), ({"results": {}}, FIRST_ROW), "press Compare first"),
     (app.add_title, ([], "99999", "star"), "unknown item '99999'"),
     (app.on_select("dpr"), (None, FIRST_ROW), "press Compare first"),
 ])
@@ -267,6 +269,19 @@ def test_api_compare_returns_three_rankings(client, engine):
     assert len(dpr["items"]) == 10 and dpr["want"] == ["something funny"] and dpr["avoid"] == [AVOID]
     assert {"rank", "item_id", "title", "year", "genres", "score"} == set(dpr["items"][0])
     assert mixrec["available"] or mixrec["notice"]
+
+
+def test_api_takes_a_made_up_history_and_a_strict_avoid(client, engine):
+    needs(engine, "sasrec", "dpr")
+    dpr = client.predict("dpr", "", "animated films", "musicals", "sasrec", 10, True, "50, 172, 133",
+                         api_name="/recommend")
+    expected = engine.recommend("dpr", history=["50", "172", "133"], want="animated films", avoid="musicals",
+                                strict_avoid=True)
+    assert dpr["user"] is None and dpr["items"] == expected.to_dict()["items"]
+    assert not any("Musical" in item["genres"] for item in dpr["items"])
+    backbone, _, _ = client.predict("", "", "", "sasrec", 5, False, "50, 172, 133", api_name="/compare")
+    assert [item["item_id"] for item in backbone["items"]] == [
+        item.item_id for item in engine.recommend("sasrec", history=["50", "172", "133"], k=5).items]
 
 
 def test_api_bad_input_is_a_clean_error(client):
