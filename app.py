@@ -281,14 +281,15 @@ def gate_label(gate: dict) -> str:
 
 
 def understood_as(gate: dict) -> str:
-    """The attributes DPR read in a prompt; 'Action? (only 14% sure)' when its reader barely prefers one."""
+    """The attributes DPR read in a prompt with its reader's probabilities, as the command line prints them
+    ('Comedy 91%, Romance 6%'; DPR steers by the first); 'Action? (only 14% sure)' when it barely prefers one."""
     read = gate["understood_as"]
     if not read:
         return "nothing it knows"
     if gate["unsure"]:
         name, probability = next(iter(read.items()))
         return f"{name}? (only {probability:.0%} sure)"
-    return ", ".join(read)
+    return ", ".join(f"{name} {probability:.0%}" for name, probability in read.items())
 
 
 def gates_figure(result) -> go.Figure:
@@ -544,6 +545,7 @@ def build_demo() -> gr.Blocks:
         subject = [profile_box, history_table, history_plot, *results]  # what a new user or history changes
         mode.change(show_source, [mode, user, made_up, backbone], [user_group, build_group, *subject], **private)
         user.change(new_subject, [mode, user, made_up, backbone], subject, **private)
+        backbone.change(new_subject, [mode, user, made_up, backbone], subject, **private)  # lists of the other one go
         lucky.click(random_user, draws, [user, draws], **private)
         query.change(search, query, found, trigger_mode="always_last", **private)
         add.click(add_title, [made_up, found, query, backbone], [made_up, *subject], **private)

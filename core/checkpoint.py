@@ -49,6 +49,8 @@ def save_checkpoint(folder, config: dict, tensors: dict[str, torch.Tensor]) -> P
         for name in (*FILES, "manifest.json"):
             with open(staging / name, "rb") as handle:
                 os.fsync(handle.fileno())
+            shared_mode(staging / name)
+        shared_mode(staging)
         old = None
         if folder.exists():
             old = folder.with_name(f".{folder.name}.old")
@@ -71,6 +73,14 @@ def save_checkpoint(folder, config: dict, tensors: dict[str, torch.Tensor]) -> P
     return folder
 
 
+def shared_mode(path: Path) -> None:
+    """The permissions a file or folder made the ordinary way would have (the umask's), rather than the private
+    ones of a temporary: an app run as another user (a container, a shared server) can read what was trained."""
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~mask)
+
+
 def save_cache(tensors: dict[str, torch.Tensor], path: Path) -> None:
     """A derived cache (embeddings, item states) written beside its place and renamed into it, so a reader never
     sees half a file; a disk that refuses only costs the next start the rebuild."""
@@ -78,6 +88,7 @@ def save_cache(tensors: dict[str, torch.Tensor], path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         staging = path.with_name(f".{path.name}.{os.getpid()}")
         save_file({name: tensor.contiguous() for name, tensor in tensors.items()}, staging)
+        shared_mode(staging)
         os.replace(staging, path)
     except OSError:
         pass

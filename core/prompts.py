@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import random
 import re
+import unicodedata
 from collections import Counter
 from dataclasses import dataclass
 
@@ -150,6 +151,7 @@ def clean_prompt(text) -> str:
     """Normalise one phrase; reject what cannot be a prompt with a message for a person."""
     if not isinstance(text, str):
         raise SteerRecError(f"a prompt must be text, got {type(text).__name__}")
+    text = unicodedata.normalize("NFKC", text)  # full-width "ｃｏｍｅｄｙ" and ligatures as plain letters
     text = "".join(ch if ch.isprintable() else " " for ch in text.translate(APOSTROPHES))
     text = " ".join(text.split())
     if len(text) > MAX_PROMPT_CHARS:

@@ -50,6 +50,8 @@ def test_bad_prompts(bad, message):
 def test_control_characters_and_whitespace_are_cleaned():
     (prompt,) = build_prompts(want=["  funny\x00\tfilms \u202e "])
     assert prompt.text == "funny films"
+    (full_width,) = build_prompts(want="ｃｏｍｅｄｙ")  # typed with an East Asian keyboard layout
+    assert full_width.text == "comedy"
 
 
 def test_split_phrases():

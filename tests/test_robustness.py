@@ -418,6 +418,19 @@ def test_a_failed_save_leaves_the_old_checkpoint_intact(tmp_path, monkeypatch, f
     load_checkpoint(folder, model="sasrec")
 
 
+def test_what_is_saved_is_readable_as_the_umask_allows(tmp_path):
+    """A temporary folder is private (0700); a saved checkpoint and cache must not stay so, or an app run as
+    another user could not read them."""
+    config, tensors = load_checkpoint(CHECKPOINTS / "sasrec", model="sasrec")
+    folder = save_checkpoint(tmp_path / "sasrec", config, tensors)
+    core.checkpoint.save_cache({"x": tensors[next(iter(tensors))]}, tmp_path / "cache" / "x.safetensors")
+    mask = os.umask(0)
+    os.umask(mask)
+    assert folder.stat().st_mode & 0o777 == 0o777 & ~mask
+    for path in [*folder.iterdir(), tmp_path / "cache" / "x.safetensors"]:
+        assert path.stat().st_mode & 0o777 == 0o666 & ~mask, path
+
+
 # ---------------------------------------------------------------------------------------- offline guard
 
 def test_the_suite_is_offline_but_loopback_works():
