@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shlex
 import shutil
 import tempfile
 from pathlib import Path
@@ -94,13 +95,12 @@ def save_cache(tensors: dict[str, torch.Tensor], path: Path) -> None:
         pass
 
 
-def training_command(model: str, checkpoints, dataset_name: str, backbone: str | None = None) -> str:
-    """The command that trains the checkpoint a load expected, into the folder it looked in."""
-    from core.data import DEFAULT_DATASET
-
+def training_command(model: str, checkpoints, dataset, backbone: str | None = None) -> str:
+    """The command that trains the checkpoint a load expected, on the dataset it was given, into the folder it
+    looked in."""
     return (f"python -m core train --model {model}" + (f" --backbone {backbone}" if backbone else "")
-            + ("" if dataset_name == DEFAULT_DATASET else f" --data <the {dataset_name} dataset>")
-            + f" --out {checkpoints}")
+            + (f" --data {shlex.quote(dataset.source)}" if dataset.source else "")
+            + f" --out {shlex.quote(str(checkpoints))}")
 
 
 def load_checkpoint(folder, model: str | None = None, fingerprint: str | None = None,

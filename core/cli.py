@@ -41,6 +41,8 @@ def whole_number(low: int, high: int | None = None):
 
 
 positive_int = whole_number(1)
+DATA_HELP = "dataset folder or file (default: ML-100K from the recbole package)"
+CHECKPOINTS_HELP = "checkpoint folder (default: checkpoints/<dataset>/)"
 seed_value = whole_number(0, 2 ** 32 - 1)  # numpy's seeds
 
 
@@ -66,19 +68,19 @@ def parser() -> argparse.ArgumentParser:
                      help="DPR: also drop every item of the genre it read in an avoid phrase")
     rec.add_argument("--backbone", choices=BACKBONE_NAMES, help="DPR: the backbone it steers (default sasrec)")
     rec.add_argument("-k", type=int, help="how many items (default 10, or the whole catalogue where it is smaller)")
-    rec.add_argument("--data", help="dataset folder or file (default: ML-100K from the recbole package)")
-    rec.add_argument("--checkpoints", help="checkpoint folder (default: checkpoints/<dataset>/)")
+    rec.add_argument("--data", help=DATA_HELP)
+    rec.add_argument("--checkpoints", help=CHECKPOINTS_HELP)
     rec.add_argument("--json", action="store_true", help="print one JSON object")
 
     train = commands.add_parser("train", help="train a model and save its checkpoint")
     train.add_argument("--model", choices=MODEL_NAMES, required=True)
     train.add_argument("--backbone", choices=BACKBONE_NAMES, help="DPR: the backbone it steers (default sasrec)")
-    train.add_argument("--data")
-    train.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
-    train.add_argument("--out", help="checkpoint folder (default: checkpoints/<dataset>/)")
+    train.add_argument("--data", help=DATA_HELP)
+    train.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="where to train (default cpu)")
+    train.add_argument("--out", "--checkpoints", dest="out", help=CHECKPOINTS_HELP + "; the model's folder goes in it")
     train.add_argument("--epochs", type=positive_int,
                        help="maximum epochs (backbones, MixRec) or steering epochs (DPR)")
-    train.add_argument("--seed", type=seed_value, default=42)
+    train.add_argument("--seed", type=seed_value, default=42, help="random seed (default 42)")
     train.add_argument("--quiet", action="store_true", help="no progress bars")
     train.add_argument("--resume", action="store_true",
                        help="continue an interrupted backbone run from its last completed epoch")
@@ -100,11 +102,14 @@ def parser() -> argparse.ArgumentParser:
     ev = commands.add_parser("evaluate", help="full-ranking metrics on validation or test users")
     ev.add_argument("--model", choices=MODEL_NAMES, required=True)
     ev.add_argument("--backbone", choices=BACKBONE_NAMES, help="DPR: the backbone it steers (default sasrec)")
-    ev.add_argument("--task", choices=["sequential", "positive", "negative"], default="sequential")
-    ev.add_argument("--split", choices=["valid", "test"], default="test")
-    ev.add_argument("--data")
-    ev.add_argument("--checkpoints")
-    ev.add_argument("--json", action="store_true")
+    ev.add_argument("--task", choices=["sequential", "positive", "negative"], default="sequential",
+                    help="sequential: the next item (default); positive: the next item with a want prompt for a "
+                         "genre it has; negative: with an avoid prompt for a genre it lacks (with every baseline)")
+    ev.add_argument("--split", choices=["valid", "test"], default="test",
+                    help="whose targets: the validation or the test item of every user (default test)")
+    ev.add_argument("--data", help=DATA_HELP)
+    ev.add_argument("--checkpoints", help=CHECKPOINTS_HELP)
+    ev.add_argument("--json", action="store_true", help="print one JSON object")
     return root
 
 

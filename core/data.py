@@ -40,6 +40,7 @@ class Dataset:
     timestamps: list[np.ndarray]
     ratings: list[np.ndarray]
     fingerprint: str = ""
+    source: str = ""  # the path it was loaded from; empty for the default dataset
     _user_index: dict = field(default_factory=dict, repr=False)
     _item_index: dict = field(default_factory=dict, repr=False)
 
@@ -129,7 +130,7 @@ class Dataset:
             digest.update(np.ascontiguousarray(part).tobytes())
         digest.update("\n".join(item_ids).encode())
         return cls(name, user_ids, item_ids, titles, years, genres, tags, sequences, timestamps, ratings,
-                   digest.hexdigest()[:16], user_index, item_index)
+                   fingerprint=digest.hexdigest()[:16], _user_index=user_index, _item_index=item_index)
 
 
 # ---------------------------------------------------------------------------------------------- readers
@@ -364,7 +365,12 @@ def load_dataset(path=None) -> Dataset:
         return path
     if path is None or (str(path) == DEFAULT_DATASET and not Path(path).exists()):
         return load_atomic(recbole_dataset_folder() / f"{DEFAULT_DATASET}.inter")
-    path = Path(path)
+    dataset = load_path(Path(path))
+    dataset.source = str(path)
+    return dataset
+
+
+def load_path(path: Path) -> Dataset:
     if not path.exists():
         raise SteerRecError(f"dataset path {path} does not exist")
     given = path

@@ -257,8 +257,7 @@ class Engine:
         return Recommendation(model, user_id, [p.text for p in prompts if not p.negative],
                               [p.text for p in prompts if p.negative], ranked,
                               (time.perf_counter() - started) * 1000, backbone, gates,
-                              [f"{text!r} says nothing to steer by, so it was left out" for text in prompts.left_out]
-                              + conflicts(gates))
+                              notes(prompts.left_out, gates, len(ids), k, strict_avoid))
 
     def user_vector(self, backbone: str, items: np.ndarray) -> torch.Tensor:
         """(1, d) query of a backbone for a history; shared between calls, so never changed in place."""
@@ -408,6 +407,16 @@ def date_of(stamp: float) -> str:
         return datetime.fromtimestamp(stamp, timezone.utc).strftime("%Y-%m-%d")
     except (OverflowError, OSError, ValueError):
         return ""
+
+
+def notes(left_out: list[str], gates: list[dict], listed: int, k: int, strict_avoid: bool) -> list[str]:
+    """What a person should know about how a request was read: prompts left out, a want and an avoid at odds,
+    a list shorter than asked for."""
+    said = [f"{text!r} says nothing to steer by, so it was left out" for text in left_out] + conflicts(gates)
+    if listed < k:
+        said.append(f"{listed} items, not {k}: the rest of the catalogue is in the history"
+                    + (" or removed by the strict avoid" if strict_avoid else ""))
+    return said
 
 
 def conflicts(gates: list[dict]) -> list[str]:

@@ -225,7 +225,7 @@ def train_backbone(name: str, dataset: Dataset, out: Path, config: TrainConfig =
 def load_backbone(folder: Path, name: str, dataset: Dataset):
     """A trained backbone from `folder/<name>/`, verified against the loaded dataset."""
     config, tensors = load_checkpoint(Path(folder) / name, model=name, fingerprint=dataset.fingerprint,
-                                      train_command=training_command(name, folder, dataset.name))
+                                      train_command=training_command(name, folder, dataset))
     model_class, config_class = BACKBONES[name]
     model = build_model(lambda: model_class(config_class(**config["model_config"])), tensors, Path(folder) / name)
     return model, config

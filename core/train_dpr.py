@@ -308,7 +308,7 @@ def train_dpr(dataset: Dataset, backbone_name: str, checkpoints: Path, config: D
 
 def load_dpr(checkpoints: Path, backbone_name: str, dataset: Dataset) -> tuple[DPR, dict]:
     folder = dpr_folder(checkpoints, backbone_name)
-    command = training_command("dpr", checkpoints, dataset.name, backbone_name)
+    command = training_command("dpr", checkpoints, dataset, backbone_name)
     config, tensors = load_checkpoint(folder, model="dpr", fingerprint=dataset.fingerprint, train_command=command)
     backbone_weights = Path(checkpoints) / backbone_name / "model.safetensors"
     expected = (config.get("backbone") or {}).get("sha256") if isinstance(config.get("backbone"), dict) else None

@@ -355,7 +355,7 @@ def read_mixrec_checkpoint(folder: Path, dataset: Dataset, checkpoints: Path) ->
     """(config, weights, model config) of the MixRec checkpoint in `folder`, checked against the installed LLM
     file and against the SASRec checkpoint in `checkpoints/sasrec/` that it was trained over."""
     folder = Path(folder)
-    command = training_command("mixrec", checkpoints, dataset.name)
+    command = training_command("mixrec", checkpoints, dataset)
     config, tensors = load_checkpoint(folder, model="mixrec", fingerprint=dataset.fingerprint, train_command=command)
     try:
         llm_record, cf_expected = config["llm"], config["collaborative_model"]["sha256"]

@@ -99,6 +99,16 @@ def test_mixrec_recommend_and_a_missing_checkpoint(tmp_path):
     assert f"train --model mixrec --out {tmp_path}" in done.stderr  # the hint trains into the folder looked in
 
 
+def test_the_training_hint_for_a_dataset_of_ones_own_names_its_path(tmp_path):
+    from tests.conftest import write_atomic
+
+    data = write_atomic(tmp_path / "my data")
+    done = run("recommend", "--model", "sasrec", "--history", "1", "--data", str(data),
+               "--checkpoints", str(tmp_path / "ck"))
+    assert done.returncode == 2
+    assert f"train --model sasrec --data '{data}' --out {tmp_path / 'ck'}" in done.stderr  # pasted as it is
+
+
 @pytest.mark.parametrize("args, words", [
     (["--model", "sasrec", "--epochs", "-1"], "expected 1 or more"),
     (["--model", "sasrec", "--epochs", "0"], "expected 1 or more"),

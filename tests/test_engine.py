@@ -206,3 +206,12 @@ def test_a_checkpoint_folder_one_level_off_is_named_as_such():
         Engine(checkpoints=DEFAULT_CHECKPOINTS, models=["sasrec"])
     with pytest.raises(SteerRecError, match="is one model's checkpoint; .* e.g. .*checkpoints/ml-100k$"):
         Engine(checkpoints=DEFAULT_CHECKPOINTS / "ml-100k" / "sasrec", models=["sasrec"])
+
+
+def test_a_list_shorter_than_k_says_why(engine):
+    history = engine.dataset.sequences[engine.dataset.user_index(196)]
+    result = engine.recommend("sasrec", user=196, k=engine.dataset.num_items)
+    assert len(result.items) == engine.dataset.num_items - len(set(history.tolist()))
+    assert result.notes == [f"{len(result.items)} items, not {engine.dataset.num_items}: the rest of the catalogue "
+                            "is in the history"]
+    assert engine.recommend("sasrec", user=196, k=10).notes == []
