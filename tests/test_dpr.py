@@ -77,7 +77,8 @@ def test_the_reader_grounds_unseen_phrasings_in_their_own_attribute():
 
 
 @pytest.mark.parametrize("settings, message", [({"steer_schedule": "linear"}, "cosine"),
-                                               ({"align_epochs": 0}, "at least 1"), ({"steer_epochs": 0}, "at least 1")])
+                                               ({"align_epochs": 0}, "at least 1"),
+                                               ({"steer_epochs": 0}, "at least 1")])
 def test_a_training_config_that_cannot_run_is_refused(settings, message):
     from core.errors import SteerRecError
     from core.train_dpr import DPRTrainConfig
