@@ -38,11 +38,12 @@ def request_inputs(request: int) -> tuple[str, str, str]:
 
 
 # what one request asks: (label, endpoint, its inputs for the n-th request)
-COMPARE = ("/compare", "/compare", lambda n: (*request_inputs(n), "sasrec", 10))
+# (over REST every argument is sent, the optional strict_avoid and history too; gradio_client fills them in)
+COMPARE = ("/compare", "/compare", lambda n: (*request_inputs(n), "sasrec", 10, False, ""))
 SINGLE_CLIENT_CALLS = [
     ("/status", "/status", lambda n: ()),
-    ("/recommend sasrec", "/recommend", lambda n: ("sasrec", request_inputs(n)[0], "", "", "sasrec", 10)),
-    ("/recommend dpr", "/recommend", lambda n: ("dpr", *request_inputs(n), "sasrec", 10)),
+    ("/recommend sasrec", "/recommend", lambda n: ("sasrec", request_inputs(n)[0], "", "", "sasrec", 10, False, "")),
+    ("/recommend dpr", "/recommend", lambda n: ("dpr", *request_inputs(n), "sasrec", 10, False, "")),
     COMPARE,
 ]
 

@@ -49,4 +49,4 @@ def test_status_and_errors_over_both_clients(server, kind):
     assert set(answer["models"]) == {"sasrec", "gru4rec", "dpr/sasrec", "dpr/gru4rec", "mixrec"}
     assert answer["models"]["sasrec"] is None  # loaded
     with pytest.raises(Exception, match="unknown user"):
-        client.predict("no-such-user", "", "", "sasrec", 10, api_name="/compare")
+        client.predict("no-such-user", "", "", "sasrec", 10, False, "", api_name="/compare")
