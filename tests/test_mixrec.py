@@ -365,6 +365,31 @@ def test_the_headroom_similarity_favours_items_like_the_recent_history_and_mixin
     assert torch.isfinite(mixed).all() and mixed[0, 0] < mixed[0, 1:].min()
 
 
+@pytest.mark.parametrize("part", ["valid", "test"])
+def test_the_headroom_priors_count_only_what_came_before_the_target(tmp_path, part):
+    from benchmarks.mixrec_headroom import group_popularity, log_prior, recent_popularity
+
+    dataset = load_dataset(write_atomic(tmp_path / "data", users=8, items=20))
+    position = -2 if part == "valid" else -1
+    days = 3
+    everything = [(item, stamp) for user in range(1, 9)
+                  for item, stamp in zip(dataset.sequences[user], dataset.timestamps[user])]
+    recent = recent_popularity(dataset, part, days)
+    groups = [user % 2 for user in range(1, 9)]
+    grouped = group_popularity(dataset, part, groups)
+    for user in range(1, 9):
+        moment = dataset.timestamps[user][position]
+        counts = np.zeros(21)
+        for item, stamp in everything:
+            counts[item] += moment - days * 86400 <= stamp < moment
+        assert torch.allclose(recent[user - 1], log_prior(counts))
+        counts = np.zeros(21)
+        for other in range(1, 9):
+            if other % 2 == user % 2:
+                np.add.at(counts, dataset.sequences[other][:position], 1)
+        assert torch.allclose(grouped[user - 1], log_prior(counts))
+
+
 def test_the_seed_study_scores_mixrec_against_its_own_sasrec_on_the_same_users(trained):
     from benchmarks.mixrec_seeds import paired_row
     from core.evaluate import evaluate_sequential
