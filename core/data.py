@@ -320,6 +320,44 @@ def load_dat(folder: Path) -> Dataset:
     return Dataset.build(folder.name, inter, items)
 
 
+# u.item's genre flags, in order, when no u.genre names them
+GROUPLENS_GENRES = ("unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary",
+                    "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery", "Romance", "Sci-Fi", "Thriller",
+                    "War", "Western")
+
+
+def load_grouplens(folder: Path) -> Dataset:
+    """ML-100K as GroupLens distributes it: u.data 'user<TAB>item<TAB>rating<TAB>time' + u.item
+    'id|title|release date|video release date|URL|one 0/1 flag per genre' (the genres named by u.genre)."""
+    folder = Path(folder)
+    data_path, item_path, genre_path = folder / "u.data", folder / "u.item", folder / "u.genre"
+    frame, source = _read_table(data_path, names=["user", "item", "rating", "timestamp"]), _Source(data_path, header=0)
+    inter = pd.DataFrame({
+        "user": _ids(frame, "user", source), "item": _ids(frame, "item", source),
+        "timestamp": _numbers(frame, "timestamp", source),
+        "rating": _numbers(frame, "rating", source, optional=True),
+    })
+    names = GROUPLENS_GENRES
+    if genre_path.exists():
+        names = tuple(line.split("|")[0].strip() for line in _read_text(genre_path).splitlines() if line.strip())
+    ids, titles, years, genres = [], [], [], []
+    if item_path.exists():
+        for number, line in enumerate(_read_text(item_path).splitlines(), start=1):
+            if not line.strip():
+                continue
+            parts = line.split("|")
+            if len(parts) != 5 + len(names):
+                raise DataFormatError(item_path, number, f"{5 + len(names)} fields 'id|title|release date|video "
+                                      f"release date|URL|{len(names)} genre flags'", f"{len(parts)} fields")
+            ids.append(parts[0].strip()); titles.append(parts[1])
+            release = re.search(r"(\d{4})\s*$", parts[2])
+            years.append(release.group(1) if release else "")
+            genres.append(tuple(name for name, flag in zip(names, parts[5:]) if flag.strip() == "1" and
+                                name != "unknown"))
+    items = _items_frame(ids, titles, years, genres, [()] * len(ids))
+    return Dataset.build(folder.name, inter, items)
+
+
 def load_csv(folder: Path) -> Dataset:
     """MovieLens CSV (ml-latest, ML-20M/25M/32M): ratings.csv + movies.csv, optional tags.csv."""
     folder = Path(folder)
@@ -380,6 +418,8 @@ def load_path(path: Path) -> Dataset:
         path = path.parent  # ratings.dat or ratings.csv stands for its folder
     if (path / "ratings.dat").exists():
         return load_dat(path)
+    if (path / "u.data").exists():
+        return load_grouplens(path)
     if (path / "ratings.csv").exists():
         return load_csv(path)
     inters = sorted(path.glob("*.inter"))
@@ -390,5 +430,6 @@ def load_path(path: Path) -> Dataset:
                             f"e.g. {inters[0]}")
     found = f"{given} is not a dataset file and its folder holds no dataset" if given.is_file() else \
         f"no dataset found in {path}"
-    raise SteerRecError(f"{found}: expected ratings.dat + movies.dat (MovieLens .dat), "
-                        "ratings.csv + movies.csv (MovieLens CSV) or one NAME.inter + NAME.item (RecBole atomic)")
+    raise SteerRecError(f"{found}: expected ratings.dat + movies.dat (MovieLens .dat), u.data + u.item "
+                        "(GroupLens's ML-100K), ratings.csv + movies.csv (MovieLens CSV) or one NAME.inter + NAME.item "
+                        "(RecBole atomic)")

@@ -84,6 +84,22 @@ def write_dat(folder, users=12, items=30):
     return folder
 
 
+def write_grouplens(folder, interactions, items, genre_names):
+    """ML-100K's own layout: u.data (tab-separated, no header), u.genre ('name|index') and u.item, whose title
+    holds the year and whose last fields flag the genres. items: (id, title, year, genres)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / "u.data", "w") as f:
+        f.writelines(f"{u}\t{i}\t{r}\t{t}\n" for u, i, r, t in interactions)
+    with open(folder / "u.genre", "w") as f:
+        f.writelines(f"{name}|{index}\n" for index, name in enumerate(genre_names))
+    with open(folder / "u.item", "w", encoding="latin-1") as f:
+        for i, title, year, genres in items:
+            flags = "|".join("1" if name in genres else "0" for name in genre_names)
+            dated = f"{title} ({year})|01-Jan-{year}" if str(year).isdigit() else f"{title}|"
+            f.write(f"{i}|{dated}||http://example.org/{i}|{flags}\n")
+    return folder
+
+
 def write_csv(folder, users=12, items=30, tags=True):
     folder.mkdir(parents=True, exist_ok=True)
     with open(folder / "ratings.csv", "w") as f:

@@ -3,7 +3,8 @@ import pytest
 
 from core.data import load_dataset
 from core.errors import DataFormatError, SteerRecError
-from tests.conftest import synthetic_interactions, write_atomic, write_csv, write_dat
+from tests.conftest import (GENRES, synthetic_interactions, synthetic_items, write_atomic, write_csv, write_dat,
+                            write_grouplens)
 
 
 def test_real_movielens_100k(real_dataset):
@@ -51,10 +52,12 @@ def test_leave_one_out(real_dataset):
         real_dataset.split(user, "train")
 
 
-@pytest.mark.parametrize("writer", ["atomic", "dat", "csv"])
+@pytest.mark.parametrize("writer", ["atomic", "dat", "csv", "grouplens"])
 def test_every_format_gives_the_same_sequences(tmp_path, writer):
     path = {"atomic": lambda: write_atomic(tmp_path / "a"), "dat": lambda: write_dat(tmp_path / "d"),
-            "csv": lambda: write_csv(tmp_path / "c")}[writer]()
+            "csv": lambda: write_csv(tmp_path / "c"),
+            "grouplens": lambda: write_grouplens(tmp_path / "g", synthetic_interactions(), synthetic_items(),
+                                                 ["unknown", *GENRES])}[writer]()
     dataset = load_dataset(path)
     assert dataset.num_users == 12 and dataset.num_items == 30
     rows = synthetic_interactions()
@@ -141,6 +144,35 @@ def test_bad_movies_line_is_reported(tmp_path):
         f.write("31::Broken title only\n")
     with pytest.raises(DataFormatError, match=r"movies\.dat, line 31: expected 3 fields"):
         load_dataset(folder)
+
+
+def test_a_bad_grouplens_item_line_is_reported(tmp_path):
+    folder = write_grouplens(tmp_path / "ml-100k", synthetic_interactions(), synthetic_items(), ["unknown", *GENRES])
+    with open(folder / "u.item", "a", encoding="latin-1") as f:
+        f.write("31|A title|01-Jan-1995|0|1\n")
+    with pytest.raises(DataFormatError, match=r"u\.item, line 31: expected 11 fields .* found '5 fields'"):
+        load_dataset(folder)
+
+
+def test_grouplens_own_ml_100k_files_are_the_shipped_dataset(real_dataset, tmp_path):
+    """The same ratings in GroupLens's layout give the very dataset the checkpoints were trained on (same
+    fingerprint, titles, years and genres), so the shipped checkpoints serve a u.data download as they are.
+    (The recbole copy lost two release dates, which the written u.item then lacks too.)"""
+    from core.data import GROUPLENS_GENRES, recbole_dataset_folder
+
+    folder = recbole_dataset_folder()
+    rows = [line.split("\t") for line in (folder / "ml-100k.inter").read_text().splitlines()[1:]]
+    items = [line.split("\t") for line in (folder / "ml-100k.item").read_text(encoding="utf-8").splitlines()[1:]]
+    write_grouplens(tmp_path / "ml-100k", [(u, i, r, t) for u, i, r, t in rows],
+                    [(i, title, year, genres.split()) for i, title, year, genres in items], GROUPLENS_GENRES)
+    dataset = load_dataset(tmp_path / "ml-100k" / "u.data")
+    assert dataset.fingerprint == real_dataset.fingerprint and dataset.name == real_dataset.name
+    assert (dataset.titles, dataset.years, dataset.genres) == (real_dataset.titles, real_dataset.years,
+                                                               real_dataset.genres)
+    from core.engine import Engine
+
+    served = Engine(data=tmp_path / "ml-100k", models=["sasrec"]).recommend("sasrec", user=196)
+    assert served.items == Engine(models=["sasrec"]).recommend("sasrec", user=196).items
 
 
 def test_missing_columns_are_reported(tmp_path):
