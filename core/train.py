@@ -83,6 +83,14 @@ def data_record(dataset: Dataset, data_path) -> dict:
             "fingerprint": dataset.fingerprint, "users": dataset.num_users, "items": dataset.num_items}
 
 
+def run_record(model: str, model_config, train_config, dataset: Dataset, data_path, device) -> dict:
+    """What every checkpoint's config.json says about how it was trained: the model and its settings, the data,
+    the command, the device and the torch version."""
+    return {"model": model, "model_config": asdict(model_config), "train_config": asdict(train_config),
+            "data": data_record(dataset, data_path), "command": command_line(), "device": str(device),
+            "torch": torch.__version__}
+
+
 def command_line() -> str:
     return "python -m core " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[0].endswith(
         ("core", "__main__.py")) else " ".join(shlex.quote(a) for a in sys.argv)
@@ -200,14 +208,8 @@ def train_backbone(name: str, dataset: Dataset, out: Path, config: TrainConfig =
             save_training_state(checkpoint_state, state, model, best_state, optimizer, generator)
     model.load_state_dict(best_state)
     record = {
-        "model": name,
-        "model_config": asdict(model_config),
-        "train_config": asdict(config),
-        "data": data_record(dataset, data_path),
-        "command": command_line(),
-        "device": str(device),
+        **run_record(name, model_config, config, dataset, data_path, device),
         "processes": accelerator.num_processes,
-        "torch": torch.__version__,
         "best_epoch": state["best_epoch"],
         "seconds_to_best": round(state["best_seconds"], 2),
         "seconds_total": round(time.perf_counter() - started, 2),

@@ -14,7 +14,7 @@ Model selection on validation users with *training* phrasings; evaluation phrasi
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -33,8 +33,8 @@ from core.prompt_tasks import build_prompt_cases, evaluate_prompt_task, prompt_s
 from core.prompts import (attribute_matrix, attribute_vocabulary, co_occurrence, draw_prompt_tasks, history_counts,
                           phrasings, training_prefixes, wordings)
 from core.text import item_text_embeddings, shared_encoder
-from core.train import (backbone_train_config, command_line, data_record, load_backbone, resolve_device,
-                        seed_everything, train_backbone)
+from core.train import (backbone_train_config, load_backbone, resolve_device, run_record, seed_everything,
+                        train_backbone)
 
 
 @dataclass
@@ -289,16 +289,10 @@ def train_dpr(dataset: Dataset, backbone_name: str, checkpoints: Path, config: D
     stages["steer"] = {"log": log, "best_epoch": max(log, key=lambda r: r["score"])["epoch"],
                        "seconds": round(time.perf_counter() - stage_start, 2)}
     record = {
-        "model": "dpr",
-        "model_config": asdict(model.config),
-        "train_config": asdict(config),
+        **run_record("dpr", model.config, config, dataset, data_path, device),
         "backbone": {"name": backbone_name, "sha256": file_sha256(backbone_folder / "model.safetensors")},
         "encoder_fingerprint": encoder.fingerprint,
         "vocabulary": vocab,
-        "data": data_record(dataset, data_path),
-        "command": command_line(),
-        "device": str(device),
-        "torch": torch.__version__,
         "stages": stages,
         "seconds_total": round(time.perf_counter() - started, 2),
     }

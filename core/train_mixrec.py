@@ -22,7 +22,7 @@ import json
 import sys
 import time
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -42,8 +42,7 @@ from core.prompt_tasks import build_prompt_cases, evaluate_prompt_task, prompt_s
 from core.prompts import (Prompt, attribute_matrix, attribute_vocabulary, co_occurrence, draw_prompt_tasks,
                           history_counts, instruction, phrasings, training_prefixes)
 from core.text import texts_fingerprint
-from core.train import (command_line, data_record, load_backbone, resolve_device, seed_everything,
-                        training_windows)
+from core.train import load_backbone, resolve_device, run_record, seed_everything, training_windows
 
 SERVING_CACHE_DTYPE = torch.float16
 PROMPT_STAGE_FIELDS = ("prompt_steps", "prompt_timeout", "prompt_batch_size", "prompt_eval_every", "prompt_lr",
@@ -279,15 +278,9 @@ def train_mixrec(dataset: Dataset, out: Path, config: MixRecTrainConfig = MixRec
     seconds_training = time.perf_counter() - started
     serving = serve(model, dataset, load_llm(config.llm_layers), cf)
     record = {
-        "model": "mixrec",
-        "model_config": asdict(model_config),
-        "train_config": asdict(config),
-        "data": data_record(dataset, data_path),
+        **run_record("mixrec", model_config, config, dataset, data_path, device),
         "llm": {"file": "SmolLM2-135M-Instruct.Q4_1.gguf", "sha256": gguf_fingerprint(), "layers": layers},
         "collaborative_model": cf_record(out),
-        "command": command_line(),
-        "device": str(device),
-        "torch": torch.__version__,
         "trained_parameters": sum(v.numel() for v in best_state.values()),
         "search": study,
         "best_epoch": best_row["epoch"],
