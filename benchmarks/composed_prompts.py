@@ -27,18 +27,17 @@ PAIRINGS = ("usual", "overlapping")
 
 def composed_cases(dataset, part: str, matrix: np.ndarray, pairing: str) -> list[tuple]:
     """(user, history, target, want attribute, avoid attribute) for every user whose target allows both."""
-    from core.prompts import co_occurrence, negative_attribute, positive_attribute
+    from core.prompts import co_occurrence, negative_attribute, overlapping_attributes, positive_attribute
 
     company = co_occurrence(matrix)
     cases = []
     for user in range(1, dataset.num_users + 1):
         history, target = dataset.split(user, part)
         want = positive_attribute(history, target, matrix)
-        lacking = np.flatnonzero(~matrix[:, target])
-        if want is None or not len(lacking):
+        if want is None or matrix[:, target].all():
             continue
         avoid = (negative_attribute(history, target, matrix) if pairing == "usual"
-                 else int(lacking[company[want, lacking].argmax()]))
+                 else int(overlapping_attributes(np.array([want]), np.array([target]), matrix, company)[0]))
         cases.append((user, history, target, want, avoid))
     return cases
 
