@@ -259,17 +259,22 @@ def _top_tags(tags: pd.DataFrame | None) -> dict[str, tuple[str, ...]]:
     return {item: tuple(group["tag"].head(TAGS_PER_ITEM)) for item, group in counts.groupby("item")}
 
 
+def _interactions(frame: pd.DataFrame, source: _Source, user: str, item: str) -> pd.DataFrame:
+    """user, item, timestamp, rating (NaN where the table has none) of a ratings table, its user and item
+    columns named by `user` and `item`; a bad field is reported with its line."""
+    return pd.DataFrame({
+        "user": _ids(frame, user, source), "item": _ids(frame, item, source),
+        "timestamp": _numbers(frame, "timestamp", source),
+        "rating": _numbers(frame, "rating", source, optional=True) if "rating" in frame else np.nan,
+    })
+
+
 def load_atomic(inter_path: Path) -> Dataset:
     """RecBole atomic files: NAME.inter (user_id, item_id, timestamp[, rating]) + NAME.item beside it."""
     inter_path = Path(inter_path)
     frame, source = _read_table(inter_path, typed=True), _Source(inter_path)
     _require_columns(frame, inter_path, ["user_id", "item_id", "timestamp"])
-    inter = pd.DataFrame({
-        "user": _ids(frame, "user_id", source),
-        "item": _ids(frame, "item_id", source),
-        "timestamp": _numbers(frame, "timestamp", source),
-        "rating": _numbers(frame, "rating", source, optional=True) if "rating" in frame else np.nan,
-    })
+    inter = _interactions(frame, source, "user_id", "item_id")
     item_path = inter_path.with_suffix(".item")
     if item_path.exists():
         meta = _read_table(item_path, typed=True)
@@ -295,11 +300,7 @@ def load_dat(folder: Path) -> Dataset:
     text = _read_text(ratings_path).replace("::", "\t")
     frame = _read_table(ratings_path, names=["user", "item", "rating", "timestamp"], text=text)
     source = _Source(ratings_path, header=0)
-    inter = pd.DataFrame({
-        "user": _ids(frame, "user", source), "item": _ids(frame, "item", source),
-        "timestamp": _numbers(frame, "timestamp", source),
-        "rating": _numbers(frame, "rating", source, optional=True),
-    })
+    inter = _interactions(frame, source, "user", "item")
     ids, titles, genres = [], [], []
     if movies_path.exists():
         for number, line in enumerate(_read_text(movies_path).splitlines(), start=1):
@@ -332,11 +333,7 @@ def load_grouplens(folder: Path) -> Dataset:
     folder = Path(folder)
     data_path, item_path, genre_path = folder / "u.data", folder / "u.item", folder / "u.genre"
     frame, source = _read_table(data_path, names=["user", "item", "rating", "timestamp"]), _Source(data_path, header=0)
-    inter = pd.DataFrame({
-        "user": _ids(frame, "user", source), "item": _ids(frame, "item", source),
-        "timestamp": _numbers(frame, "timestamp", source),
-        "rating": _numbers(frame, "rating", source, optional=True),
-    })
+    inter = _interactions(frame, source, "user", "item")
     names = GROUPLENS_GENRES
     if genre_path.exists():
         names = tuple(line.split("|")[0].strip() for line in _read_text(genre_path).splitlines() if line.strip())
@@ -364,11 +361,7 @@ def load_csv(folder: Path) -> Dataset:
     ratings_path, movies_path, tags_path = folder / "ratings.csv", folder / "movies.csv", folder / "tags.csv"
     frame, source = _read_table(ratings_path, sep=",", quoting=csv.QUOTE_MINIMAL), _Source(ratings_path, ",")
     _require_columns(frame, ratings_path, ["userId", "movieId", "rating", "timestamp"])
-    inter = pd.DataFrame({
-        "user": _ids(frame, "userId", source), "item": _ids(frame, "movieId", source),
-        "timestamp": _numbers(frame, "timestamp", source),
-        "rating": _numbers(frame, "rating", source, optional=True),
-    })
+    inter = _interactions(frame, source, "userId", "movieId")
     tags = None
     if tags_path.exists():
         raw = _read_table(tags_path, sep=",", quoting=csv.QUOTE_MINIMAL)
