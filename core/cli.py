@@ -10,6 +10,7 @@ import json
 import math
 import os
 import sys
+import warnings
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -260,6 +261,7 @@ def run_evaluate(args) -> int:
 
 
 def main(argv=None) -> int:
+    warnings.formatwarning = lambda message, *_: f"warning: {message}\n"  # one line, like the notes and errors
     args = parser().parse_args(argv)
     try:
         return {"recommend": run_recommend, "train": run_train, "evaluate": run_evaluate}[args.command](args)

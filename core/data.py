@@ -14,6 +14,7 @@ import hashlib
 import io
 import itertools
 import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -99,6 +100,9 @@ class Dataset:
         inter = inter[inter["user"].map(counts) >= MIN_INTERACTIONS]
         if inter.empty:
             raise SteerRecError(f"{name}: no user has {MIN_INTERACTIONS} or more interactions")
+        if items.empty:
+            warnings.warn(f"{name}: no item file beside the ratings, so items have no titles or genres (they show "
+                          "as 'Item <id>'); DPR, the prompt tasks and the genre views need genres", stacklevel=2)
 
         item_ids = ["<pad>"] + list(dict.fromkeys(list(items["item"]) + list(inter["item"])))
         item_index = {item: i for i, item in enumerate(item_ids) if i}  # padding is no item

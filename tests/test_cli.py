@@ -154,3 +154,14 @@ def test_evaluation_json_writes_null_where_there_is_no_interval():
     assert json.loads(json.dumps(without_nan(result), allow_nan=False)) == \
         {"methods": {"dpr": {"ndcg@10": 0.5, "vs filter": {"ndcg@10": {"low": None, "high": 1.0}}}},
          "users": [1.0, None]}
+
+
+def test_a_warning_is_one_line_too(tmp_path):
+    from tests.conftest import write_csv
+
+    folder = write_csv(tmp_path / "ratings only", tags=False)
+    (folder / "movies.csv").unlink()
+    done = run("recommend", "--model", "sasrec", "--history", "1", "--data", str(folder))
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    warning, error = done.stderr.strip().splitlines()
+    assert warning.startswith("warning: ratings only: no item file") and error.startswith("error: sasrec is not")

@@ -69,6 +69,14 @@ def test_every_format_gives_the_same_sequences(tmp_path, writer):
     assert dataset.titles[item] == ("The Movie 3" if writer == "csv" else "Movie 3")
 
 
+def test_ratings_without_an_item_file_load_with_a_warning(tmp_path):
+    folder = write_csv(tmp_path / "c", tags=False)
+    (folder / "movies.csv").unlink()
+    with pytest.warns(UserWarning, match="no item file beside the ratings.*need genres"):
+        dataset = load_dataset(folder)
+    assert dataset.titles[1] == f"Item {dataset.item_ids[1]}" and dataset.genres[1] == ()
+
+
 def test_csv_tags_become_attributes(tmp_path):
     dataset = load_dataset(write_csv(tmp_path / "c"))
     item = dataset.item_index("1")
@@ -90,7 +98,8 @@ def test_users_with_too_few_interactions_are_dropped(tmp_path):
     folder.mkdir()
     (folder / "few.inter").write_text("user_id:token\titem_id:token\ttimestamp:float\n"
                                       "1\t1\t1\n1\t2\t2\n1\t3\t3\n2\t1\t1\n")
-    dataset = load_dataset(folder / "few.inter")
+    with pytest.warns(UserWarning, match="no item file"):
+        dataset = load_dataset(folder / "few.inter")
     assert dataset.num_users == 1 and dataset.num_items == 3
     assert dataset.titles[1] == "Item 1"
 
