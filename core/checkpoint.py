@@ -37,6 +37,22 @@ def snapshot(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {name: tensor.detach().clone() for name, tensor in state.items()}
 
 
+class BestWeights:
+    """Model selection's bookkeeping: the best validation score so far, a snapshot of the weights that reached
+    it, and how many validations in a row brought no gain (training stops at `patience`, if one is given)."""
+
+    def __init__(self, patience: int | None = None):
+        self.score, self.state, self.stale, self.patience = float("-inf"), None, 0, patience
+
+    def update(self, score: float, weights: dict[str, torch.Tensor]) -> bool:
+        """Keep `weights` when `score` beats the best; False once training should stop."""
+        if score > self.score:
+            self.score, self.state, self.stale = score, snapshot(weights), 0
+        else:
+            self.stale += 1
+        return self.patience is None or self.stale < self.patience
+
+
 def save_checkpoint(folder, config: dict, tensors: dict[str, torch.Tensor]) -> Path:
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)

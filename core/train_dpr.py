@@ -23,8 +23,7 @@ import torch.nn.functional as F
 from sklearn.linear_model import LogisticRegression
 from tqdm import tqdm
 
-from core.checkpoint import (build_model, file_sha256, load_checkpoint, save_checkpoint, snapshot,
-                             training_command)
+from core.checkpoint import BestWeights, build_model, file_sha256, load_checkpoint, save_checkpoint, training_command
 from core.data import Dataset
 from core.errors import CheckpointError, SteerRecError
 from core.evaluate import pad_left
@@ -247,7 +246,7 @@ def train_dpr(dataset: Dataset, backbone_name: str, checkpoints: Path, config: D
     steps = config.steer_epochs * -(-len(targets) // config.batch_size)
     schedule = (torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps) if config.steer_schedule == "cosine"
                 else torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0))
-    best_score, best_state, log = -np.inf, None, []
+    best, log = BestWeights(), []
     for epoch in tqdm(range(1, config.steer_epochs + 1), desc="stage 3 steer", disable=not progress):
         model.train()
         order = rng.permutation(len(targets))
@@ -281,11 +280,10 @@ def train_dpr(dataset: Dataset, backbone_name: str, checkpoints: Path, config: D
                        f"{results['positive']['ndcg@10']:.4f} compliance {results['positive']['compliance@10']:.3f}"
                        f"  negative ndcg@10 {results['negative']['ndcg@10']:.4f} violation "
                        f"{results['negative']['violation@10']:.3f}")
-        if score > best_score:
-            best_score, best_state = score, snapshot(model.state_dict())
-    if best_state is None:
+        best.update(score, model.state_dict())
+    if best.state is None:
         raise SteerRecError("stage 3 diverged: no epoch gave a finite validation score; lower steer_lr")
-    model.load_state_dict(best_state)
+    model.load_state_dict(best.state)
     stages["steer"] = {"log": log, "best_epoch": max(log, key=lambda r: r["score"])["epoch"],
                        "seconds": round(time.perf_counter() - stage_start, 2)}
     record = {

@@ -31,7 +31,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 from tqdm import tqdm
 
-from core.checkpoint import (build_model, file_sha256, load_checkpoint, save_cache, save_checkpoint, snapshot,
+from core.checkpoint import (BestWeights, build_model, file_sha256, load_checkpoint, save_cache, save_checkpoint,
                              training_command)
 from core.data import Dataset
 from core.errors import CheckpointError
@@ -126,7 +126,7 @@ def fit(model: MixRec, dataset: Dataset, config: MixRecTrainConfig, epochs: int,
         keep = torch.randperm(len(inputs), generator=generator)[:max(1, int(len(inputs) * window_share))]
         inputs, targets = inputs[keep], targets[keep]
     optimizer = optimizer_for(model, config)
-    started, log, best, best_state, stale, step, total, seen = time.perf_counter(), [], -1.0, None, 0, 0, 0.0, 0
+    started, log, best, step, total, seen = time.perf_counter(), [], BestWeights(config.patience), 0, 0.0, 0
     ensure_training_cache(model, config, device)
     for epoch in range(1, epochs + 1):
         order = torch.randperm(len(inputs), generator=generator)
@@ -149,14 +149,9 @@ def fit(model: MixRec, dataset: Dataset, config: MixRecTrainConfig, epochs: int,
             tqdm.write(f"{label} epoch {epoch} step {step}: loss {total / seen:.4f}  valid ndcg@10 "
                        f"{valid['ndcg@10']:.4f}  ({log[-1]['seconds']:.0f} s)", file=sys.stderr)
             total, seen = 0.0, 0
-            if valid["ndcg@10"] > best:
-                best, stale = valid["ndcg@10"], 0
-                best_state = snapshot(model.trainable_state_dict())
-            else:
-                stale += 1
-                if stale >= config.patience:
-                    return best_state, log, best
-    return best_state, log, best
+            if not best.update(valid["ndcg@10"], model.trainable_state_dict()):
+                return best.state, log, best.score
+    return best.state, log, best.score
 
 
 def fit_prompts(model: MixRec, dataset: Dataset, config: MixRecTrainConfig, progress: bool = True):
@@ -178,11 +173,11 @@ def fit_prompts(model: MixRec, dataset: Dataset, config: MixRecTrainConfig, prog
     optimizer = optimizer_for(model, replace(config, lr=config.prompt_lr, head_lr=config.prompt_head_lr))
     negative = torch.tensor([[False, True]], device=device).expand(config.prompt_batch_size, -1)
     ensure_training_cache(model, config, device)
-    started, log, best, best_state, stale, total, counted = time.perf_counter(), [], -np.inf, None, 0, 0.0, 0
+    started, log, best, total, counted = time.perf_counter(), [], BestWeights(config.patience), 0.0, 0
 
     def validate(step: int) -> bool:
         """Log a validation; False once `patience` validations in a row brought no gain."""
-        nonlocal best, best_state, stale, total, counted
+        nonlocal total, counted
         model.eval()
         with torch.no_grad(), precision(config, device):
             results = {task: evaluate_prompt_task(batch, {"mixrec": prompted_scorer(model)}, carries.cpu(),
@@ -196,11 +191,7 @@ def fit_prompts(model: MixRec, dataset: Dataset, config: MixRecTrainConfig, prog
                    f"  sequential ndcg@10 {results['sequential']['ndcg@10']:.4f}  ({log[-1]['seconds']:.0f} s)",
                    file=sys.stderr)
         total, counted = 0.0, 0
-        if score > best:
-            best, best_state, stale = score, snapshot(model.trainable_state_dict()), 0
-        else:
-            stale += 1
-        return stale < config.patience
+        return best.update(score, model.trainable_state_dict())
 
     validate(0)
     for step in tqdm(range(1, config.prompt_steps + 1), desc="mixrec prompt stage", disable=not progress,
@@ -227,7 +218,7 @@ def fit_prompts(model: MixRec, dataset: Dataset, config: MixRecTrainConfig, prog
         if (step % config.prompt_eval_every == 0 or step == config.prompt_steps or out_of_time) and (
                 not validate(step) or out_of_time):
             break
-    return best_state, log
+    return best.state, log
 
 
 def cf_record(checkpoints: Path) -> dict:

@@ -177,3 +177,17 @@ def test_interrupted_training_resumes_to_the_same_result(tmp_path, tiny_atomic, 
     assert resumed["test"] == uninterrupted["test"]
     assert [r["loss"] for r in resumed["log"]] == [r["loss"] for r in uninterrupted["log"]]
     assert not (tmp_path / "b" / ".sasrec.resume").exists()
+
+
+def test_best_weights_keeps_the_best_snapshot_and_counts_validations_without_gain():
+    from core.checkpoint import BestWeights
+
+    weights = {"w": torch.zeros(2)}
+    best = BestWeights(patience=2)
+    assert best.update(0.1, weights)
+    weights["w"] += 1  # training goes on in place; the snapshot must not follow
+    assert best.update(0.05, weights) and best.state["w"].tolist() == [0.0, 0.0]
+    assert not best.update(0.1, weights)  # a tie is no gain: two in a row end training
+    assert best.score == 0.1 and best.stale == 2
+    assert best.update(0.2, weights) and best.state["w"].tolist() == [1.0, 1.0] and best.stale == 0
+    assert BestWeights().update(float("nan"), weights) is True  # no patience: never stops, keeps nothing from NaN
