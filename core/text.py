@@ -21,6 +21,7 @@ from safetensors.torch import load_file
 from core.assets import package_folder
 from core.checkpoint import save_cache
 from core.data import Dataset
+from core.llm import cache_root
 from core.errors import SteerRecError
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -105,21 +106,26 @@ def texts_fingerprint(dataset: Dataset) -> str:
 
 
 def item_text_embeddings(dataset: Dataset, cache_folder: Path | None, encoder: TextEncoder) -> torch.Tensor:
-    """(num_items + 1, 384) embeddings of every item's text, row 0 zeros; cached in `cache_folder`."""
+    """(num_items + 1, 384) embeddings of every item's text, row 0 zeros; cached in `cache_folder` (beside the
+    checkpoints). Where that folder already holds the cache of other texts or another encoder (the shipped one,
+    say, while the same ratings come with a title spelt otherwise), the new one goes under cache/, keyed by its
+    fingerprint, and the one beside the checkpoints is left as it is."""
     expected = f"{texts_fingerprint(dataset)}-{encoder.fingerprint}"
-    path = Path(cache_folder) / CACHE_FILE if cache_folder else None
-    if path is not None and path.exists():
-        try:
-            cached = load_file(path)
-            stored = bytes(cached["fingerprint"].tolist()).decode()
-            if stored == expected and cached["embeddings"].shape == (dataset.num_items + 1, TEXT_DIM):
-                return cached["embeddings"]
-        except (SafetensorError, OSError, KeyError, ValueError, UnicodeDecodeError):
-            pass  # unreadable or stale: rebuilt below
+    beside = Path(cache_folder) / CACHE_FILE if cache_folder else None
+    keyed = cache_root() / "item-text" / f"{expected}.safetensors"
+    for path in (beside, keyed):
+        if path is not None and path.exists():
+            try:
+                cached = load_file(path)
+                stored = bytes(cached["fingerprint"].tolist()).decode()
+                if stored == expected and cached["embeddings"].shape == (dataset.num_items + 1, TEXT_DIM):
+                    return cached["embeddings"]
+            except (SafetensorError, OSError, KeyError, ValueError, UnicodeDecodeError):
+                pass  # unreadable or stale: rebuilt below
     texts = [dataset.item_text(item) for item in range(1, dataset.num_items + 1)]
     embeddings = torch.zeros(dataset.num_items + 1, TEXT_DIM)
     embeddings[1:] = torch.from_numpy(encoder.encode(texts))
-    if path is not None:
-        save_cache({"embeddings": embeddings,
-                    "fingerprint": torch.tensor(list(expected.encode()), dtype=torch.uint8)}, path)
+    if beside is not None:
+        save_cache({"embeddings": embeddings, "fingerprint": torch.tensor(list(expected.encode()), dtype=torch.uint8)},
+                   keyed if beside.exists() else beside)
     return embeddings
