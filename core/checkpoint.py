@@ -6,6 +6,7 @@ it, and never unpickles anything.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -66,7 +67,6 @@ def save_checkpoint(folder, config: dict, tensors: dict[str, torch.Tensor]) -> P
         for name in (*FILES, "manifest.json"):
             with open(staging / name, "rb") as handle:
                 os.fsync(handle.fileno())
-            shared_mode(staging / name)
         shared_mode(staging)
         old = None
         if folder.exists():
@@ -90,25 +90,36 @@ def save_checkpoint(folder, config: dict, tensors: dict[str, torch.Tensor]) -> P
     return folder
 
 
-def shared_mode(path: Path) -> None:
-    """The permissions a file or folder made the ordinary way would have (the umask's), rather than the private
-    ones of a temporary: an app run as another user (a container, a shared server) can read what was trained."""
+def process_umask() -> int:
+    """The umask, which can only be read by setting it: done once, at import, before any thread writes files."""
     mask = os.umask(0)
     os.umask(mask)
-    os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~mask)
+    return mask
+
+
+UMASK = process_umask()
+
+
+def shared_mode(path: Path) -> None:
+    """The permissions a file or folder made the ordinary way would have (the umask's), rather than the private
+    ones of a temporary, for it and what it holds: an app run as another user (a container, a shared server)
+    can read what was trained."""
+    for part in [path, *path.rglob("*")] if path.is_dir() else [path]:
+        os.chmod(part, (0o777 if part.is_dir() else 0o666) & ~UMASK)
 
 
 def save_cache(tensors: dict[str, torch.Tensor], path: Path) -> None:
     """A derived cache (embeddings, item states) written beside its place and renamed into it, so a reader never
     sees half a file; a disk that refuses only costs the next start the rebuild."""
+    staging = path.with_name(f".{path.name}.{os.getpid()}")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        staging = path.with_name(f".{path.name}.{os.getpid()}")
         save_file({name: tensor.contiguous() for name, tensor in tensors.items()}, staging)
         shared_mode(staging)
         os.replace(staging, path)
-    except OSError:
-        pass
+    except (OSError, SafetensorError):  # safetensors reports a full disk as its own error
+        with contextlib.suppress(OSError):
+            staging.unlink(missing_ok=True)
 
 
 def training_command(model: str, checkpoints, dataset, backbone: str | None = None) -> str:

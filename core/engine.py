@@ -257,7 +257,7 @@ class Engine:
         return Recommendation(model, user_id, [p.text for p in prompts if not p.negative],
                               [p.text for p in prompts if p.negative], ranked,
                               (time.perf_counter() - started) * 1000, backbone, gates,
-                              notes(prompts.left_out, gates, len(ids), k, strict_avoid))
+                              notes(prompts.left_out, gates, len(ids), k, strict_avoid and model == "dpr"))
 
     def user_vector(self, backbone: str, items: np.ndarray) -> torch.Tensor:
         """(1, d) query of a backbone for a history; shared between calls, so never changed in place."""
@@ -367,13 +367,14 @@ class Engine:
         return f"{self.dataset.titles[item]}{year}"
 
     @torch.inference_mode()
-    def nearest_history(self, item_id, user=None, history=None, model: str = "sasrec", backbone: str = "sasrec",
-                        count: int = 3):
-        """The history items closest to a recommended item in the item table the model ranks with (DPR: its
-        backbone's), by cosine: why the item is there."""
+    def nearest_history(self, item_id, user=None, history=None, backbone: str = "sasrec", count: int = 3,
+                        model: str | None = None):
+        """The history items closest to a recommended item in the item table the model ranks with (by default
+        the backbone; DPR ranks with its backbone's), by cosine: why the item is there."""
         if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 1:
             raise SteerRecError(f"count must be a whole number of at least 1, got {count!r}")
         _, items = self.resolve(user, history)
+        model = model or backbone
         if model in BACKBONE_NAMES:
             backbone = model
         reason = self.unavailable_reason(model, backbone) if model in MODEL_NAMES else \
@@ -388,12 +389,18 @@ class Engine:
         return [(self.item_label(int(unique[i])), float(similarity[i])) for i in order]
 
 
+def holds_a_model(folder: Path):
+    """For each model folder a checkpoint folder may hold, whether it holds one."""
+    names = {model if model != "dpr" else f"dpr-{backbone}" for model, backbone in SERVED}
+    return ((folder / name / "config.json").exists() for name in names)
+
+
 def check_checkpoint_folder(folder: Path, dataset_name: str) -> None:
     """A folder one level off (the parent of the dataset's folder, or one model's folder) is named as such, rather
     than reported as every checkpoint missing, with advice to train into the wrong place."""
-    if any((folder / name / "config.json").exists() for name in (*MODEL_NAMES, "dpr-sasrec", "dpr-gru4rec")):
+    if any(holds_a_model(folder)):
         return
-    if (folder / dataset_name).is_dir():
+    if dataset_name and any(holds_a_model(folder / dataset_name)):
         raise SteerRecError(f"{folder} holds no model folders; the checkpoint folder is the one per dataset: "
                             f"{folder / dataset_name}")
     if (folder / "config.json").exists():

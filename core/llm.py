@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from core.assets import package_folder
+from core.checkpoint import shared_mode
 from core.errors import SteerRecError
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -89,6 +90,7 @@ def converted_folder() -> Path:
         decoder.config.save_pretrained(staging)
         save_file({k: v.contiguous() for k, v in decoder.state_dict().items()}, staging / "model.safetensors")
         tokenizer.save_pretrained(staging)
+        shared_mode(staging)
         shutil.rmtree(folder, ignore_errors=True)
         os.replace(staging, folder)
     finally:

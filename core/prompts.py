@@ -117,6 +117,12 @@ FILLER = {"please", "pls", "thanks", "thank", "you", "ok", "okay", "hmm", "so", 
           "fine", "either"}
 
 
+# the filler words that say "no wish" (or only "thank you") when a box holds nothing else
+HEDGES = {"none", "nothing", "no", "nope", "nah", "n", "idk", "dunno", "know", "idea", "sure", "whatever", "anything",
+          "preference", "preferences", "matter", "care", "mind", "picky", "thanks", "thank", "please", "pls", "ok",
+          "okay", "hmm", "um", "uh", "yes", "yeah", "yep", "lol", "haha", "hi", "hey", "else", "exceptions"}
+
+
 @dataclass(frozen=True)
 class Prompt:
     text: str
@@ -194,14 +200,23 @@ def split_turn_to_want(phrase: str) -> list[str]:
     return [head, *rest] if rest and infer_negative(head) else [phrase]
 
 
+def filler_words(piece: str) -> set[str] | None:
+    """The piece's words when they are all filler ("please", "movies", "I don't know"), else None."""
+    words = set(re.findall(r"[\w']+", piece.lower()))
+    return words if words <= FILLER else None
+
+
 def says_nothing(piece: str) -> bool:
-    """Only filler or a hedge: "please", "none", "I don't know", "no preference"."""
-    return set(re.findall(r"[\w']+", piece.lower())) <= FILLER
+    """Alone in a box, only filler with a hedge or a courtesy in it: "please", "none", "I don't know", "no
+    preference". Filler without one can still mean something alone ("love", "something to watch") and is read."""
+    words = filler_words(piece)
+    return words is not None and bool(words & HEDGES)
 
 
 def without_filler(pieces: list[str]) -> list[str]:
-    """The pieces that say something, unless none does: then `build_prompts` leaves the box out, with a note."""
-    meaningful = [p for p in pieces if not says_nothing(p)]
+    """The pieces that say something beside filler ones ("comedies, please"), or all of them where every piece is
+    filler (then `build_prompts` leaves out those that only hedge, with a note)."""
+    meaningful = [p for p in pieces if filler_words(p) is None]
     return meaningful or pieces
 
 

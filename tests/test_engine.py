@@ -116,6 +116,9 @@ def test_helper_calls_refuse_odd_arguments(engine):
     assert len(engine.nearest_history("50", user=196, count=2)) == 2
     with pytest.raises(SteerRecError, match="unknown-model is not available: expected one of"):
         engine.nearest_history("50", user=196, model="unknown-model")
+    by_backbone = engine.nearest_history("100", user=196, backbone="gru4rec")
+    assert by_backbone == engine.nearest_history("100", user=196, model="gru4rec")
+    assert by_backbone != engine.nearest_history("100", user=196)  # SASRec's table
 
 
 def test_why_an_item_is_listed_is_read_in_the_item_table_of_the_model_that_listed_it(engine):
@@ -199,8 +202,12 @@ def test_new_prompts_are_encoded_together_and_kept(engine, monkeypatch):
     assert np.array_equal(encoder.encode_prompts(texts[::-1]), first[1::-1]) and len(calls) == 1  # kept
 
 
-def test_a_checkpoint_folder_one_level_off_is_named_as_such():
-    from core.engine import DEFAULT_CHECKPOINTS, Engine
+def test_a_checkpoint_folder_one_level_off_is_named_as_such(tmp_path):
+    from core.engine import DEFAULT_CHECKPOINTS, Engine, check_checkpoint_folder
+
+    (tmp_path / "movies").mkdir()  # a data folder beside a fresh checkpoint folder is no checkpoint folder
+    check_checkpoint_folder(tmp_path, "movies")
+    check_checkpoint_folder(tmp_path, "")  # a dataset read from "."
 
     with pytest.raises(SteerRecError, match="the checkpoint folder is the one per dataset: .*checkpoints/ml-100k$"):
         Engine(checkpoints=DEFAULT_CHECKPOINTS, models=["sasrec"])

