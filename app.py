@@ -191,8 +191,8 @@ def as_json(column: str, result, backbone: str) -> dict:
 
 # --------------------------------------------------------------------------- genre markers (presentation)
 
-def fit_marker(genres, wanted: set[str], avoided: set[str]) -> str:
-    return ("✓" if wanted.intersection(genres) else "") + ("⚠" if avoided.intersection(genres) else "")
+def fit_marker(attributes, wanted: set[str], avoided: set[str]) -> str:
+    return ("✓" if wanted.intersection(attributes) else "") + ("⚠" if avoided.intersection(attributes) else "")
 
 
 def steering_genres(dpr_result) -> tuple[set[str], set[str]]:
@@ -208,9 +208,9 @@ def steering_genres(dpr_result) -> tuple[set[str], set[str]]:
 # ----------------------------------------------------------------------------------------------- tables
 
 def ranking_table(result: Recommendation, wanted: set[str], avoided: set[str]):
-    """A ranked list. A title with a wanted genre is marked ✓ and one with an avoided genre ⚠, and the row is
-    tinted to match (green, red, or yellow for both)."""
-    markers = [fit_marker(item.genres, wanted, avoided) for item in result.items]
+    """A ranked list. A title with a wanted genre (or tag) is marked ✓ and one with an avoided one ⚠, and the row
+    is tinted to match (green, red, or yellow for both)."""
+    markers = [fit_marker(get_engine().attributes_of(item.item_id), wanted, avoided) for item in result.items]
     frame = pd.DataFrame([[item.rank, f"{marker} {item.title}".strip(), item.year, ", ".join(item.genres),
                            item.score] for item, marker in zip(result.items, markers)], columns=RANKING_HEADERS)
     tints = [TINTS.get(marker, "") for marker in markers]

@@ -349,6 +349,14 @@ class Engine:
             return f"user {user_id}: {len(items)} ratings; favourite genres {top}"
         return f"made-up history: {len(items)} title{'s' if len(items) != 1 else ''}; favourite genres {top}"
 
+    def attributes_of(self, item_id) -> set[str]:
+        """The attributes an item carries among those DPR reads prompts as (genres, and tags where the dataset
+        has them): what a reading of a prompt is compared with. Its genres while no DPR is loaded."""
+        item = self.dataset.item_index(item_id)
+        if self.attribute_items is None:
+            return set(self.dataset.genres[item])
+        return {name for name, carried in zip(self.vocabulary, self.attribute_items[:, item]) if carried}
+
     def search_titles(self, query: str, limit: int = 20) -> list[tuple[str, str]]:
         """(label, item id) of titles containing the query, case-insensitive."""
         if query is not None and not isinstance(query, str):

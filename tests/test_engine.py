@@ -222,3 +222,29 @@ def test_a_list_shorter_than_k_says_why(engine):
     assert result.notes == [f"{len(result.items)} items, not {engine.dataset.num_items}: the rest of the catalogue "
                             "is in the history"]
     assert engine.recommend("sasrec", user=196, k=10).notes == []
+
+
+def test_the_attributes_an_item_carries_are_those_dpr_reads(engine):
+    """On ML-100K, DPR reads genres (no tags), so an item's attributes are its genres, "unknown" aside."""
+    for item_id in ("50", "1", "267"):
+        genres = set(engine.dataset.genres[engine.dataset.item_index(item_id)]) - {"unknown"}
+        assert engine.attributes_of(item_id) == genres
+    with pytest.raises(SteerRecError, match="unknown item"):
+        engine.attributes_of("no-such-item")
+
+
+def test_a_tag_dpr_reads_counts_as_an_attribute_of_the_items_carrying_it(tmp_path):
+    """On a dataset with tags, a reading can be a tag ("twist ending"): the ✓ and ⚠ markers must see it."""
+    from types import SimpleNamespace
+
+    from core.data import load_dataset
+    from core.engine import Engine
+    from core.prompts import attribute_matrix, attribute_vocabulary
+    from tests.conftest import write_csv
+
+    dataset = load_dataset(write_csv(tmp_path / "c"))
+    vocabulary = attribute_vocabulary(dataset)
+    loaded = SimpleNamespace(dataset=dataset, vocabulary=vocabulary,
+                             attribute_items=attribute_matrix(dataset, vocabulary))
+    assert "dark" in vocabulary and "twist ending" not in vocabulary  # too few items carry it to be one
+    assert Engine.attributes_of(loaded, "1") == {*dataset.genres[dataset.item_index("1")], "dark"}
