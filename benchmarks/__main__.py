@@ -9,14 +9,13 @@ is present, the large scaling sweep and RecBole side by side (`recbole_anchor`).
 """
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
 
 import torch
 
-from benchmarks.common import RESULTS, ROOT, quick_or_full
+from benchmarks.common import ROOT, quick_or_full, results_folder, smoke_run
 
 ORDER = ["backbones", "mixrec", "mixrec_recipes", "mixrec_search", "mixrec_headroom", "mixrec_seeds",
          "mixrec_prompt_stage", "prompt_tasks",
@@ -32,7 +31,7 @@ def run(module: str, *args: str):
 
 def update_readme():
     """Replace the README's results section with the current tables, in a fixed order."""
-    tables = [RESULTS / f"{name}.md" for name in ORDER if (RESULTS / f"{name}.md").exists()]
+    tables = [results_folder() / f"{name}.md" for name in ORDER if (results_folder() / f"{name}.md").exists()]
     body = "\n\n".join(re.sub(r"^(#+) ", r"#\1 ", path.read_text().strip(), flags=re.M)  # under "## Results"
                        .replace("](", "](benchmarks/results/").replace("](benchmarks/results/http", "](http")
                        for path in tables)
@@ -45,8 +44,8 @@ def update_readme():
 def main(argv=None):
     args = quick_or_full(__doc__, "shipped checkpoints, small sweeps, tables to results/quick/ (default)",
                          "retrain the backbones, full scaling sweep").parse_args(argv)
-    if not args.full:  # the benchmarks run as child processes, which read this
-        os.environ["STEERREC_RESULTS"] = str(RESULTS / "quick")
+    if not args.full:
+        smoke_run()
     run("backbones", *([] if args.full else ["--shipped"]))
     run("mixrec", "--full" if args.full else "--quick")
     if args.full and torch.cuda.is_available():  # 19 MixRec trainings: minutes on a GPU, hours on 2 cores
@@ -76,7 +75,7 @@ def main(argv=None):
         update_readme()
         print("\nREADME results section updated.")
     else:
-        print(f"\nQuick tables written to {os.environ['STEERREC_RESULTS']}; the committed ones are unchanged.")
+        print(f"\nQuick tables written to {results_folder()}; the committed ones are unchanged.")
 
 
 if __name__ == "__main__":

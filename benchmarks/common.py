@@ -18,8 +18,7 @@ import psutil
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
-# where result files go: the committed tables, or elsewhere for a smoke run (`python -m benchmarks --quick`)
-RESULTS = Path(os.environ.get("STEERREC_RESULTS", ROOT / "benchmarks" / "results"))
+COMMITTED = ROOT / "benchmarks" / "results"  # the committed tables
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
@@ -31,6 +30,20 @@ def machine() -> dict:
             "command": "python -m " + " ".join(shlex.quote(a) for a in [sys.argv[0].replace(str(ROOT) + "/", "")
                                                                          .replace("/", ".").removesuffix(".py"),
                                                                          *sys.argv[1:]])}
+
+
+def results_folder() -> Path:
+    """Where result files go (made if need be): STEERREC_RESULTS where it is set, else beside the committed
+    tables."""
+    folder = Path(os.environ.get("STEERREC_RESULTS", COMMITTED))
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def smoke_run() -> None:
+    """A smoke run's tables go to results/quick/ (not committed) unless STEERREC_RESULTS says where, so that a
+    quick run never overwrites a committed table; child processes read the same setting."""
+    os.environ.setdefault("STEERREC_RESULTS", str(COMMITTED / "quick"))
 
 
 def quick_or_full(doc: str, quick: str, full: str, required: bool = False) -> argparse.ArgumentParser:
@@ -112,9 +125,9 @@ def machine_line(info: dict) -> str:
 
 
 def write_results(name: str, data: dict, markdown: str):
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"{name}.json").write_text(json.dumps(data, indent=2) + "\n")
-    (RESULTS / f"{name}.md").write_text(markdown.rstrip() + "\n")
+    folder = results_folder()
+    (folder / f"{name}.json").write_text(json.dumps(data, indent=2) + "\n")
+    (folder / f"{name}.md").write_text(markdown.rstrip() + "\n")
     print(markdown)
 
 

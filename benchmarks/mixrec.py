@@ -18,7 +18,7 @@ from dataclasses import replace
 import numpy as np
 import torch
 
-from benchmarks.common import machine, machine_line, markdown_table, quick_or_full, write_results
+from benchmarks.common import machine, machine_line, markdown_table, quick_or_full, smoke_run, write_results
 
 METRICS = ("ndcg@10", "recall@10", "mrr@10")
 MASKING_SHARE = {"quick": 0.05, "full": 0.25}
@@ -55,6 +55,8 @@ def main(argv=None):
                         help="leave out the variant without context masking (it runs the whole token sequence: "
                              "about 20 times the training time of the others, 22 minutes with --full on 2 cores)")
     args = parser.parse_args(argv)
+    if not args.full:
+        smoke_run()
     from core.engine import DEFAULT_CHECKPOINTS
     from core.data import load_dataset
     from core.evaluate import describe_difference, metrics_from_ranks, paired_differences, sequential_ranks

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import argparse
 
-from benchmarks.common import RESULTS, machine, machine_line, markdown_table, write_results
+from benchmarks.common import machine, machine_line, markdown_table, results_folder, write_results
 
 TASKS = ("positive", "negative", "sequential")
 BAR_METRIC = {"positive": "ndcg@10", "negative": "recall@10", "sequential": "ndcg@10"}
@@ -54,7 +54,7 @@ def plot(results: dict):
         axis.set_ylabel("NDCG@10")
         axis.tick_params(axis="x", rotation=45)
     figure.tight_layout()
-    figure.savefig(RESULTS / "prompt_tasks.png", dpi=110)
+    figure.savefig(results_folder() / "prompt_tasks.png", dpi=110)
 
 
 def grounding_accuracy(engine, backbone: str) -> list[dict]:

@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 
 from benchmarks.common import (ROOT, machine, machine_line, markdown_table, quick_or_full, run_with_peak_memory,
-                               write_results)
+                               smoke_run, write_results)
 
 VENV = ROOT / ".venv-recbole"
 PYTHON = VENV / "bin" / "python"
@@ -322,6 +322,8 @@ def main(argv=None):
         parser.error(f"unknown model(s) {unknown or names}; choose from {', '.join(MODELS)}")
     if args.resume and args.quick:
         parser.error("--resume continues a --full run; --quick always starts afresh")
+    if args.quick:
+        smoke_run()
     epochs, stopping_step = args.epochs or (2 if args.quick else 300), 10
 
     from core.data import load_dataset

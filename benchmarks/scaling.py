@@ -14,8 +14,8 @@ import numpy as np
 import psutil
 import torch
 
-from benchmarks.common import (RESULTS, machine, machine_line, markdown_table, percentiles, quick_or_full,
-                               write_results)
+from benchmarks.common import (machine, machine_line, markdown_table, percentiles, quick_or_full,
+                               results_folder, smoke_run, write_results)
 
 DIM, SEMANTIC, CLUSTERS, QUERIES = 64, 32, 512, 200
 
@@ -86,7 +86,7 @@ def plot(rows):
     latency.set_xlabel("items"), latency.set_ylabel("ms per request"), latency.legend()
     memory.set_xlabel("items"), memory.set_ylabel("index MB"), memory.legend()
     figure.tight_layout()
-    figure.savefig(RESULTS / "scaling.png", dpi=110)
+    figure.savefig(results_folder() / "scaling.png", dpi=110)
 
 
 def growth(rows, key) -> float:
@@ -98,6 +98,8 @@ def growth(rows, key) -> float:
 
 def main(argv=None):
     args = quick_or_full(__doc__, "10k and 100k items (default)", "10k, 100k and 1M items").parse_args(argv)
+    if not args.full:
+        smoke_run()
     torch.set_num_threads(2)
     sizes = [10_000, 100_000, 1_000_000] if args.full else [10_000, 100_000]
     rng = np.random.default_rng(0)

@@ -460,3 +460,15 @@ def test_the_suite_is_offline_but_loopback_works():
             with peer:
                 client.sendall(b"ping")
                 assert peer.recv(4) == b"ping"
+
+
+def test_a_smoke_run_never_writes_over_the_committed_tables(monkeypatch, tmp_path):
+    import benchmarks.common as common
+
+    monkeypatch.delenv("STEERREC_RESULTS", raising=False)
+    monkeypatch.setattr(common, "COMMITTED", tmp_path)
+    common.write_results("full", {}, "a full run's table")
+    common.smoke_run()
+    common.write_results("quick", {}, "a smoke run's table")
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["full.json", "full.md", "quick"]
+    assert (tmp_path / "quick" / "quick.md").read_text() == "a smoke run's table\n"
