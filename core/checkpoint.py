@@ -108,6 +108,11 @@ def shared_mode(path: Path) -> None:
         os.chmod(part, (0o777 if part.is_dir() else 0o666) & ~UMASK)
 
 
+def cache_root() -> Path:
+    """Where derived caches live (not committed): STEERREC_CACHE, or cache/ in the repository."""
+    return Path(os.environ.get("STEERREC_CACHE", Path(__file__).resolve().parent.parent / "cache"))
+
+
 def save_cache(tensors: dict[str, torch.Tensor], path: Path) -> None:
     """A derived cache (embeddings, item states) written beside its place and renamed into it, so a reader never
     sees half a file; a disk that refuses only costs the next start the rebuild."""

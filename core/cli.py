@@ -42,9 +42,9 @@ def whole_number(low: int, high: int | None = None):
 
 
 positive_int = whole_number(1)
+seed_value = whole_number(0, 2 ** 32 - 1)  # numpy's seeds
 DATA_HELP = "dataset folder or file (default: ML-100K from the recbole package)"
 CHECKPOINTS_HELP = "checkpoint folder (default: checkpoints/<dataset>/)"
-seed_value = whole_number(0, 2 ** 32 - 1)  # numpy's seeds
 
 
 def chosen_backbone(args) -> str:
@@ -119,9 +119,9 @@ def run_recommend(args) -> int:
     from core.engine import Engine
     from core.prompts import build_prompts, negating_titles
 
+    # the prompts read as the engine reads them (titles included), so a bad one is refused before any model loads
     dataset = load_dataset(args.data)
-    prompts = build_prompts(args.want, args.avoid, negating_titles(dataset.titles[1:]))  # read as the engine does,
-    # and a bad prompt is refused before any model loads
+    prompts = build_prompts(args.want, args.avoid, negating_titles(dataset.titles[1:]))
     if prompts and args.model in BACKBONE_NAMES:
         print(f"note: {args.model} ranks by the history alone and ignores prompts (use --model dpr or mixrec)",
               file=sys.stderr)

@@ -17,11 +17,10 @@ from pathlib import Path
 import torch
 
 from core.assets import package_folder
-from core.checkpoint import shared_mode
+from core.checkpoint import cache_root, shared_mode
 from core.errors import SteerRecError
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-ROOT = Path(__file__).resolve().parent.parent
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
@@ -47,10 +46,6 @@ def cpu_has_bf16() -> bool:
     except OSError:
         return False
     return " amx_bf16" in flags or " avx512_bf16" in flags
-
-
-def cache_root() -> Path:
-    return Path(os.environ.get("STEERREC_CACHE", ROOT / "cache"))
 
 
 @dataclass

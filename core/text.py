@@ -19,9 +19,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 from core.assets import package_folder
-from core.checkpoint import save_cache
+from core.checkpoint import cache_root, save_cache
 from core.data import Dataset
-from core.llm import cache_root
 from core.errors import SteerRecError
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -31,12 +31,12 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 from tqdm import tqdm
 
-from core.checkpoint import (BestWeights, build_model, file_sha256, load_checkpoint, save_cache, save_checkpoint,
-                             training_command)
+from core.checkpoint import (BestWeights, build_model, cache_root, file_sha256, load_checkpoint, save_cache,
+                             save_checkpoint, training_command)
 from core.data import Dataset
 from core.errors import CheckpointError
 from core.evaluate import evaluate_sequential, pad_left
-from core.llm import cache_root, gguf_fingerprint, load_llm
+from core.llm import gguf_fingerprint, load_llm
 from core.models.mixrec import DEFAULT_EXPERTS, MixRec, MixRecConfig
 from core.prompt_tasks import build_prompt_cases, evaluate_prompt_task, prompt_selection_score, prompted_scorer
 from core.prompts import (Prompt, attribute_matrix, attribute_vocabulary, co_occurrence, draw_prompt_tasks,
