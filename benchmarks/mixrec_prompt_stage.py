@@ -33,7 +33,9 @@ def summary(config: dict, label: str) -> dict:
     best = next(row for row in log if row["step"] == stage["best_step"])
     # configs written before the stage had rates of its own trained at the sequential recipe's
     rates = f"{recipe.get('prompt_lr', recipe['lr']):g} / {recipe.get('prompt_head_lr', recipe['head_lr']):g}"
+    # configs written before the stage had a patience of its own stopped at the sequential recipe's
     row = {"run": label, "device": config["device"], "command": config["command"], "rates (lr / heads)": rates,
+           "rule share": recipe["rule_share"], "patience": recipe.get("prompt_patience", recipe["patience"]),
            "steps": log[-1]["step"], "prompted examples": log[-1]["step"] * recipe["prompt_batch_size"],
            "stage s": stage["seconds"], "kept step": stage["best_step"],
            "valid ndcg@10": config["valid"]["ndcg@10"], "test ndcg@10": config["test"]["ndcg@10"],
@@ -41,6 +43,17 @@ def summary(config: dict, label: str) -> dict:
     for name, point in (("start", log[0]), ("kept", best), ("last", log[-1])):
         row.update({f"{metric} {name}": value for metric, value in validation_row(point).items()})
     return row
+
+
+def progress_rows(configs: dict, every: int = 200) -> list[dict]:
+    """One row per `every` steps and one at each run's last step, one column per run: its compliance@10 /
+    violation@10 there (blank where it did not validate)."""
+    logs = {label: {row["step"]: validation_row(row) for row in config["prompt_stage"]["log"]}
+            for label, config in configs.items()}
+    lasts = {max(log) for log in logs.values()}
+    return [{"step": step, **{label: f"{log[step]['compliance@10']:.3f} / {log[step]['violation@10']:.3f}"
+                              if step in log else "" for label, log in logs.items()}}
+            for step in sorted(set(range(0, max(lasts) + 1, every)) | lasts)]
 
 
 def main(argv=None):
@@ -59,10 +72,16 @@ def main(argv=None):
         "text before the history, beside a batch of plain windows; the kept step maximises DPR's validation "
         "score on the prompt tasks plus the sequential validation NDCG@10. Compliance@10 (share of the top 10 "
         "carrying the wanted genre) and violation@10 (carrying the banned one) on validation users with training "
-        "phrasings, as the stage logged them: at the start, at the kept step and at the last.\n\n"
-        + markdown_table(rows, ["run", "device", "rates (lr / heads)", "steps", "prompted examples", "stage s",
-                                "kept step", "valid ndcg@10", "test ndcg@10", "test minus start"])
+        "phrasings, as the stage logged them: at the start, at the kept step and at the last. The rule share is "
+        "the share of prompts that name the genre the evaluation rule picks (the least present in the history "
+        "for a want, the most present for an avoid); the rest name a random genre the target allows. The "
+        "patience is how many validations without a gain stop the stage.\n\n"
+        + markdown_table(rows, ["run", "device", "rates (lr / heads)", "rule share", "patience", "steps",
+                                "prompted examples", "stage s", "kept step", "valid ndcg@10", "test ndcg@10",
+                                "test minus start"])
         + "\n\n" + markdown_table(rows, ["run", *curves])
+        + "\n\nCompliance@10 / violation@10 on validation, every 200 steps:\n\n"
+        + markdown_table(progress_rows(configs), ["step", *configs])
         + "\n\nCommands: " + "; ".join(f"{row['run']}: `{row['command']}`" for row in rows)
         + f"\n\n{machine_line(info)}\n")
     write_results("mixrec_prompt_stage", {"machine": info, "rows": rows,

@@ -97,6 +97,12 @@ def parser() -> argparse.ArgumentParser:
                             "the sequential training")
     train.add_argument("--prompt-timeout", type=float,
                        help="MixRec: end the prompt stage with a validation once this many seconds have passed")
+    train.add_argument("--prompt-rule-share", type=float,
+                       help="MixRec: share of the prompt stage's prompts that name the genre the evaluation rule "
+                            "picks (the least or most present in the history); the rest name a random valid one "
+                            "(default 0.75, as DPR's steering stage)")
+    train.add_argument("--prompt-patience", type=positive_int,
+                       help="MixRec: validations without a gain before the prompt stage stops (default 4)")
     train.add_argument("--init", help="MixRec: start from this trained MixRec checkpoint folder and run only the "
                                       "prompt stage")
 
@@ -158,7 +164,8 @@ def check_train_flags(args) -> None:
     """Refuse a flag that the chosen model would ignore, before anything loads."""
     mixrec_only = {"--search-trials": args.search_trials, "--search-timeout": args.search_timeout,
                    "--llm-layers": args.llm_layers, "--prompt-steps": args.prompt_steps,
-                   "--prompt-timeout": args.prompt_timeout, "--init": args.init}
+                   "--prompt-timeout": args.prompt_timeout, "--prompt-rule-share": args.prompt_rule_share,
+                   "--prompt-patience": args.prompt_patience, "--init": args.init}
     for flag, value in mixrec_only.items():
         if args.model != "mixrec" and value:
             raise SteerRecError(f"{flag} applies to --model mixrec only")
@@ -177,6 +184,10 @@ def check_train_flags(args) -> None:
         raise SteerRecError(f"--prompt-steps must be 0 or more, got {args.prompt_steps}")
     if args.prompt_timeout is not None and not (args.prompt_timeout > 0 and args.prompt_steps):
         raise SteerRecError("--prompt-timeout needs --prompt-steps N and a positive number of seconds")
+    if args.prompt_rule_share is not None and not (0 <= args.prompt_rule_share <= 1 and args.prompt_steps):
+        raise SteerRecError("--prompt-rule-share needs --prompt-steps N and a share from 0 to 1")
+    if args.prompt_patience and not args.prompt_steps:
+        raise SteerRecError("--prompt-patience needs --prompt-steps N")
     if args.init and not args.prompt_steps:
         raise SteerRecError("--init needs --prompt-steps N (the stage it starts)")
     if args.init and (args.search_trials or args.llm_layers or args.epochs):
@@ -216,12 +227,13 @@ def run_train(args) -> int:
         from core.llm import cpu_has_bf16
         from core.train_mixrec import MixRecTrainConfig, train_mixrec
 
-        options = {"epochs": args.epochs, "llm_layers": args.llm_layers}
+        options = {"epochs": args.epochs, "llm_layers": args.llm_layers, "rule_share": args.prompt_rule_share,
+                   "prompt_patience": args.prompt_patience}
         config = MixRecTrainConfig(device=args.device, seed=args.seed, search_trials=args.search_trials,
                                    search_timeout=args.search_timeout, prompt_steps=args.prompt_steps,
                                    prompt_timeout=args.prompt_timeout,
                                    bf16=args.device == "cuda" or cpu_has_bf16(),
-                                   **{k: v for k, v in options.items() if v})
+                                   **{k: v for k, v in options.items() if v is not None})
         _, record = train_mixrec(dataset, out, config, data_path=args.data, progress=progress,
                                  init=Path(args.init) if args.init else None)
         stage = (f"prompt stage best at step {record['prompt_stage']['best_step']}" if "prompt_stage" in record

@@ -46,7 +46,7 @@ from core.train import load_backbone, resolve_device, run_record, seed_everythin
 
 SERVING_CACHE_DTYPE = torch.float16
 PROMPT_STAGE_FIELDS = ("prompt_steps", "prompt_timeout", "prompt_batch_size", "prompt_eval_every", "prompt_lr",
-                       "prompt_head_lr", "prompt_validation_users",
+                       "prompt_head_lr", "prompt_patience", "prompt_validation_users",
                        "rule_share", "both_share", "overlap_share", "want_mass_weight", "avoid_mass_weight")
 
 
@@ -74,6 +74,7 @@ class MixRecTrainConfig:
     prompt_eval_every: int = 100
     prompt_lr: float = 3e-4  # the prompt stage's rates: the heads must move for the slot states to matter
     prompt_head_lr: float = 1e-3
+    prompt_patience: int = 4  # validations without a gain before the stage stops
     prompt_validation_users: int = 943  # at most this many, drawn at random, for model selection
     rule_share: float = 0.75  # the prompt tasks' mix and loss weights, as in DPR's stage 3 (DPRTrainConfig)
     both_share: float = 0.35
@@ -173,7 +174,7 @@ def fit_prompts(model: MixRec, dataset: Dataset, config: MixRecTrainConfig, prog
     optimizer = optimizer_for(model, replace(config, lr=config.prompt_lr, head_lr=config.prompt_head_lr))
     negative = torch.tensor([[False, True]], device=device).expand(config.prompt_batch_size, -1)
     ensure_training_cache(model, config, device)
-    started, log, best, total, counted = time.perf_counter(), [], BestWeights(config.patience), 0.0, 0
+    started, log, best, total, counted = time.perf_counter(), [], BestWeights(config.prompt_patience), 0.0, 0
 
     def validate(step: int) -> bool:
         """Log a validation; False once `patience` validations in a row brought no gain."""

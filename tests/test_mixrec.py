@@ -274,7 +274,8 @@ def test_the_prompt_stage_starts_from_a_checkpoint_and_records_both_stages(train
     dataset, out, _, record, _ = trained
     start = tmp_path / "start"
     shutil.copytree(out / "mixrec", start)
-    config = MixRecTrainConfig(prompt_steps=4, prompt_eval_every=2, prompt_batch_size=8, bf16=False)
+    config = MixRecTrainConfig(prompt_steps=4, prompt_eval_every=2, prompt_batch_size=8, bf16=False, rule_share=0.0,
+                               prompt_patience=7)
     model, prompted = train_mixrec(dataset, out, config, progress=False, init=start)
     stage = prompted["prompt_stage"]
     assert [row["step"] for row in stage["log"]] == [0, 2, 4]
@@ -283,15 +284,18 @@ def test_the_prompt_stage_starts_from_a_checkpoint_and_records_both_stages(train
     assert prompted["model_config"] == record["model_config"] and prompted["search"] == record["search"]
     assert prompted["train_config"]["epochs"] == record["train_config"]["epochs"]  # the recipe it started from
     assert prompted["train_config"]["prompt_steps"] == 4 and prompted["train_config"]["prompt_batch_size"] == 8
+    assert prompted["train_config"]["rule_share"] == 0.0 and prompted["train_config"]["prompt_patience"] == 7
     assert prompted["init"]["valid"] == record["valid"] and prompted["init"]["folder"] == str(start)
     loaded, _ = load_mixrec(out, dataset)
     with torch.no_grad():
         assert torch.allclose(loaded.full_sort_predict(SEQUENCES, "funny"), model.full_sort_predict(SEQUENCES, "funny"),
                               atol=1e-5)
-    from benchmarks.mixrec_prompt_stage import read_run, summary
+    from benchmarks.mixrec_prompt_stage import progress_rows, read_run, summary
 
     row = summary(read_run(out / "mixrec"), "tiny")
     assert row["steps"] == 4 and row["prompted examples"] == 32 and row["kept step"] == stage["best_step"]
+    assert row["rule share"] == 0.0 and row["patience"] == 7
+    assert [line["step"] for line in progress_rows({"tiny": read_run(out / "mixrec")}, every=3)] == [0, 3, 4]
     assert row["test minus start"] == pytest.approx(prompted["test"]["ndcg@10"] - record["test"]["ndcg@10"])
     assert row["compliance@10 start"] == stage["log"][0]["valid"]["positive"]["compliance@10"]
     shutil.rmtree(out / "mixrec")
