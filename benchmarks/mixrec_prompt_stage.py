@@ -35,7 +35,7 @@ def summary(config: dict, label: str) -> dict:
     rates = f"{recipe.get('prompt_lr', recipe['lr']):g} / {recipe.get('prompt_head_lr', recipe['head_lr']):g}"
     # configs written before the stage had a patience of its own stopped at the sequential recipe's
     row = {"run": label, "device": config["device"], "command": config["command"], "rates (lr / heads)": rates,
-           "rule share": recipe["rule_share"], "patience": recipe.get("prompt_patience", recipe["patience"]),
+           "rule share": f"{recipe['rule_share']:g}", "patience": recipe.get("prompt_patience", recipe["patience"]),
            "steps": log[-1]["step"], "prompted examples": log[-1]["step"] * recipe["prompt_batch_size"],
            "stage s": stage["seconds"], "kept step": stage["best_step"],
            "valid ndcg@10": config["valid"]["ndcg@10"], "test ndcg@10": config["test"]["ndcg@10"],
@@ -45,7 +45,7 @@ def summary(config: dict, label: str) -> dict:
     return row
 
 
-def progress_rows(configs: dict, every: int = 200) -> list[dict]:
+def progress_rows(configs: dict, every: int = 100) -> list[dict]:
     """One row per `every` steps and one at each run's last step, one column per run: its compliance@10 /
     violation@10 there (blank where it did not validate)."""
     logs = {label: {row["step"]: validation_row(row) for row in config["prompt_stage"]["log"]}
@@ -74,13 +74,14 @@ def main(argv=None):
         "carrying the wanted genre) and violation@10 (carrying the banned one) on validation users with training "
         "phrasings, as the stage logged them: at the start, at the kept step and at the last. The rule share is "
         "the share of prompts that name the genre the evaluation rule picks (the least present in the history "
-        "for a want, the most present for an avoid); the rest name a random genre the target allows. The "
+        "for a want, the most present for an avoid); the rest name a random genre the target allows, except "
+        "that half the avoids paired with a want name the genre that most often comes with the wanted one. The "
         "patience is how many validations without a gain stop the stage.\n\n"
         + markdown_table(rows, ["run", "device", "rates (lr / heads)", "rule share", "patience", "steps",
                                 "prompted examples", "stage s", "kept step", "valid ndcg@10", "test ndcg@10",
                                 "test minus start"])
         + "\n\n" + markdown_table(rows, ["run", *curves])
-        + "\n\nCompliance@10 / violation@10 on validation, every 200 steps:\n\n"
+        + "\n\nCompliance@10 / violation@10 on validation, every 100 steps:\n\n"
         + markdown_table(progress_rows(configs), ["step", *configs])
         + "\n\nCommands: " + "; ".join(f"{row['run']}: `{row['command']}`" for row in rows)
         + f"\n\n{machine_line(info)}\n")

@@ -162,12 +162,13 @@ def run_recommend(args) -> int:
 
 def check_train_flags(args) -> None:
     """Refuse a flag that the chosen model would ignore, before anything loads."""
-    mixrec_only = {"--search-trials": args.search_trials, "--search-timeout": args.search_timeout,
-                   "--llm-layers": args.llm_layers, "--prompt-steps": args.prompt_steps,
+    # None where not given (a count of 0 is the default and changes nothing; a share of 0 is a choice)
+    mixrec_only = {"--search-trials": args.search_trials or None, "--search-timeout": args.search_timeout,
+                   "--llm-layers": args.llm_layers, "--prompt-steps": args.prompt_steps or None,
                    "--prompt-timeout": args.prompt_timeout, "--prompt-rule-share": args.prompt_rule_share,
                    "--prompt-patience": args.prompt_patience, "--init": args.init}
     for flag, value in mixrec_only.items():
-        if args.model != "mixrec" and value:
+        if args.model != "mixrec" and value is not None:
             raise SteerRecError(f"{flag} applies to --model mixrec only")
     if args.backbone and args.model != "dpr":
         raise SteerRecError(f"--backbone applies to --model dpr only (to train {args.backbone}, use --model "

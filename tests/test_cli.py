@@ -124,7 +124,10 @@ def test_the_training_hint_for_a_dataset_of_ones_own_names_its_path(tmp_path):
     (["--model", "mixrec", "--prompt-timeout", "60"], "--prompt-timeout needs --prompt-steps"),
     (["--model", "mixrec", "--prompt-rule-share", "0"], "--prompt-rule-share needs --prompt-steps"),
     (["--model", "mixrec", "--prompt-steps", "9", "--prompt-rule-share", "1.5"], "a share from 0 to 1"),
-    (["--model", "dpr", "--prompt-rule-share", "0.5"], "--prompt-rule-share applies to --model mixrec only"),
+    (["--model", "dpr", "--prompt-rule-share", "0"], "--prompt-rule-share applies to --model mixrec only"),
+    (["--model", "sasrec", "--prompt-timeout", "0"], "--prompt-timeout applies to --model mixrec only"),
+    (["--model", "gru4rec", "--prompt-patience", "9"], "--prompt-patience applies to --model mixrec only"),
+    (["--model", "mixrec", "--prompt-patience", "9"], "--prompt-patience needs --prompt-steps"),
     (["--model", "sasrec", "--seed", "-1"], "from 0 to 4294967295"),
     (["--model", "dpr", "--seed", str(2 ** 32)], "from 0 to 4294967295"),
     (["--model", "sasrec", "--backbone", "gru4rec"], "--backbone applies to --model dpr only"),
@@ -139,6 +142,25 @@ def test_train_refuses_a_flag_it_would_ignore_or_misread(args, words, capsys):
         code = stop.code
     assert code == 2
     assert words in capsys.readouterr().err
+
+
+def test_train_passes_the_prompt_stage_flags_to_mixrecs_recipe(monkeypatch, tmp_path):
+    """A share of 0 is a choice, not a missing flag: it must reach the recipe (and not fall back to 0.75)."""
+    import core.train_mixrec
+    from core.cli import main
+
+    given = {}
+
+    def record_config(dataset, out, config, **options):
+        given["config"] = config
+        return None, {"prompt_stage": {"best_step": 0}, "seconds_total": 0.0,
+                      "test": {"ndcg@10": 0.0, "recall@10": 0.0}}
+
+    monkeypatch.setattr(core.train_mixrec, "train_mixrec", record_config)
+    assert main(["train", "--model", "mixrec", "--prompt-steps", "9", "--prompt-rule-share", "0",
+                 "--prompt-patience", "7", "--out", str(tmp_path), "--quiet"]) == 0
+    config = given["config"]
+    assert (config.prompt_steps, config.rule_share, config.prompt_patience) == (9, 0.0, 7)
 
 
 def test_prompts_given_to_a_backbone_are_not_echoed_as_if_used():

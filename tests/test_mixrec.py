@@ -294,7 +294,7 @@ def test_the_prompt_stage_starts_from_a_checkpoint_and_records_both_stages(train
 
     row = summary(read_run(out / "mixrec"), "tiny")
     assert row["steps"] == 4 and row["prompted examples"] == 32 and row["kept step"] == stage["best_step"]
-    assert row["rule share"] == 0.0 and row["patience"] == 7
+    assert row["rule share"] == "0" and row["patience"] == 7
     assert [line["step"] for line in progress_rows({"tiny": read_run(out / "mixrec")}, every=3)] == [0, 3, 4]
     assert row["test minus start"] == pytest.approx(prompted["test"]["ndcg@10"] - record["test"]["ndcg@10"])
     assert row["compliance@10 start"] == stage["log"][0]["valid"]["positive"]["compliance@10"]
