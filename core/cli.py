@@ -128,6 +128,7 @@ def run_recommend(args) -> int:
     # the prompts read as the engine reads them (titles included), so a bad one is refused before any model loads
     dataset = load_dataset(args.data)
     prompts = build_prompts(args.want, args.avoid, negating_titles(dataset.titles[1:]))
+    engine = Engine(data=dataset, checkpoints=args.checkpoints, models=[args.model])  # a missing model stops here
     if prompts and args.model in BACKBONE_NAMES:
         print(f"note: {args.model} ranks by the history alone and ignores prompts (use --model dpr or mixrec)",
               file=sys.stderr)
@@ -136,7 +137,6 @@ def run_recommend(args) -> int:
               "checkpoint was never trained on prompts); DPR is the model trained to follow them", file=sys.stderr)
     if args.strict_avoid and args.model != "dpr":
         print("note: --strict-avoid applies to DPR only and is ignored here", file=sys.stderr)
-    engine = Engine(data=dataset, checkpoints=args.checkpoints, models=[args.model])
     result = engine.recommend(args.model, user=args.user, history=args.history, want=args.want,
                               avoid=args.avoid, k=args.k, backbone=chosen_backbone(args),
                               strict_avoid=args.strict_avoid)
@@ -156,7 +156,8 @@ def run_recommend(args) -> int:
     print(f"{result.model} for {'user ' + result.user if result.user else 'the given history'} "
           f"({result.latency_ms:.1f} ms)\n{steering}", end="")
     for item in result.items:
-        print(f"{item.rank:3d}. {item.title} ({item.year})  [{', '.join(item.genres)}]  {item.score:.3f}")
+        year = f" ({item.year})" if item.year else ""
+        print(f"{item.rank:3d}. {item.title}{year}  [{', '.join(item.genres)}]  {item.score:.3f}")
     return 0
 
 

@@ -42,6 +42,7 @@ class Dataset:
     ratings: list[np.ndarray]
     fingerprint: str = ""
     source: str = ""  # the path it was loaded from; empty for the default dataset
+    dropped_users: frozenset = frozenset()  # external ids of users left out for too few interactions
     _user_index: dict = field(default_factory=dict, repr=False)
     _item_index: dict = field(default_factory=dict, repr=False)
 
@@ -60,6 +61,10 @@ class Dataset:
     def user_index(self, user) -> int:
         """Internal id of an external user id (int or str)."""
         key = str(user).strip()
+        if key in self.dropped_users:
+            raise SteerRecError(f"user {key[:40]!r} is in {self.name}'s ratings but was left out: a user needs "
+                                f"{MIN_INTERACTIONS} or more interactions (a training item, a validation and a test "
+                                "target)")
         if key not in self._user_index:
             raise SteerRecError(f"unknown user {str(user)[:40]!r} in {self.name} "
                                 f"(ids are the dataset's own, e.g. {self.user_ids[1]!r})")
@@ -96,13 +101,29 @@ class Dataset:
     def build(cls, name: str, inter: pd.DataFrame, items: pd.DataFrame) -> "Dataset":
         """inter: user, item, timestamp (float), rating (float, may be NaN), in file order.
         items: item, title, year, genres (tuple), tags (tuple)."""
+        repeated = inter.duplicated(["user", "item", "timestamp"])
+        if repeated.any():  # the same event twice (a repeat at another time is a real repeat and stays)
+            warnings.warn(f"{name}: {int(repeated.sum())} rows repeat an earlier row's user, item and timestamp "
+                          "and are left out", stacklevel=2)
+            inter = inter[~repeated]
         counts = inter["user"].value_counts()
-        inter = inter[inter["user"].map(counts) >= MIN_INTERACTIONS]
+        dropped = frozenset(counts.index[counts < MIN_INTERACTIONS])
+        inter = inter[~inter["user"].isin(dropped)]
         if inter.empty:
             raise SteerRecError(f"{name}: no user has {MIN_INTERACTIONS} or more interactions")
+        if dropped:
+            warnings.warn(f"{name}: {len(dropped)} of {len(counts)} users have fewer than {MIN_INTERACTIONS} "
+                          "interactions and are left out", stacklevel=2)
         if items.empty:
-            warnings.warn(f"{name}: no item file beside the ratings, so items have no titles or genres (they show "
-                          "as 'Item <id>'); DPR, the prompt tasks and the genre views need genres", stacklevel=2)
+            warnings.warn(f"{name}: no item file beside the ratings (or an empty one), so items have no titles or "
+                          "genres (they show as 'Item <id>'); DPR, the prompt tasks and the genre views need genres",
+                          stacklevel=2)
+        else:
+            unlisted = pd.unique(inter.loc[~inter["item"].isin(items["item"]), "item"])
+            if len(unlisted):
+                warnings.warn(f"{name}: {len(unlisted)} of {inter['item'].nunique()} rated items are not in the "
+                              f"item file (e.g. {unlisted[0]!r}), so they have no title or genres; check that both "
+                              "files write item ids alike", stacklevel=2)
 
         item_ids = ["<pad>"] + list(dict.fromkeys(list(items["item"]) + list(inter["item"])))
         item_index = {item: i for i, item in enumerate(item_ids) if i}  # padding is no item
@@ -134,7 +155,8 @@ class Dataset:
             digest.update(np.ascontiguousarray(part).tobytes())
         digest.update("\n".join(item_ids).encode())
         return cls(name, user_ids, item_ids, titles, years, genres, tags, sequences, timestamps, ratings,
-                   fingerprint=digest.hexdigest()[:16], _user_index=user_index, _item_index=item_index)
+                   fingerprint=digest.hexdigest()[:16], dropped_users=dropped, _user_index=user_index,
+                   _item_index=item_index)
 
 
 # ---------------------------------------------------------------------------------------------- readers
@@ -168,10 +190,19 @@ class _Source:
 
 
 def _read_text(path: Path) -> str:
+    """A MovieLens text file: UTF-8 where its bytes are UTF-8, else Latin-1 (what GroupLens wrote ML-100K and
+    ML-1M in; every byte string is valid Latin-1, so this never fails on content)."""
     try:
-        return path.read_text(encoding="latin-1")
+        raw = path.read_bytes()
     except OSError as error:
         raise SteerRecError(f"{path} cannot be read: {error.strerror or error}") from None
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")
+
+
+SEPARATOR_NAMES = {"\t": "tabs", ",": "commas"}
 
 
 def _read_table(path: Path, names=None, sep="\t", text=None, quoting=csv.QUOTE_NONE, typed=False) -> pd.DataFrame:
@@ -196,6 +227,9 @@ def _read_table(path: Path, names=None, sep="\t", text=None, quoting=csv.QUOTE_N
         raise DataFormatError(path, None, "UTF-8 text", f"byte {error.object[error.start]:#x}") from None
     if not names:
         header = list(frame.iloc[0])
+        if len(header) == 1 and re.search(r"[,;\t|]", header[0]):  # one column: another separator was used
+            raise DataFormatError(path, 1, f"columns separated by {SEPARATOR_NAMES.get(sep, repr(sep))}",
+                                  header[0][:80])
         columns = [c.split(":")[0] for c in header] if typed else header
         repeated = [h for h, c in zip(header, columns) if columns.count(c) > 1]
         if repeated:
@@ -266,6 +300,8 @@ def _top_tags(tags: pd.DataFrame | None) -> dict[str, tuple[str, ...]]:
 def _interactions(frame: pd.DataFrame, source: _Source, user: str, item: str) -> pd.DataFrame:
     """user, item, timestamp, rating (NaN where the table has none) of a ratings table, its user and item
     columns named by `user` and `item`; a bad field is reported with its line."""
+    if frame.empty:
+        raise DataFormatError(source.path, None, "one interaction per line", "no rows")
     return pd.DataFrame({
         "user": _ids(frame, user, source), "item": _ids(frame, item, source),
         "timestamp": _numbers(frame, "timestamp", source),
@@ -289,8 +325,8 @@ def load_atomic(inter_path: Path) -> Dataset:
         ids = _ids(meta, "item_id", _Source(item_path))
         titles = meta[title_col] if title_col else "Item " + ids
         years = meta[year_col].where(meta[year_col].str.fullmatch(r"\d{4}"), "") if year_col else [""] * len(ids)
-        genres = [tuple(g for g in s.split() if g != "unknown") for s in meta[genre_col]] if genre_col \
-            else [()] * len(ids)
+        genres = [tuple(g for g in re.split(r"[\s|]+", s) if g and g != "unknown") for s in meta[genre_col]] \
+            if genre_col else [()] * len(ids)
         items = _items_frame(ids, list(titles), list(years), genres, [()] * len(ids))
     else:
         items = _items_frame([], [], [], [], [])
@@ -301,8 +337,11 @@ def load_dat(folder: Path) -> Dataset:
     """MovieLens .dat (ML-1M, ML-10M): ratings.dat 'user::item::rating::time' + movies.dat 'item::title::a|b'."""
     folder = Path(folder)
     ratings_path, movies_path = folder / "ratings.dat", folder / "movies.dat"
-    text = _read_text(ratings_path).replace("::", "\t")
-    frame = _read_table(ratings_path, names=["user", "item", "rating", "timestamp"], text=text)
+    text = _read_text(ratings_path)
+    first = next((line for line in text.splitlines() if line.strip()), "")
+    if first and "::" not in first:
+        raise DataFormatError(ratings_path, 1, "fields separated by '::' (user::item::rating::timestamp)", first[:80])
+    frame = _read_table(ratings_path, names=["user", "item", "rating", "timestamp"], text=text.replace("::", "\t"))
     source = _Source(ratings_path, header=0)
     inter = _interactions(frame, source, "user", "item")
     ids, titles, genres = [], [], []
@@ -364,10 +403,10 @@ def load_csv(folder: Path) -> Dataset:
     folder = Path(folder)
     ratings_path, movies_path, tags_path = folder / "ratings.csv", folder / "movies.csv", folder / "tags.csv"
     frame, source = _read_table(ratings_path, sep=",", quoting=csv.QUOTE_MINIMAL), _Source(ratings_path, ",")
-    _require_columns(frame, ratings_path, ["userId", "movieId", "rating", "timestamp"])
+    _require_columns(frame, ratings_path, ["userId", "movieId", "timestamp"])  # ratings are optional: implicit
     inter = _interactions(frame, source, "userId", "movieId")
     tags = None
-    if tags_path.exists():
+    if tags_path.exists() and tags_path.stat().st_size:  # optional: an empty one is as good as none
         raw = _read_table(tags_path, sep=",", quoting=csv.QUOTE_MINIMAL)
         _require_columns(raw, tags_path, ["userId", "movieId", "tag"])
         tags = pd.DataFrame({"item": raw["movieId"].str.strip(), "tag": raw["tag"]})
@@ -408,25 +447,21 @@ def load_dataset(path=None) -> Dataset:
 def load_path(path: Path) -> Dataset:
     if not path.exists():
         raise SteerRecError(f"dataset path {path} does not exist")
-    given = path
+    readers = {"ratings.dat": load_dat, "u.data": load_grouplens, "ratings.csv": load_csv}
     if path.is_file():
         if path.suffix == ".inter":
             return load_atomic(path)
-        path = path.parent  # ratings.dat or ratings.csv stands for its folder
-    if (path / "ratings.dat").exists():
-        return load_dat(path)
-    if (path / "u.data").exists():
-        return load_grouplens(path)
-    if (path / "ratings.csv").exists():
-        return load_csv(path)
-    inters = sorted(path.glob("*.inter"))
-    if len(inters) == 1:
-        return load_atomic(inters[0])
-    if inters:
-        raise SteerRecError(f"several datasets in {path}: {', '.join(p.name for p in inters)}; pass one file, "
-                            f"e.g. {inters[0]}")
-    found = f"{given} is not a dataset file and its folder holds no dataset" if given.is_file() else \
+        if path.name in readers:  # a ratings file stands for its folder, in its own format
+            return readers[path.name](path.parent)
+    folder = path.parent if path.is_file() else path
+    found = [name for name in readers if (folder / name).exists()] + sorted(p.name for p in folder.glob("*.inter"))
+    if len(found) > 1:
+        raise SteerRecError(f"several datasets in {folder}: {', '.join(found)}; pass the one to read as a file, "
+                            f"e.g. {folder / found[0]}")
+    if found:
+        return readers[found[0]](folder) if found[0] in readers else load_atomic(folder / found[0])
+    where = f"{path} is not a dataset file and its folder holds no dataset" if path.is_file() else \
         f"no dataset found in {path}"
-    raise SteerRecError(f"{found}: expected ratings.dat + movies.dat (MovieLens .dat), u.data + u.item "
+    raise SteerRecError(f"{where}: expected ratings.dat + movies.dat (MovieLens .dat), u.data + u.item "
                         "(GroupLens's ML-100K), ratings.csv + movies.csv (MovieLens CSV) or one NAME.inter + NAME.item "
                         "(RecBole atomic)")

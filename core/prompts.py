@@ -278,7 +278,8 @@ def attribute_vocabulary(dataset: Dataset) -> list[str]:
     vocab = sorted(g for g in genres if g != "unknown")
     vocab += sorted(t for t, n in tags.items() if n >= MIN_TAG_ITEMS and t not in genres)
     if not vocab:
-        raise SteerRecError(f"{dataset.name} has no genres or tags: prompts need item attributes")
+        rare = f", and none of its {len(tags)} tags is on {MIN_TAG_ITEMS} or more items" if tags else " or tags"
+        raise SteerRecError(f"{dataset.name} has no genres{rare}: prompts need item attributes")
     return vocab
 
 

@@ -21,7 +21,7 @@ from torch import nn
 from tqdm import tqdm
 
 from core.checkpoint import build_model, load_checkpoint, save_checkpoint, snapshot, training_command
-from core.data import Dataset
+from core.data import MIN_INTERACTIONS, Dataset
 from core.errors import SteerRecError
 from core.evaluate import evaluate_sequential, pad_left
 from core.llm import cpu_has_bf16
@@ -63,6 +63,14 @@ def resolve_device(device: str) -> torch.device:
     if device == "cuda" and not torch.cuda.is_available():
         raise SteerRecError("--device cuda was asked for, but torch sees no CUDA device")
     return torch.device(device)
+
+
+def require_training_pairs(dataset: Dataset) -> None:
+    """Refuse data with no (item -> next item) pair in any training split, before a model is fitted to nothing."""
+    if not any(len(sequence) > MIN_INTERACTIONS for sequence in dataset.sequences[1:]):
+        raise SteerRecError(f"{dataset.name}: nothing to train on: no user has more than {MIN_INTERACTIONS} "
+                            f"interactions, and a training pair needs {MIN_INTERACTIONS + 1} (the last two are each "
+                            "user's validation and test targets)")
 
 
 def training_windows(dataset: Dataset, max_len: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -151,6 +159,7 @@ def train_backbone(name: str, dataset: Dataset, out: Path, config: TrainConfig =
     if name not in BACKBONES:
         raise SteerRecError(f"unknown backbone {name!r}: expected one of {', '.join(BACKBONES)}")
     model_class, config_class = BACKBONES[name]
+    require_training_pairs(dataset)
     seed_everything(config.seed)
     resolve_device(config.device)  # refuses cuda where there is none; the Accelerator places the model
     # one process: plain training; under `accelerate launch` (several processes): DDP, each process takes

@@ -32,8 +32,8 @@ from core.prompt_tasks import build_prompt_cases, evaluate_prompt_task, prompt_s
 from core.prompts import (attribute_matrix, attribute_vocabulary, co_occurrence, draw_prompt_tasks, history_counts,
                           phrasings, training_prefixes, wordings)
 from core.text import item_text_embeddings, shared_encoder
-from core.train import (backbone_train_config, load_backbone, resolve_device, run_record, seed_everything,
-                        train_backbone)
+from core.train import (backbone_train_config, load_backbone, require_training_pairs, resolve_device, run_record,
+                        seed_everything, train_backbone)
 
 
 @dataclass
@@ -199,6 +199,11 @@ def validate(model, backbone, cases, item_vectors, semantics, carries) -> tuple[
 
 def train_dpr(dataset: Dataset, backbone_name: str, checkpoints: Path, config: DPRTrainConfig = DPRTrainConfig(),
               data_path=None, progress=True):
+    require_training_pairs(dataset)
+    vocab = attribute_vocabulary(dataset)
+    if len(vocab) < 2:
+        raise SteerRecError(f"{dataset.name} has one item attribute ({vocab[0]}): DPR needs two or more, since an "
+                            "avoid prompt needs items without the attribute it names")
     seed_everything(config.seed)
     device = resolve_device(config.device)
     started = time.perf_counter()
@@ -217,7 +222,6 @@ def train_dpr(dataset: Dataset, backbone_name: str, checkpoints: Path, config: D
 
     encoder = shared_encoder()
     item_text = item_text_embeddings(dataset, checkpoints, encoder).to(device)
-    vocab = attribute_vocabulary(dataset)
     matrix = attribute_matrix(dataset, vocab)
     carries = torch.from_numpy(matrix).to(device)
     item_vectors = backbone.item_vectors().detach()

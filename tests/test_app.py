@@ -225,6 +225,23 @@ def test_about_tab_shows_every_benchmark_table(tmp_path, monkeypatch):
     assert app.benchmark_tables() == "| a |\n|---|\n\n\n| b |\n|---|\n"
 
 
+def test_the_app_serves_your_own_data_and_checkpoints(tmp_path, monkeypatch, engine):
+    from core.data import load_dataset
+    from core.train import TrainConfig, train_backbone
+    from tests.conftest import write_csv
+
+    folder = write_csv(tmp_path / "my-data")
+    train_backbone("sasrec", load_dataset(folder), tmp_path / "ckpt", TrainConfig(epochs=1), progress=False)
+    monkeypatch.setenv("STEERREC_DATA", str(folder))
+    monkeypatch.setenv("STEERREC_CHECKPOINTS", str(tmp_path / "ckpt"))
+    monkeypatch.setenv("STEERREC_MODELS", "sasrec")
+    own = app.get_engine.__wrapped__()
+    assert own.dataset.name == "my-data" and own.is_available("sasrec", "sasrec")
+    assert own.recommend("sasrec", user="1", k=3).items[0].title.startswith("The Movie")
+    assert app.data_line(own).startswith("The data is `my-data` (12 users, 30 items)")
+    assert app.data_line(engine).startswith("The data is MovieLens-100K (943 users, 1,682 items)")
+
+
 # --------------------------------------------------------------------------------- the launched app
 
 @pytest.fixture(scope="module")

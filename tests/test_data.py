@@ -98,10 +98,83 @@ def test_users_with_too_few_interactions_are_dropped(tmp_path):
     folder.mkdir()
     (folder / "few.inter").write_text("user_id:token\titem_id:token\ttimestamp:float\n"
                                       "1\t1\t1\n1\t2\t2\n1\t3\t3\n2\t1\t1\n")
-    with pytest.warns(UserWarning, match="no item file"):
+    with pytest.warns(UserWarning) as caught:
         dataset = load_dataset(folder / "few.inter")
+    messages = " | ".join(str(w.message) for w in caught)
+    assert "no item file" in messages and "1 of 2 users have fewer than 3 interactions and are left out" in messages
     assert dataset.num_users == 1 and dataset.num_items == 3
     assert dataset.titles[1] == "Item 1"
+    with pytest.raises(SteerRecError, match="user '2' is in few's ratings but was left out: a user needs 3"):
+        dataset.user_index(2)
+
+
+def test_a_repeated_event_is_left_out_and_a_later_repeat_kept(tmp_path):
+    inter = write_atomic(tmp_path / "a")
+    lines = inter.read_text().splitlines()
+    user, item, rating, time = lines[1].split("\t")
+    inter.write_text("\n".join([*lines, lines[1], f"{user}\t{item}\t{rating}\t{float(time) + 10 ** 9}"]) + "\n")
+    with pytest.warns(UserWarning, match="1 rows repeat an earlier row's user, item and timestamp"):
+        dataset = load_dataset(inter)
+    sequence = [dataset.item_ids[i] for i in dataset.sequences[dataset.user_index(user)]]
+    assert sequence.count(item) == 2 and sequence[-1] == item  # the event once, and the later repeat
+
+
+def test_rated_items_missing_from_the_item_file_are_named(tmp_path):
+    folder = write_csv(tmp_path / "c", tags=False)
+    ratings = folder / "ratings.csv"
+    ratings.write_text(ratings.read_text().replace(",3,", ",3.0,"))  # ids written as floats: never linked
+    with pytest.warns(UserWarning, match=r"rated items are not in the item file \(e\.g\. '3\.0'\)"):
+        dataset = load_dataset(folder)
+    assert dataset.genres[dataset.item_index("3.0")] == ()
+
+
+def test_utf8_and_latin1_movielens_files_both_read(tmp_path):
+    for encoding in ("utf-8", "latin-1"):
+        folder = write_dat(tmp_path / encoding)
+        movies = folder / "movies.dat"
+        movies.write_bytes(movies.read_text(encoding="latin-1").replace("Movie 3 ", "Amélie 3 ").encode(encoding))
+        dataset = load_dataset(folder)
+        assert dataset.titles[dataset.item_index("3")] == "Amélie 3"
+
+
+def test_recbole_genres_split_on_spaces_or_bars(tmp_path):
+    inter = write_atomic(tmp_path / "a")
+    item_file = inter.with_suffix(".item")
+    lines = item_file.read_text().splitlines()
+    item_file.write_text("\n".join([lines[0]] + [line.rsplit("\t", 1)[0] + "\t" + line.rsplit("\t", 1)[1].replace(
+        " ", "|") for line in lines[1:]]) + "\n")
+    dataset = load_dataset(inter)
+    assert set(dataset.genres[dataset.item_index("3")]) == {"Horror", "Action"}
+
+
+def test_a_folder_with_two_formats_is_named_not_guessed(tmp_path):
+    folder = write_csv(tmp_path / "both", tags=False)
+    write_dat(folder)
+    with pytest.raises(SteerRecError, match=r"several datasets in .*both: ratings\.dat, ratings\.csv; pass the one"):
+        load_dataset(folder)
+    assert load_dataset(folder / "ratings.csv").titles[1].startswith("The Movie")  # the file given decides
+    assert load_dataset(folder / "ratings.dat").titles[1].startswith("Movie")
+
+
+@pytest.mark.parametrize("name, text, found", [
+    ("x.inter", "user_id:token,item_id:token,timestamp:float\n1,2,3\n", "separated by tabs"),
+    ("ratings.csv", "userId;movieId;rating;timestamp\n1;2;3;4\n", "separated by commas"),
+    ("ratings.dat", "1,2,3,4\n", "separated by '::'"),
+    ("ratings.dat", "", "one interaction per line, found 'no rows'"),
+])
+def test_a_file_with_another_separator_or_no_rows_says_so(tmp_path, name, text, found):
+    (tmp_path / name).write_text(text)
+    with pytest.raises(DataFormatError, match=found):
+        load_dataset(tmp_path / name)
+
+
+def test_ratings_csv_without_ratings_is_implicit_data(tmp_path):
+    folder = write_csv(tmp_path / "c", tags=False)
+    ratings = folder / "ratings.csv"
+    ratings.write_text("\n".join(",".join(f for k, f in enumerate(line.split(",")) if k != 2)
+                                 for line in ratings.read_text().splitlines()) + "\n")
+    dataset = load_dataset(folder)
+    assert dataset.num_users == 12 and np.isnan(dataset.ratings[1]).all()
 
 
 def test_malformed_atomic_file_names_file_and_line(tmp_path):
@@ -273,7 +346,7 @@ def test_non_finite_timestamps_are_rejected(tmp_path, stamp):
 def test_several_inter_files_are_named(tmp_path):
     write_atomic(tmp_path / "two", name="a")
     write_atomic(tmp_path / "two", name="b")
-    with pytest.raises(SteerRecError, match=r"several datasets in .*two: a\.inter, b\.inter; pass one file"):
+    with pytest.raises(SteerRecError, match=r"several datasets in .*two: a\.inter, b\.inter; pass the one to read as a file"):
         load_dataset(tmp_path / "two")
     assert load_dataset(tmp_path / "two" / "b.inter").name == "b"
 

@@ -87,6 +87,28 @@ def test_a_training_config_that_cannot_run_is_refused(settings, message):
         DPRTrainConfig(**settings)
 
 
+def test_data_with_one_attribute_or_only_rare_tags_is_refused_before_training(tmp_path):
+    from core.data import load_dataset
+    from core.errors import SteerRecError
+    from core.prompts import attribute_vocabulary
+    from core.train_dpr import train_dpr
+    from tests.conftest import write_atomic, write_csv
+
+    inter = write_atomic(tmp_path / "one")
+    item_file = inter.with_suffix(".item")
+    item_file.write_text("\n".join(line.rsplit("\t", 1)[0] + ("\tclass:token_seq" if n == 0 else "\tComedy")
+                                   for n, line in enumerate(item_file.read_text().splitlines())) + "\n")
+    with pytest.raises(SteerRecError, match=r"one item attribute \(Comedy\): DPR needs two or more"):
+        train_dpr(load_dataset(inter), "sasrec", tmp_path / "out", progress=False)
+    assert not (tmp_path / "out").exists()
+    folder = write_csv(tmp_path / "tags", items=12)  # each tag on 12 items or fewer
+    movies = folder / "movies.csv"
+    movies.write_text("\n".join(line.rsplit(",", 1)[0] + ",(no genres listed)" if n else line
+                                for n, line in enumerate(movies.read_text().splitlines())) + "\n")
+    with pytest.raises(SteerRecError, match="has no genres, and none of its 3 tags is on 20 or more items"):
+        attribute_vocabulary(load_dataset(folder))
+
+
 def test_training_runs_on_the_chosen_device_and_unprompted_dpr_ranks_like_its_backbone(tmp_path):
     """Tiny data, one steering epoch, through the same code path as `python -m core train --model dpr`."""
     from core.data import load_dataset

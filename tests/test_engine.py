@@ -48,6 +48,22 @@ def test_the_default_length_is_ten_or_the_whole_catalogue(engine, tmp_path):
     assert len(result.items) == 7
 
 
+def test_dpr_on_data_without_genres_says_what_is_missing_not_to_train_it(tmp_path):
+    from core.data import load_dataset
+    from core.engine import Engine
+    from core.train import TrainConfig, train_backbone
+    from tests.conftest import write_csv
+
+    folder = write_csv(tmp_path / "data", tags=False)
+    (folder / "movies.csv").unlink()
+    with pytest.warns(UserWarning, match="no item file"):
+        dataset = load_dataset(folder)
+    train_backbone("sasrec", dataset, tmp_path / "checkpoints", TrainConfig(epochs=1), progress=False)
+    bare = Engine(data=dataset, checkpoints=tmp_path / "checkpoints", models=["dpr"])
+    assert bare.is_available("sasrec", "sasrec")
+    assert "has no genres or tags" in bare.unavailable_reason("dpr", "sasrec")
+
+
 @pytest.mark.parametrize("kwargs, message", [
     (dict(model="sasrec", user=99999), "unknown user"),
     (dict(model="sasrec", user="abc"), "unknown user"),

@@ -77,6 +77,23 @@ def test_training_windows_cover_long_histories(tiny_atomic):
     assert ((inputs > 0) == (targets > 0)).all()
 
 
+def test_data_with_no_training_pair_is_refused_not_fitted_to_nothing(tmp_path):
+    """Users of exactly 3 interactions load (a training item, a validation and a test target), but no model can
+    learn from one training item a user: the trainers say so instead of saving an untrained model."""
+    from core.errors import SteerRecError
+    from core.train_dpr import train_dpr
+
+    (tmp_path / "three.inter").write_text("user_id:token\titem_id:token\ttimestamp:float\n" + "".join(
+        f"{user}\t{(user + step) % 7 + 1}\t{step}\n" for user in range(1, 6) for step in range(3)))
+    with pytest.warns(UserWarning, match="no item file"):
+        dataset = load_dataset(tmp_path / "three.inter")
+    for train in (lambda: train_backbone("sasrec", dataset, tmp_path / "out", progress=False),
+                  lambda: train_dpr(dataset, "sasrec", tmp_path / "out", progress=False)):
+        with pytest.raises(SteerRecError, match="nothing to train on: no user has more than 3 interactions"):
+            train()
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.parametrize("name", ["sasrec", "gru4rec"])
 def test_training_learns_and_checkpoint_round_trips(tmp_path, tiny_atomic, name):
     dataset = load_dataset(tiny_atomic)
