@@ -454,8 +454,8 @@ def benchmark_tables() -> str:
 def data_line(engine: Engine) -> str:
     data = engine.dataset
     name = "MovieLens-100K" if not data.source else f"`{html.escape(data.name, quote=False)}`"
-    return (f"The data is {name} ({data.num_users:,} users, {data.num_items:,} items): every rating counts as an "
-            "interaction, ordered in time.")
+    return (f"The data is {name} ({data.num_users:,} users, {data.num_items:,} items): every interaction counts "
+            "(a rating of any value, or a plain event where the data has no ratings), ordered in time.")
 
 
 def model_status(engine: Engine) -> str:

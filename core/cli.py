@@ -197,6 +197,19 @@ def check_train_flags(args) -> None:
                             "--search-trials, --llm-layers and --epochs")
 
 
+def refuse_other_data(folder: Path, dataset) -> None:
+    """Training into a folder that holds a model of other data would replace it without a word (a data folder
+    named ml-100k would replace the shipped checkpoints)."""
+    try:
+        trained_on = json.loads((folder / "config.json").read_text())["data"]["fingerprint"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return  # nothing there, or nothing readable: the save replaces it as it would any broken folder
+    if trained_on != dataset.fingerprint:
+        raise SteerRecError(f"{folder} holds a model trained on other data (fingerprint {trained_on}; this data: "
+                            f"{dataset.fingerprint}), which training here would replace: pass --out with another "
+                            f"folder, or delete {folder} first")
+
+
 def run_train(args) -> int:
     import torch
 
@@ -207,6 +220,8 @@ def run_train(args) -> int:
     torch.set_num_threads(min(torch.get_num_threads(), os.cpu_count() or 1))
     dataset = load_dataset(args.data)
     out = Path(args.out) if args.out else Path(__file__).resolve().parent.parent / "checkpoints" / dataset.name
+    model_folder = out / (args.model if args.model != "dpr" else f"dpr-{chosen_backbone(args)}")
+    refuse_other_data(model_folder, dataset)
     progress = not args.quiet
     if args.model in BACKBONE_NAMES:
         config = backbone_train_config(args.model, device=args.device, seed=args.seed,

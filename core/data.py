@@ -205,6 +205,18 @@ def _read_text(path: Path) -> str:
 SEPARATOR_NAMES = {"\t": "tabs", ",": "commas"}
 
 
+def _require_separator(path: Path, separator: str, described: str) -> str:
+    """The text of a headerless ratings file whose first line holds `separator`; otherwise a DataFormatError
+    naming that line (a file split by something else would read as one field a line)."""
+    text = _read_text(path)
+    for number, line in enumerate(text.splitlines(), start=1):
+        if line.strip():
+            if separator not in line:
+                raise DataFormatError(path, number, f"fields separated by {described}", line[:80])
+            break
+    return text
+
+
 def _read_table(path: Path, names=None, sep="\t", text=None, quoting=csv.QUOTE_NONE, typed=False) -> pd.DataFrame:
     """Read a delimited file as strings; a ragged line or a repeated column becomes a DataFormatError naming it.
     The header is read as a row because pandas would silently rename a repeated column 'x' to 'x.1'.
@@ -325,8 +337,9 @@ def load_atomic(inter_path: Path) -> Dataset:
         ids = _ids(meta, "item_id", _Source(item_path))
         titles = meta[title_col] if title_col else "Item " + ids
         years = meta[year_col].where(meta[year_col].str.fullmatch(r"\d{4}"), "") if year_col else [""] * len(ids)
-        genres = [tuple(g for g in re.split(r"[\s|]+", s) if g and g != "unknown") for s in meta[genre_col]] \
-            if genre_col else [()] * len(ids)
+        # a token_seq is space-separated; MovieLens's own '|' wins where present ("Science Fiction|Horror")
+        genres = [tuple(g for g in (s.split("|") if "|" in s else s.split()) if g.strip() and g != "unknown")
+                  for s in meta[genre_col].str.strip()] if genre_col else [()] * len(ids)
         items = _items_frame(ids, list(titles), list(years), genres, [()] * len(ids))
     else:
         items = _items_frame([], [], [], [], [])
@@ -337,10 +350,7 @@ def load_dat(folder: Path) -> Dataset:
     """MovieLens .dat (ML-1M, ML-10M): ratings.dat 'user::item::rating::time' + movies.dat 'item::title::a|b'."""
     folder = Path(folder)
     ratings_path, movies_path = folder / "ratings.dat", folder / "movies.dat"
-    text = _read_text(ratings_path)
-    first = next((line for line in text.splitlines() if line.strip()), "")
-    if first and "::" not in first:
-        raise DataFormatError(ratings_path, 1, "fields separated by '::' (user::item::rating::timestamp)", first[:80])
+    text = _require_separator(ratings_path, "::", "'::' (user::item::rating::timestamp)")
     frame = _read_table(ratings_path, names=["user", "item", "rating", "timestamp"], text=text.replace("::", "\t"))
     source = _Source(ratings_path, header=0)
     inter = _interactions(frame, source, "user", "item")
@@ -375,7 +385,9 @@ def load_grouplens(folder: Path) -> Dataset:
     'id|title|release date|video release date|URL|one 0/1 flag per genre' (the genres named by u.genre)."""
     folder = Path(folder)
     data_path, item_path, genre_path = folder / "u.data", folder / "u.item", folder / "u.genre"
-    frame, source = _read_table(data_path, names=["user", "item", "rating", "timestamp"]), _Source(data_path, header=0)
+    text = _require_separator(data_path, "\t", "tabs (user, item, rating, timestamp)")
+    frame = _read_table(data_path, names=["user", "item", "rating", "timestamp"], text=text)
+    source = _Source(data_path, header=0)
     inter = _interactions(frame, source, "user", "item")
     names = GROUPLENS_GENRES
     if genre_path.exists():

@@ -23,7 +23,7 @@ from core.data import Dataset, load_dataset
 from core.errors import SteerRecError
 from core.evaluate import pad_left
 from core.index import ItemIndex
-from core.prompts import Prompt, attribute_matrix, attribute_vocabulary, build_prompts, instruction, negating_titles
+from core.prompts import Prompt, attribute_matrix, build_prompts, instruction, negating_titles, steerable_vocabulary
 from core.train import load_backbone
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -119,7 +119,7 @@ class Engine:
 
         key = f"dpr-{backbone}"
         try:
-            attribute_vocabulary(self.dataset)  # data without genres or tags: say so, not "train DPR"
+            steerable_vocabulary(self.dataset)  # data DPR cannot be trained on: say so, not "train DPR"
             model, config = load_dpr(self.checkpoints, backbone, self.dataset)
             self.item_text_embeddings()
         except SteerRecError as error:

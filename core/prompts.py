@@ -283,6 +283,16 @@ def attribute_vocabulary(dataset: Dataset) -> list[str]:
     return vocab
 
 
+def steerable_vocabulary(dataset: Dataset) -> list[str]:
+    """The attribute vocabulary, refused where DPR cannot be trained on it: an avoid prompt needs items without
+    the attribute it names, so one attribute is not enough."""
+    vocab = attribute_vocabulary(dataset)
+    if len(vocab) < 2:
+        raise SteerRecError(f"{dataset.name} has one item attribute ({vocab[0]}): DPR needs two or more, since an "
+                            "avoid prompt needs items without the attribute it names")
+    return vocab
+
+
 def attribute_matrix(dataset: Dataset, vocab: list[str]) -> np.ndarray:
     """(attributes, num_items + 1) booleans: which item carries which attribute."""
     position = {a: i for i, a in enumerate(vocab)}

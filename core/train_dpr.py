@@ -29,8 +29,8 @@ from core.errors import CheckpointError, SteerRecError
 from core.evaluate import pad_left
 from core.models.dpr import DPR, DPRConfig
 from core.prompt_tasks import build_prompt_cases, evaluate_prompt_task, prompt_selection_score
-from core.prompts import (attribute_matrix, attribute_vocabulary, co_occurrence, draw_prompt_tasks, history_counts,
-                          phrasings, training_prefixes, wordings)
+from core.prompts import (attribute_matrix, co_occurrence, draw_prompt_tasks, history_counts, phrasings,
+                          steerable_vocabulary, training_prefixes, wordings)
 from core.text import item_text_embeddings, shared_encoder
 from core.train import (backbone_train_config, load_backbone, require_training_pairs, resolve_device, run_record,
                         seed_everything, train_backbone)
@@ -200,10 +200,7 @@ def validate(model, backbone, cases, item_vectors, semantics, carries) -> tuple[
 def train_dpr(dataset: Dataset, backbone_name: str, checkpoints: Path, config: DPRTrainConfig = DPRTrainConfig(),
               data_path=None, progress=True):
     require_training_pairs(dataset)
-    vocab = attribute_vocabulary(dataset)
-    if len(vocab) < 2:
-        raise SteerRecError(f"{dataset.name} has one item attribute ({vocab[0]}): DPR needs two or more, since an "
-                            "avoid prompt needs items without the attribute it names")
+    vocab = steerable_vocabulary(dataset)
     seed_everything(config.seed)
     device = resolve_device(config.device)
     started = time.perf_counter()

@@ -163,6 +163,19 @@ def test_train_passes_the_prompt_stage_flags_to_mixrecs_recipe(monkeypatch, tmp_
     assert (config.prompt_steps, config.rule_share, config.prompt_patience) == (9, 0.0, 7)
 
 
+def test_training_never_replaces_a_model_of_other_data(tmp_path, capsys):
+    from core.cli import main
+    from tests.conftest import write_csv
+
+    shipped = tmp_path / "ckpt" / "sasrec"
+    shipped.mkdir(parents=True)
+    (shipped / "config.json").write_text(json.dumps({"data": {"fingerprint": "c4a2c0beaa24de16"}}))
+    assert main(["train", "--model", "sasrec", "--data", str(write_csv(tmp_path / "ml-100k")), "--out",
+                 str(tmp_path / "ckpt"), "--quiet"]) == 2
+    assert "holds a model trained on other data (fingerprint c4a2c0beaa24de16" in capsys.readouterr().err
+    assert (shipped / "config.json").exists() and not (shipped / "model.safetensors").exists()
+
+
 def test_prompts_given_to_a_backbone_are_not_echoed_as_if_used():
     done = run("recommend", "--model", "sasrec", "--user", "196", "--want", "comedies", "-k", "3")
     assert done.returncode == 0 and "ignores prompts" in done.stderr and "comedies" not in done.stdout

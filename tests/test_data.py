@@ -142,9 +142,9 @@ def test_recbole_genres_split_on_spaces_or_bars(tmp_path):
     item_file = inter.with_suffix(".item")
     lines = item_file.read_text().splitlines()
     item_file.write_text("\n".join([lines[0]] + [line.rsplit("\t", 1)[0] + "\t" + line.rsplit("\t", 1)[1].replace(
-        " ", "|") for line in lines[1:]]) + "\n")
+        " ", "|").replace("Action", "Science Fiction") for line in lines[1:]]) + "\n")
     dataset = load_dataset(inter)
-    assert set(dataset.genres[dataset.item_index("3")]) == {"Horror", "Action"}
+    assert set(dataset.genres[dataset.item_index("3")]) == {"Horror", "Science Fiction"}  # '|' keeps the space
 
 
 def test_a_folder_with_two_formats_is_named_not_guessed(tmp_path):
@@ -159,7 +159,8 @@ def test_a_folder_with_two_formats_is_named_not_guessed(tmp_path):
 @pytest.mark.parametrize("name, text, found", [
     ("x.inter", "user_id:token,item_id:token,timestamp:float\n1,2,3\n", "separated by tabs"),
     ("ratings.csv", "userId;movieId;rating;timestamp\n1;2;3;4\n", "separated by commas"),
-    ("ratings.dat", "1,2,3,4\n", "separated by '::'"),
+    ("ratings.dat", "\n1,2,3,4\n", r"line 2: expected fields separated by '::'"),
+    ("u.data", "1 2 3 4\n", "separated by tabs"),
     ("ratings.dat", "", "one interaction per line, found 'no rows'"),
 ])
 def test_a_file_with_another_separator_or_no_rows_says_so(tmp_path, name, text, found):

@@ -62,6 +62,13 @@ def test_dpr_on_data_without_genres_says_what_is_missing_not_to_train_it(tmp_pat
     bare = Engine(data=dataset, checkpoints=tmp_path / "checkpoints", models=["dpr"])
     assert bare.is_available("sasrec", "sasrec")
     assert "has no genres or tags" in bare.unavailable_reason("dpr", "sasrec")
+    # one genre: DPR cannot be trained, so it is not offered to be
+    (folder / "movies.csv").write_text("movieId,title,genres\n" + "".join(f"{i},Film {i} (1990),Drama\n"
+                                                                         for i in range(1, 31)))
+    dataset = load_dataset(folder)
+    train_backbone("sasrec", dataset, tmp_path / "one", TrainConfig(epochs=1), progress=False)
+    one = Engine(data=dataset, checkpoints=tmp_path / "one", models=["dpr"])
+    assert "one item attribute (Drama): DPR needs two or more" in one.unavailable_reason("dpr", "sasrec")
 
 
 @pytest.mark.parametrize("kwargs, message", [
