@@ -452,8 +452,9 @@ def benchmark_tables() -> str:
 
 
 def data_line(engine: Engine) -> str:
+    """Which data the app serves: ML-100K, or the STEERREC_DATA folder's name (a code span shows it as typed)."""
     data = engine.dataset
-    name = "MovieLens-100K" if not data.source else f"`{html.escape(data.name, quote=False)}`"
+    name = "MovieLens-100K" if not data.source else "`" + data.name.replace("`", "'") + "`"
     return (f"The data is {name} ({data.num_users:,} users, {data.num_items:,} items): every interaction counts "
             "(a rating of any value, or a plain event where the data has no ratings), ordered in time.")
 

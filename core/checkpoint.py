@@ -182,8 +182,9 @@ def load_checkpoint(folder, model: str | None = None, fingerprint: str | None = 
         raise CheckpointError(f"{folder / 'config.json'} was trained on other data "
                               f"({config.get('data', {}).get('name')}, fingerprint "
                               f"{config.get('data', {}).get('fingerprint')}) than the dataset loaded now "
-                              f"(fingerprint {fingerprint}): pass --checkpoints with a folder trained on this "
-                              "data, or train one into a new folder (`python -m core train ... --out NEW_FOLDER`)")
+                              f"(fingerprint {fingerprint}): pass --checkpoints (the app: STEERREC_CHECKPOINTS) "
+                              "with a folder trained on this data, or train one into a new folder (`python -m core "
+                              "train ... --out NEW_FOLDER`)")
     try:
         tensors = load_file(folder / "model.safetensors")
     except (SafetensorError, OSError, ValueError) as error:

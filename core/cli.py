@@ -215,13 +215,14 @@ def run_train(args) -> int:
 
     from core.data import load_dataset
     from core.train import backbone_train_config, train_backbone
+    from core.train_dpr import dpr_folder
 
     check_train_flags(args)
     torch.set_num_threads(min(torch.get_num_threads(), os.cpu_count() or 1))
     dataset = load_dataset(args.data)
     out = Path(args.out) if args.out else Path(__file__).resolve().parent.parent / "checkpoints" / dataset.name
-    model_folder = out / (args.model if args.model != "dpr" else f"dpr-{chosen_backbone(args)}")
-    refuse_other_data(model_folder, dataset)
+    backbone = chosen_backbone(args) if args.model == "dpr" else None
+    refuse_other_data(dpr_folder(out, backbone) if backbone else out / args.model, dataset)
     progress = not args.quiet
     if args.model in BACKBONE_NAMES:
         config = backbone_train_config(args.model, device=args.device, seed=args.seed,
@@ -233,11 +234,10 @@ def run_train(args) -> int:
                   f"test ndcg@10 {record['test']['ndcg@10']:.4f} recall@10 {record['test']['recall@10']:.4f}; "
                   f"saved to {out / args.model}")
     elif args.model == "dpr":
-        from core.train_dpr import DPRTrainConfig, dpr_folder, train_dpr
+        from core.train_dpr import DPRTrainConfig, train_dpr
 
         config = DPRTrainConfig(device=args.device, seed=args.seed,
                                 **({"steer_epochs": args.epochs} if args.epochs else {}))
-        backbone = args.backbone or "sasrec"
         _, record = train_dpr(dataset, backbone, out, config, data_path=args.data, progress=progress)
         print(f"dpr over {backbone}: trained in {record['seconds_total']} s; saved to {dpr_folder(out, backbone)}")
     else:

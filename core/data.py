@@ -103,8 +103,9 @@ class Dataset:
         items: item, title, year, genres (tuple), tags (tuple)."""
         repeated = inter.duplicated(["user", "item", "timestamp"])
         if repeated.any():  # the same event twice (a repeat at another time is a real repeat and stays)
-            warnings.warn(f"{name}: {int(repeated.sum())} rows repeat an earlier row's user, item and timestamp "
-                          "and are left out", stacklevel=2)
+            count = int(repeated.sum())
+            warnings.warn(f"{name}: {count} {'row repeats' if count == 1 else 'rows repeat'} an earlier row's user, "
+                          "item and timestamp (left out)", stacklevel=2)
             inter = inter[~repeated]
         counts = inter["user"].value_counts()
         dropped = frozenset(counts.index[counts < MIN_INTERACTIONS])
@@ -197,7 +198,7 @@ def _read_text(path: Path) -> str:
     except OSError as error:
         raise SteerRecError(f"{path} cannot be read: {error.strerror or error}") from None
     try:
-        return raw.decode("utf-8")
+        return raw.decode("utf-8-sig")  # a byte-order mark is no part of the first id
     except UnicodeDecodeError:
         return raw.decode("latin-1")
 
@@ -217,6 +218,13 @@ def _require_separator(path: Path, separator: str, described: str) -> str:
     return text
 
 
+def _refuse_one_column_header(path: Path, sep: str, header: str, typed: bool) -> None:
+    """A header read as one column that holds another separator: the file was written with that one. (No header
+    of these formats holds these characters; a RecBole one holds no space either.)"""
+    if re.search(r"[,;\t| ]" if typed else r"[,;\t|]", header):
+        raise DataFormatError(path, 1, f"columns separated by {SEPARATOR_NAMES.get(sep, repr(sep))}", header[:80])
+
+
 def _read_table(path: Path, names=None, sep="\t", text=None, quoting=csv.QUOTE_NONE, typed=False) -> pd.DataFrame:
     """Read a delimited file as strings; a ragged line or a repeated column becomes a DataFormatError naming it.
     The header is read as a row because pandas would silently rename a repeated column 'x' to 'x.1'.
@@ -229,6 +237,9 @@ def _read_table(path: Path, names=None, sep="\t", text=None, quoting=csv.QUOTE_N
         raise SteerRecError(f"{path} cannot be read: {error.strerror or error}") from None
     except pd.errors.ParserError as error:
         match = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(error))
+        if match and match.group(1) == "1" and not names:  # a one-column header, then a title with a comma
+            header = (text if text is not None else path.read_text(encoding="utf-8", errors="replace")).lstrip()
+            _refuse_one_column_header(path, sep, header.splitlines()[0], typed)
         if match:
             raise DataFormatError(path, match.group(2), f"{match.group(1)} fields",
                                   f"{match.group(3)} fields") from None
@@ -239,9 +250,8 @@ def _read_table(path: Path, names=None, sep="\t", text=None, quoting=csv.QUOTE_N
         raise DataFormatError(path, None, "UTF-8 text", f"byte {error.object[error.start]:#x}") from None
     if not names:
         header = list(frame.iloc[0])
-        if len(header) == 1 and re.search(r"[,;\t|]", header[0]):  # one column: another separator was used
-            raise DataFormatError(path, 1, f"columns separated by {SEPARATOR_NAMES.get(sep, repr(sep))}",
-                                  header[0][:80])
+        if len(header) == 1:
+            _refuse_one_column_header(path, sep, header[0], typed)
         columns = [c.split(":")[0] for c in header] if typed else header
         repeated = [h for h, c in zip(header, columns) if columns.count(c) > 1]
         if repeated:
@@ -292,6 +302,17 @@ def _ids(frame: pd.DataFrame, column: str, source: _Source) -> pd.Series:
     return values
 
 
+NO_GENRE = {"", "unknown", "(no genres listed)"}  # placeholders the formats write where an item has none
+
+
+def _genres(text: str, separator: str | None = "|") -> tuple[str, ...]:
+    """The genre names of one field, stripped, placeholders left out. separator None: '|' where the field has
+    one (MovieLens's own, "Science Fiction|Horror"), else whitespace (a RecBole token_seq)."""
+    if separator is None and "|" in text:
+        separator = "|"
+    return tuple(g.strip() for g in text.split(separator) if g.strip() not in NO_GENRE)
+
+
 def _items_frame(ids, raw_titles, years, genres, tags) -> pd.DataFrame:
     titles, parsed_years = zip(*(_display_title(t) for t in raw_titles)) if len(raw_titles) else ((), ())
     years = [y or p for y, p in zip(years, parsed_years)]
@@ -337,9 +358,7 @@ def load_atomic(inter_path: Path) -> Dataset:
         ids = _ids(meta, "item_id", _Source(item_path))
         titles = meta[title_col] if title_col else "Item " + ids
         years = meta[year_col].where(meta[year_col].str.fullmatch(r"\d{4}"), "") if year_col else [""] * len(ids)
-        # a token_seq is space-separated; MovieLens's own '|' wins where present ("Science Fiction|Horror")
-        genres = [tuple(g for g in (s.split("|") if "|" in s else s.split()) if g.strip() and g != "unknown")
-                  for s in meta[genre_col].str.strip()] if genre_col else [()] * len(ids)
+        genres = [_genres(s, separator=None) for s in meta[genre_col]] if genre_col else [()] * len(ids)
         items = _items_frame(ids, list(titles), list(years), genres, [()] * len(ids))
     else:
         items = _items_frame([], [], [], [], [])
@@ -364,7 +383,7 @@ def load_dat(folder: Path) -> Dataset:
                 raise DataFormatError(movies_path, number, "3 fields 'id::title::genre|genre'",
                                       f"{len(parts)} fields")
             ids.append(parts[0].strip()); titles.append(parts[1])
-            genres.append(tuple(g for g in parts[2].strip().split("|") if g and g != "(no genres listed)"))
+            genres.append(_genres(parts[2]))
     tags = None
     if (folder / "tags.dat").exists():
         text = _read_text(folder / "tags.dat").replace("::", "\t")
@@ -427,7 +446,7 @@ def load_csv(folder: Path) -> Dataset:
         movies = _read_table(movies_path, sep=",", quoting=csv.QUOTE_MINIMAL)
         _require_columns(movies, movies_path, ["movieId", "title", "genres"])
         ids = list(_ids(movies, "movieId", _Source(movies_path, ",")))
-        genres = [tuple(g for g in s.split("|") if g and g != "(no genres listed)") for s in movies["genres"]]
+        genres = [_genres(s) for s in movies["genres"]]
         items = _items_frame(ids, list(movies["title"]), [""] * len(ids), genres, [top.get(i, ()) for i in ids])
     else:
         items = _items_frame([], [], [], [], [])
@@ -456,15 +475,21 @@ def load_dataset(path=None) -> Dataset:
     return dataset
 
 
+COMPANION_FILES = {"movies.dat", "tags.dat", "u.item", "u.genre", "movies.csv", "tags.csv"}  # stand for their folder
+
+
 def load_path(path: Path) -> Dataset:
     if not path.exists():
         raise SteerRecError(f"dataset path {path} does not exist")
     readers = {"ratings.dat": load_dat, "u.data": load_grouplens, "ratings.csv": load_csv}
     if path.is_file():
-        if path.suffix == ".inter":
-            return load_atomic(path)
+        if path.suffix in (".inter", ".item", ".user") and path.with_suffix(".inter").exists():
+            return load_atomic(path.with_suffix(".inter"))
         if path.name in readers:  # a ratings file stands for its folder, in its own format
             return readers[path.name](path.parent)
+        if path.name not in COMPANION_FILES:  # any other file would silently read whatever its folder holds
+            raise SteerRecError(f"{path} is not a dataset file: pass ratings.dat, u.data, ratings.csv or NAME.inter, "
+                                "or the folder that holds one")
     folder = path.parent if path.is_file() else path
     found = [name for name in readers if (folder / name).exists()] + sorted(p.name for p in folder.glob("*.inter"))
     if len(found) > 1:
@@ -472,8 +497,6 @@ def load_path(path: Path) -> Dataset:
                             f"e.g. {folder / found[0]}")
     if found:
         return readers[found[0]](folder) if found[0] in readers else load_atomic(folder / found[0])
-    where = f"{path} is not a dataset file and its folder holds no dataset" if path.is_file() else \
-        f"no dataset found in {path}"
-    raise SteerRecError(f"{where}: expected ratings.dat + movies.dat (MovieLens .dat), u.data + u.item "
-                        "(GroupLens's ML-100K), ratings.csv + movies.csv (MovieLens CSV) or one NAME.inter + NAME.item "
-                        "(RecBole atomic)")
+    raise SteerRecError(f"no dataset found in {folder}: expected ratings.dat + movies.dat (MovieLens .dat), u.data "
+                        "+ u.item (GroupLens's ML-100K), ratings.csv + movies.csv (MovieLens CSV) or one NAME.inter + "
+                        "NAME.item (RecBole atomic)")

@@ -40,7 +40,7 @@ from core.llm import gguf_fingerprint, load_llm
 from core.models.mixrec import DEFAULT_EXPERTS, MixRec, MixRecConfig
 from core.prompt_tasks import build_prompt_cases, evaluate_prompt_task, prompt_selection_score, prompted_scorer
 from core.prompts import (Prompt, attribute_matrix, attribute_vocabulary, co_occurrence, draw_prompt_tasks,
-                          history_counts, instruction, phrasings, training_prefixes)
+                          history_counts, instruction, phrasings, steerable_vocabulary, training_prefixes)
 from core.text import texts_fingerprint
 from core.train import load_backbone, resolve_device, run_record, seed_everything, training_windows
 
@@ -232,6 +232,8 @@ def train_mixrec(dataset: Dataset, out: Path, config: MixRecTrainConfig = MixRec
     """Search (optional) and train MixRec over `out/sasrec/`, then the prompt stage (optional); save to
     `out/mixrec/`. With `init` (a MixRec checkpoint folder), its architecture, weights and sequential recipe are
     taken as they are and only the prompt stage trains."""
+    if config.prompt_steps:
+        steerable_vocabulary(dataset)  # data the prompt stage cannot use is refused before hours of training
     seed_everything(config.seed)
     device = resolve_device(config.device)
     cf, _ = load_backbone(out, "sasrec", dataset)  # the collaborative model, trained beforehand

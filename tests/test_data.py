@@ -113,7 +113,7 @@ def test_a_repeated_event_is_left_out_and_a_later_repeat_kept(tmp_path):
     lines = inter.read_text().splitlines()
     user, item, rating, time = lines[1].split("\t")
     inter.write_text("\n".join([*lines, lines[1], f"{user}\t{item}\t{rating}\t{float(time) + 10 ** 9}"]) + "\n")
-    with pytest.warns(UserWarning, match="1 rows repeat an earlier row's user, item and timestamp"):
+    with pytest.warns(UserWarning, match="1 row repeats an earlier row's user, item and timestamp"):
         dataset = load_dataset(inter)
     sequence = [dataset.item_ids[i] for i in dataset.sequences[dataset.user_index(user)]]
     assert sequence.count(item) == 2 and sequence[-1] == item  # the event once, and the later repeat
@@ -141,10 +141,11 @@ def test_recbole_genres_split_on_spaces_or_bars(tmp_path):
     inter = write_atomic(tmp_path / "a")
     item_file = inter.with_suffix(".item")
     lines = item_file.read_text().splitlines()
-    item_file.write_text("\n".join([lines[0]] + [line.rsplit("\t", 1)[0] + "\t" + line.rsplit("\t", 1)[1].replace(
-        " ", "|").replace("Action", "Science Fiction") for line in lines[1:]]) + "\n")
+    barred = [line.rsplit("\t", 1)[0] + "\t" + line.rsplit("\t", 1)[1].replace(" ", " | ") for line in lines[1:]]
+    item_file.write_text("\n".join([lines[0], *barred]).replace("Action", "Science Fiction") + " | unknown\n")
     dataset = load_dataset(inter)
-    assert set(dataset.genres[dataset.item_index("3")]) == {"Horror", "Science Fiction"}  # '|' keeps the space
+    assert set(dataset.genres[dataset.item_index("3")]) == {"Horror", "Science Fiction"}  # '|' keeps inner spaces
+    assert all("unknown" not in genres for genres in dataset.genres)
 
 
 def test_a_folder_with_two_formats_is_named_not_guessed(tmp_path):
@@ -161,12 +162,33 @@ def test_a_folder_with_two_formats_is_named_not_guessed(tmp_path):
     ("ratings.csv", "userId;movieId;rating;timestamp\n1;2;3;4\n", "separated by commas"),
     ("ratings.dat", "\n1,2,3,4\n", r"line 2: expected fields separated by '::'"),
     ("u.data", "1 2 3 4\n", "separated by tabs"),
+    ("movies.csv", "movieId;title;genres\n1;Usual Suspects, The (1995);Crime\n", "separated by commas"),
+    ("x.inter", "user_id:token item_id:token timestamp:float\n1 2 3\n", "separated by tabs"),
     ("ratings.dat", "", "one interaction per line, found 'no rows'"),
 ])
 def test_a_file_with_another_separator_or_no_rows_says_so(tmp_path, name, text, found):
+    write_csv(tmp_path, tags=False) if name == "movies.csv" else None  # the ratings it goes with
     (tmp_path / name).write_text(text)
     with pytest.raises(DataFormatError, match=found):
         load_dataset(tmp_path / name)
+
+
+def test_a_file_that_is_no_dataset_file_is_refused_not_swapped_for_its_neighbour(tmp_path):
+    folder = write_csv(tmp_path / "c", tags=False)
+    (folder / "my_ratings.csv").write_text((folder / "ratings.csv").read_text())
+    with pytest.raises(SteerRecError, match="my_ratings.csv is not a dataset file: pass ratings.dat, u.data"):
+        load_dataset(folder / "my_ratings.csv")
+    assert load_dataset(folder / "movies.csv").num_users == 12  # a companion file stands for its folder
+    inter = write_atomic(tmp_path / "a")
+    assert load_dataset(inter.with_suffix(".item")).name == "tiny"
+
+
+def test_a_byte_order_mark_is_not_part_of_the_first_id(tmp_path):
+    folder = write_dat(tmp_path / "d")
+    movies = folder / "movies.dat"
+    movies.write_bytes(b"\xef\xbb\xbf" + movies.read_bytes())
+    dataset = load_dataset(folder)  # no unlisted-item warning: every id links
+    assert dataset.titles[dataset.item_index("1")] == "Movie 1" and dataset.num_items == 30
 
 
 def test_ratings_csv_without_ratings_is_implicit_data(tmp_path):
@@ -347,7 +369,7 @@ def test_non_finite_timestamps_are_rejected(tmp_path, stamp):
 def test_several_inter_files_are_named(tmp_path):
     write_atomic(tmp_path / "two", name="a")
     write_atomic(tmp_path / "two", name="b")
-    with pytest.raises(SteerRecError, match=r"several datasets in .*two: a\.inter, b\.inter; pass the one to read as a file"):
+    with pytest.raises(SteerRecError, match=r"several datasets in .*two: a\.inter, b\.inter; pass the one to read"):
         load_dataset(tmp_path / "two")
     assert load_dataset(tmp_path / "two" / "b.inter").name == "b"
 

@@ -92,6 +92,7 @@ def test_data_with_one_attribute_or_only_rare_tags_is_refused_before_training(tm
     from core.errors import SteerRecError
     from core.prompts import attribute_vocabulary
     from core.train_dpr import train_dpr
+    from core.train_mixrec import MixRecTrainConfig, train_mixrec
     from tests.conftest import write_atomic, write_csv
 
     inter = write_atomic(tmp_path / "one")
@@ -100,6 +101,8 @@ def test_data_with_one_attribute_or_only_rare_tags_is_refused_before_training(tm
                                    for n, line in enumerate(item_file.read_text().splitlines())) + "\n")
     with pytest.raises(SteerRecError, match=r"one item attribute \(Comedy\): DPR needs two or more"):
         train_dpr(load_dataset(inter), "sasrec", tmp_path / "out", progress=False)
+    with pytest.raises(SteerRecError, match=r"one item attribute"):  # MixRec's prompt stage: before any training
+        train_mixrec(load_dataset(inter), tmp_path / "out", MixRecTrainConfig(prompt_steps=5), progress=False)
     assert not (tmp_path / "out").exists()
     folder = write_csv(tmp_path / "tags", items=12)  # each tag on 12 items or fewer
     movies = folder / "movies.csv"
