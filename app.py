@@ -27,7 +27,7 @@ import plotly.graph_objects as go  # noqa: E402
 from core import SERVED  # noqa: E402
 from core.assets import ensure_assets  # noqa: E402
 from core.engine import Engine, Recommendation  # noqa: E402
-from core.errors import SteerRecError  # noqa: E402
+from core.errors import SteerRecError, one_line_warnings  # noqa: E402
 from core.prompts import MAX_PROMPT_CHARS, split_phrases  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
@@ -571,6 +571,7 @@ def build_demo() -> gr.Blocks:
 
 
 if __name__ == "__main__":
+    one_line_warnings()
     try:
         demo = build_demo()
     except SteerRecError as error:

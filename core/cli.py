@@ -10,14 +10,13 @@ import json
 import math
 import os
 import sys
-import warnings
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 from core import BACKBONE_NAMES, MODEL_NAMES  # noqa: E402
-from core.errors import SteerRecError  # noqa: E402
+from core.errors import SteerRecError, one_line_warnings  # noqa: E402
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -290,7 +289,7 @@ def run_evaluate(args) -> int:
 
 
 def main(argv=None) -> int:
-    warnings.formatwarning = lambda message, *_: f"warning: {message}\n"  # one line, like the notes and errors
+    one_line_warnings()
     args = parser().parse_args(argv)
     try:
         return {"recommend": run_recommend, "train": run_train, "evaluate": run_evaluate}[args.command](args)

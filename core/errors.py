@@ -1,5 +1,7 @@
 """The project's own exception types. Every message is written for a person, not a stack trace."""
 
+import warnings
+
 
 class SteerRecError(Exception):
     """Any problem a user can fix: bad input, a broken file, a missing asset."""
@@ -18,3 +20,9 @@ class DataFormatError(SteerRecError):
 
 class CheckpointError(SteerRecError):
     """A checkpoint that is missing, truncated, tampered with or made for other data."""
+
+
+def one_line_warnings() -> None:
+    """Print warnings (a dataset's left-out rows, say) as one 'warning: ...' line, like the errors, not Python's
+    two-line form with a source line."""
+    warnings.formatwarning = lambda message, *_: f"warning: {message}\n"
