@@ -257,6 +257,8 @@ def genre_figure(lists: dict[str, list[int]], title: str) -> go.Figure:
     engine = get_engine()
     counts = {name: engine.genre_counts(items) for name, items in lists.items()}
     genres = list(dict.fromkeys(g for c in counts.values() for g in c))
+    if not genres:
+        return message_figure("no genres: the items of this data carry none", title)
     figure = go.Figure([go.Bar(name=name, x=genres, y=[100 * counts[name].get(g, 0) / len(items) for g in genres])
                         for name, items in lists.items()])
     figure.update_layout(title=title, barmode="group", height=320, yaxis_title="% of items",
@@ -455,8 +457,9 @@ def data_line(engine: Engine) -> str:
     """Which data the app serves: ML-100K, or the STEERREC_DATA folder's name (a code span shows it as typed)."""
     data = engine.dataset
     name = "MovieLens-100K" if not data.source else "`" + data.name.replace("`", "'") + "`"
+    own = " The benchmark tables below were measured on the shipped data, not on this." if data.source else ""
     return (f"The data is {name} ({data.num_users:,} users, {data.num_items:,} items): every interaction counts "
-            "(a rating of any value, or a plain event where the data has no ratings), ordered in time.")
+            f"(a rating of any value, or a plain event where the data has no ratings), ordered in time.{own}")
 
 
 def model_status(engine: Engine) -> str:

@@ -345,10 +345,12 @@ class Engine:
     def profile(self, user=None, history=None) -> str:
         """One line: whose history, how long, and its favourite genres."""
         user_id, items = self.resolve(user, history)
-        top = ", ".join(list(self.genre_counts(items))[:3]) or "none"
+        top = ", ".join(list(self.genre_counts(items))[:3])
+        genres = f"; favourite genres {top}" if top else ""
         if user_id is not None:
-            return f"user {user_id}: {len(items)} ratings; favourite genres {top}"
-        return f"made-up history: {len(items)} title{'s' if len(items) != 1 else ''}; favourite genres {top}"
+            rated = not np.isnan(self.dataset.ratings[self.dataset.user_index(user_id)]).all()
+            return f"user {user_id}: {len(items)} {'ratings' if rated else 'interactions'}{genres}"
+        return f"made-up history: {len(items)} title{'s' if len(items) != 1 else ''}{genres}"
 
     def attributes_of(self, item_id) -> set[str]:
         """The attributes an item carries among those DPR reads prompts as (genres, and tags where the dataset

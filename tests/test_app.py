@@ -239,7 +239,29 @@ def test_the_app_serves_your_own_data_and_checkpoints(tmp_path, monkeypatch, eng
     assert own.dataset.name == "my-data" and own.is_available("sasrec", "sasrec")
     assert own.recommend("sasrec", user="1", k=3).items[0].title.startswith("The Movie")
     assert app.data_line(own).startswith("The data is `my-data` (12 users, 30 items)")
+    assert "measured on the shipped data" in app.data_line(own) and "shipped" not in app.data_line(engine)
     assert app.data_line(engine).startswith("The data is MovieLens-100K (943 users, 1,682 items)")
+
+
+def test_data_without_genres_or_ratings_reads_as_such(tmp_path, monkeypatch):
+    from core.data import load_dataset
+    from core.engine import Engine
+    from core.train import TrainConfig, train_backbone
+    from tests.conftest import write_csv
+
+    folder = write_csv(tmp_path / "bare", tags=False)
+    (folder / "movies.csv").unlink()
+    ratings = folder / "ratings.csv"  # no rating column: plain events
+    ratings.write_text("\n".join(",".join(f for k, f in enumerate(line.split(",")) if k != 2)
+                                 for line in ratings.read_text().splitlines()) + "\n")
+    with pytest.warns(UserWarning, match="no item file"):
+        dataset = load_dataset(folder)
+    train_backbone("sasrec", dataset, tmp_path / "ckpt", TrainConfig(epochs=1), progress=False)
+    bare = Engine(data=dataset, checkpoints=tmp_path / "ckpt", models=["sasrec"])
+    assert bare.profile(user="1") == f"user 1: {len(dataset.sequences[1])} interactions"
+    monkeypatch.setattr(app, "get_engine", lambda: bare)
+    figure = app.genre_figure({"history": list(dataset.sequences[1])}, "Genres in the history")
+    assert not figure.data and "no genres" in figure.layout.annotations[0].text
 
 
 # --------------------------------------------------------------------------------- the launched app
