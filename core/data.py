@@ -424,7 +424,7 @@ def load_grouplens(folder: Path) -> Dataset:
             release = re.search(r"(\d{4})\s*$", parts[2])
             years.append(release.group(1) if release else "")
             genres.append(tuple(name for name, flag in zip(names, parts[5:]) if flag.strip() == "1" and
-                                name != "unknown"))
+                                name not in NO_GENRE))
     items = _items_frame(ids, titles, years, genres, [()] * len(ids))
     return Dataset.build(folder.name, inter, items)
 
