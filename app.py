@@ -39,7 +39,7 @@ DATASET_USER, MADE_UP = "Dataset user", "Build a history"
 RANKING_HEADERS = ["#", "title", "year", "genres", "score"]
 TITLE_MATCHES = 20  # the search box lists at most this many titles
 TINTS = {"✓": "background-color: #e3f6e3", "⚠": "background-color: #fde2e1", "✓⚠": "background-color: #fff3cd"}
-HISTORY_HEADERS = ["title", "year", "genres", "date", "rating"]
+HISTORY_WIDTHS = {"title": 32, "year": 10, "genres": 24, "date": 20, "rating": 14}  # % of the table's width
 WHY_HEADERS = ["reason", "detail", "similarity"]
 RESULT_COUNT = 2 * len(COLUMNS) + 6  # compare_view's outputs: a header and a table per column, 3 plots, state,
 # the explanation and the notice line
@@ -219,6 +219,19 @@ def ranking_table(result: Recommendation, wanted: set[str], avoided: set[str]):
     return frame.style.apply(lambda column: tints, axis=0).format({"score": "{:.2f}"})
 
 
+def history_headers() -> list[str]:
+    """The history table's columns: no year or rating column for data that has none (own data may lack both)."""
+    data = get_engine().dataset
+    present = {"year": data.has_years, "rating": data.has_ratings}
+    return [header for header in HISTORY_WIDTHS if present.get(header, True)]
+
+
+def history_widths() -> list[str]:
+    headers = history_headers()
+    total = sum(HISTORY_WIDTHS[header] for header in headers)
+    return [f"{100 * HISTORY_WIDTHS[header] / total:.0f}%" for header in headers]
+
+
 def history_view(mode: str, user, made_up: list[str]):
     """(profile line, history table newest first, genre chart) for the chosen user or the made-up history; for
     an id that is no user, the message in the profile line and an empty history."""
@@ -226,19 +239,19 @@ def history_view(mode: str, user, made_up: list[str]):
         return history_outputs(mode, user, made_up)
     except SteerRecError as error:
         message = html.escape(str(error), quote=False)
-        return f"⚠ {message}", pd.DataFrame(columns=HISTORY_HEADERS), message_figure("no history to show")
+        return f"⚠ {message}", pd.DataFrame(columns=history_headers()), message_figure("no history to show")
 
 
 def history_outputs(mode: str, user, made_up: list[str]):
     if mode == MADE_UP and not made_up:
-        return ("made-up history: no titles yet", pd.DataFrame(columns=HISTORY_HEADERS),
+        return ("made-up history: no titles yet", pd.DataFrame(columns=history_headers()),
                 message_figure("add titles to see their genres"))
     if mode != MADE_UP and (user is None or not str(user).strip()):
-        return "pick a user", pd.DataFrame(columns=HISTORY_HEADERS), message_figure("no user picked")
-    engine, source = get_engine(), source_of(mode, user, made_up)
-    rows = [[r[h] for h in HISTORY_HEADERS] for r in engine.history_rows(**source)]
+        return "pick a user", pd.DataFrame(columns=history_headers()), message_figure("no user picked")
+    engine, source, headers = get_engine(), source_of(mode, user, made_up), history_headers()
+    rows = [[r[h] for h in headers] for r in engine.history_rows(**source)]
     chart = genre_figure({"history": engine.resolve(**source)[1]}, "Genres in the history")
-    return (html.escape(engine.profile(**source), quote=False), pd.DataFrame(rows[::-1], columns=HISTORY_HEADERS),
+    return (html.escape(engine.profile(**source), quote=False), pd.DataFrame(rows[::-1], columns=headers),
             chart)
 
 
@@ -462,6 +475,13 @@ def data_line(engine: Engine) -> str:
             f"(a rating of any value, or a plain event where the data has no ratings), ordered in time.{own}")
 
 
+def backbone_choices(engine: Engine) -> list[tuple[str, str]]:
+    """The backbones the engine has loaded, as (label, name); all of them when none is, so that choosing one says
+    why it is missing."""
+    loaded = [name for name in BACKBONES if engine.is_available(name, name)]
+    return [(BACKBONES[name], name) for name in loaded or BACKBONES]
+
+
 def model_status(engine: Engine) -> str:
     """One line per model: loaded, or why not."""
     lines = []
@@ -482,7 +502,7 @@ def status() -> dict:
 
 def build_demo() -> gr.Blocks:
     engine = get_engine()
-    first_user = engine.dataset.user_ids[1]
+    first_user, backbones = engine.dataset.user_ids[1], backbone_choices(engine)
     profile, history, history_chart = history_view(DATASET_USER, first_user, [])
     with gr.Blocks(title="SteerRec", fill_width=True) as demo:
         gr.Markdown("# SteerRec\nPick a user, say what you want and what you would rather avoid, and compare an "
@@ -510,7 +530,7 @@ def build_demo() -> gr.Blocks:
                 with gr.Column(scale=3):
                     history_table = gr.Dataframe(history, label="History, newest first", interactive=False,
                                                  wrap=True, max_height=320, elem_id="history",
-                                                 column_widths=["32%", "10%", "24%", "20%", "14%"])
+                                                 column_widths=history_widths())
                 with gr.Column(scale=2):
                     history_plot = gr.Plot(history_chart, label="Genre mix of the history", elem_id="history-genres")
             with gr.Row():
@@ -521,8 +541,7 @@ def build_demo() -> gr.Blocks:
                 avoid = gr.Textbox(label="Avoid", placeholder="horror", lines=2, max_length=MAX_PROMPT_CHARS,
                                    elem_id="avoid", info="what to leave out, e.g. 'horror, musicals'")
                 with gr.Column():
-                    backbone = gr.Radio([(label, name) for name, label in BACKBONES.items()], value="sasrec",
-                                        label="Backbone", elem_id="backbone")
+                    backbone = gr.Radio(backbones, value=backbones[0][1], label="Backbone", elem_id="backbone")
                     k = gr.Slider(1, 50, value=10, step=1, precision=0, label="How many items (k)", elem_id="k")
                     strict = gr.Checkbox(False, label="Strict avoid (DPR)", elem_id="strict-avoid",
                                          info="also drop every item of the genre DPR read in an avoid phrase "
@@ -535,7 +554,7 @@ def build_demo() -> gr.Blocks:
             with gr.Row(equal_height=False):
                 for column in COLUMNS:
                     with gr.Column(min_width=300):
-                        headers.append(gr.Markdown(f"### {column_title(column, 'sasrec')}",
+                        headers.append(gr.Markdown(f"### {column_title(column, backbones[0][1])}",
                                                    elem_id=f"{column}-header"))
                         tables.append(gr.Dataframe(headers=RANKING_HEADERS, interactive=False, wrap=True,
                                                    column_widths=["8%", "36%", "13%", "25%", "18%"],

@@ -55,6 +55,15 @@ class Dataset:
         return len(self.item_ids) - 1
 
     @property
+    def has_years(self) -> bool:
+        return any(self.years[1:])
+
+    @property
+    def has_ratings(self) -> bool:
+        """False for implicit data (events without a rating), whose ratings are all NaN."""
+        return any(not np.isnan(r).all() for r in self.ratings[1:])
+
+    @property
     def default_max_len(self) -> int:
         return 200 if self.name.startswith("ml-1m") else 50
 
@@ -188,6 +197,12 @@ class _Source:
         with open(self.path, "rb") as handle:
             lines = (number for number, text in enumerate(handle, 1) if number > self.header and text.strip(blank))
             return next(itertools.islice(lines, row, None), None)  # None: the message names the file only
+
+
+def _has_content(path: Path) -> bool:
+    """An optional side file (items, tags) counts when it exists and is not empty: an empty one is as good as
+    none, in every format alike."""
+    return path.exists() and path.stat().st_size > 0
 
 
 def _read_text(path: Path) -> str:
@@ -349,7 +364,7 @@ def load_atomic(inter_path: Path) -> Dataset:
     _require_columns(frame, inter_path, ["user_id", "item_id", "timestamp"])
     inter = _interactions(frame, source, "user_id", "item_id")
     item_path = inter_path.with_suffix(".item")
-    if item_path.exists():
+    if _has_content(item_path):
         meta = _read_table(item_path, typed=True)
         _require_columns(meta, item_path, ["item_id"])
         title_col = next((c for c in ("movie_title", "title") if c in meta), None)
@@ -374,7 +389,7 @@ def load_dat(folder: Path) -> Dataset:
     source = _Source(ratings_path, header=0)
     inter = _interactions(frame, source, "user", "item")
     ids, titles, genres = [], [], []
-    if movies_path.exists():
+    if _has_content(movies_path):
         for number, line in enumerate(_read_text(movies_path).splitlines(), start=1):
             if not line.strip():
                 continue
@@ -385,7 +400,7 @@ def load_dat(folder: Path) -> Dataset:
             ids.append(parts[0].strip()); titles.append(parts[1])
             genres.append(_genres(parts[2]))
     tags = None
-    if (folder / "tags.dat").exists():
+    if _has_content(folder / "tags.dat"):
         text = _read_text(folder / "tags.dat").replace("::", "\t")
         tags = _read_table(folder / "tags.dat", names=["user", "item", "tag", "timestamp"], text=text)
     top = _top_tags(tags)
@@ -409,10 +424,10 @@ def load_grouplens(folder: Path) -> Dataset:
     source = _Source(data_path, header=0)
     inter = _interactions(frame, source, "user", "item")
     names = GROUPLENS_GENRES
-    if genre_path.exists():
+    if _has_content(genre_path):
         names = tuple(line.split("|")[0].strip() for line in _read_text(genre_path).splitlines() if line.strip())
     ids, titles, years, genres = [], [], [], []
-    if item_path.exists():
+    if _has_content(item_path):
         for number, line in enumerate(_read_text(item_path).splitlines(), start=1):
             if not line.strip():
                 continue
@@ -437,12 +452,12 @@ def load_csv(folder: Path) -> Dataset:
     _require_columns(frame, ratings_path, ["userId", "movieId", "timestamp"])  # ratings are optional: implicit
     inter = _interactions(frame, source, "userId", "movieId")
     tags = None
-    if tags_path.exists() and tags_path.stat().st_size:  # optional: an empty one is as good as none
+    if _has_content(tags_path):
         raw = _read_table(tags_path, sep=",", quoting=csv.QUOTE_MINIMAL)
         _require_columns(raw, tags_path, ["userId", "movieId", "tag"])
         tags = pd.DataFrame({"item": raw["movieId"].str.strip(), "tag": raw["tag"]})
     top = _top_tags(tags)
-    if movies_path.exists():
+    if _has_content(movies_path):
         movies = _read_table(movies_path, sep=",", quoting=csv.QUOTE_MINIMAL)
         _require_columns(movies, movies_path, ["movieId", "title", "genres"])
         ids = list(_ids(movies, "movieId", _Source(movies_path, ",")))

@@ -174,12 +174,27 @@ class Engine:
     def unavailable_reason(self, model: str, backbone: str) -> str | None:
         key = f"dpr-{backbone}" if model == "dpr" else model
         if model == "dpr" and backbone not in self.backbones:
-            key = backbone
+            return self._dpr_without_backbone(backbone)
         if key in self.unavailable:
             return self.unavailable[key]
         loaded = {"sasrec": "sasrec" in self.backbones, "gru4rec": "gru4rec" in self.backbones,
                   "dpr": backbone in self.dpr, "mixrec": self.mixrec is not None}
         return None if loaded.get(model) else f"{model} was not loaded by this engine"
+
+    def _dpr_without_backbone(self, backbone: str) -> str:
+        """Why DPR over a backbone that is not loaded is missing: all that is needed, in one message, rather than
+        the backbone now and DPR's own checkpoint on the next try."""
+        from core.checkpoint import training_command
+        from core.train_dpr import dpr_folder
+
+        try:
+            steerable_vocabulary(self.dataset)  # data DPR cannot use at all: that is the reason
+        except SteerRecError as error:
+            return str(error)
+        reason = self.unavailable.get(backbone, f"{backbone} was not loaded by this engine")
+        if not (dpr_folder(self.checkpoints, backbone) / "config.json").exists():
+            reason += f"; then DPR over it: `{training_command('dpr', self.checkpoints, self.dataset, backbone)}`"
+        return f"DPR over {backbone} needs its backbone: {reason}"
 
     # ------------------------------------------------------------------------------------------- inputs
 

@@ -181,7 +181,7 @@ def test_a_model_checks_k(engine):
 def test_history_view_and_the_made_up_history(engine):
     profile, table, chart = app.history_view(app.DATASET_USER, "196", [])
     assert profile.startswith("user 196: 39 ratings")
-    assert list(table.columns) == app.HISTORY_HEADERS and len(table) == 39
+    assert list(table.columns) == list(app.HISTORY_WIDTHS) and len(table) == 39
     assert table["date"].tolist() == sorted(table["date"], reverse=True)
     assert chart.data[0].name == "history"
 
@@ -262,6 +262,9 @@ def test_data_without_genres_or_ratings_reads_as_such(tmp_path, monkeypatch):
     monkeypatch.setattr(app, "get_engine", lambda: bare)
     figure = app.genre_figure({"history": list(dataset.sequences[1])}, "Genres in the history")
     assert not figure.data and "no genres" in figure.layout.annotations[0].text
+    _, history, _ = app.history_view(app.DATASET_USER, "1", [])
+    assert list(history.columns) == ["title", "genres", "date"] and len(app.history_widths()) == 3
+    assert app.backbone_choices(bare) == [("SASRec", "sasrec")]  # GRU4Rec was not trained on this data
 
 
 # --------------------------------------------------------------------------------- the launched app

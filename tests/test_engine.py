@@ -62,6 +62,7 @@ def test_dpr_on_data_without_genres_says_what_is_missing_not_to_train_it(tmp_pat
     bare = Engine(data=dataset, checkpoints=tmp_path / "checkpoints", models=["dpr"])
     assert bare.is_available("sasrec", "sasrec")
     assert "has no genres or tags" in bare.unavailable_reason("dpr", "sasrec")
+    assert "has no genres or tags" in bare.unavailable_reason("dpr", "gru4rec")  # not "train GRU4Rec first"
     # one genre: DPR cannot be trained, so it is not offered to be
     (folder / "movies.csv").write_text("movieId,title,genres\n" + "".join(f"{i},Film {i} (1990),Drama\n"
                                                                          for i in range(1, 31)))
@@ -69,6 +70,18 @@ def test_dpr_on_data_without_genres_says_what_is_missing_not_to_train_it(tmp_pat
     train_backbone("sasrec", dataset, tmp_path / "one", TrainConfig(epochs=1), progress=False)
     one = Engine(data=dataset, checkpoints=tmp_path / "one", models=["dpr"])
     assert "one item attribute (Drama): DPR needs two or more" in one.unavailable_reason("dpr", "sasrec")
+
+
+def test_dpr_without_its_backbone_names_both_trainings_at_once(tmp_path):
+    from core.engine import Engine
+    from tests.conftest import write_csv
+
+    folder = write_csv(tmp_path / "data")
+    fresh = Engine(data=folder, checkpoints=tmp_path / "none", models=["dpr"])
+    reason = fresh.unavailable_reason("dpr", "gru4rec")
+    assert reason.startswith("DPR over gru4rec needs its backbone: no checkpoint at")
+    assert "--model gru4rec" in reason and "then DPR over it: `python -m core train --model dpr --backbone gru4rec" \
+        in reason
 
 
 @pytest.mark.parametrize("kwargs, message", [
