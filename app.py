@@ -101,7 +101,8 @@ def errors_as_messages(as_html: bool):
             try:
                 return handler(*args, **kwargs)
             except SteerRecError as error:
-                raise gr.Error(html.escape(str(error), quote=False) if as_html else str(error)) from None
+                message = html.escape(str(error), quote=False) if as_html else str(error)
+                raise gr.Error(message, print_exception=False) from None  # the caller's mistake: no server traceback
         return wrapper
     return decorate
 

@@ -328,8 +328,9 @@ def test_api_takes_a_made_up_history_and_a_strict_avoid(client, engine):
         item.item_id for item in engine.recommend("sasrec", history=["50", "172", "133"], k=5).items]
 
 
-def test_api_bad_input_is_a_clean_error(client):
+def test_api_bad_input_is_a_clean_error(client, capfd):
     with pytest.raises(Exception, match="unknown user 'nobody'"):
         client.predict("nobody", "", "", "sasrec", 10, api_name="/compare")
     with pytest.raises(Exception, match="at most 300 characters"):
         client.predict("196", "x" * 400, "", "sasrec", 10, api_name="/compare")
+    assert "Traceback" not in capfd.readouterr().err  # a caller's mistake fills no server log
