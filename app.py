@@ -17,6 +17,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_MAX_EVENTS", "1000")
 import functools  # noqa: E402
 import html  # noqa: E402
 import random  # noqa: E402
+import re  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -33,6 +34,10 @@ from core.prompts import MAX_PROMPT_CHARS, split_phrases  # noqa: E402
 ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "benchmarks" / "results"
 SPACE = os.environ.get("SPACE_ID") is not None
+# Gradio's default theme, less the semi-bold face it ships, which holds only a few letters (bold text came out
+# in mixed shapes): bold text takes the full bold face instead
+THEME = gr.themes.Default(font=(gr.themes.LocalFont("Source Sans Pro", weights=(400, 700)), "ui-sans-serif",
+                                "system-ui", "sans-serif"))
 BACKBONES = {"sasrec": "SASRec", "gru4rec": "GRU4Rec"}
 COLUMNS = ("backbone", "dpr", "mixrec")
 DATASET_USER, MADE_UP = "Dataset user", "Build a history"
@@ -41,6 +46,7 @@ TITLE_MATCHES = 20  # the search box lists at most this many titles
 TINTS = {"✓": "background-color: #e3f6e3", "⚠": "background-color: #fde2e1", "✓⚠": "background-color: #fff3cd"}
 HISTORY_WIDTHS = {"title": 32, "year": 10, "genres": 24, "date": 20, "rating": 14}  # % of the table's width
 WHY_HEADERS = ["reason", "detail", "similarity"]
+WHY_LABEL = "Why is it there? Select a row of a list"
 RESULT_COUNT = 2 * len(COLUMNS) + 6  # compare_view's outputs: a header and a table per column, 3 plots, state,
 # the explanation and the notice line
 EXAMPLES = [
@@ -144,7 +150,7 @@ def rankings(source: dict, want: str, avoid: str, backbone: str, k, strict_avoid
         model = model_of(column, backbone)
         reason = engine.unavailable_reason(model, backbone)
         results[column] = reason or engine.recommend(model, want=want, avoid=avoid, k=k, backbone=backbone,
-                                                      strict_avoid=bool(strict_avoid), **source)
+                                                      strict_avoid=strict_avoid, **source)
     return history, results
 
 
@@ -159,7 +165,7 @@ def api_source(user, history) -> dict:
 
 
 @api_errors
-def compare(user: str, want: str = "", avoid: str = "", backbone: str = "sasrec", k: int = 10,
+def compare(user: str = "", want: str = "", avoid: str = "", backbone: str = "sasrec", k: int = 10,
             strict_avoid: bool = False, history: str = "") -> tuple[dict, dict, dict]:
     """The rankings of the backbone, DPR and MixRec for a dataset user, or for a made-up history (item ids
     separated by commas, with an empty user); this is the API endpoint /compare.
@@ -172,7 +178,7 @@ def compare(user: str, want: str = "", avoid: str = "", backbone: str = "sasrec"
 
 
 @api_errors
-def recommend(model: str, user: str, want: str = "", avoid: str = "", backbone: str = "sasrec", k: int = 10,
+def recommend(model: str, user: str = "", want: str = "", avoid: str = "", backbone: str = "sasrec", k: int = 10,
               strict_avoid: bool = False, history: str = "") -> dict:
     """One model's ranking for a dataset user or a made-up history (as in /compare); this is the API endpoint
     /recommend.
@@ -180,7 +186,7 @@ def recommend(model: str, user: str, want: str = "", avoid: str = "", backbone: 
     `model` is sasrec, gru4rec, dpr or mixrec (`backbone` picks DPR's); the answer is the object that
     `python -m core recommend --json` prints."""
     return get_engine().recommend(model, want=split_phrases(want), avoid=split_phrases(avoid), k=k,
-                                  backbone=str(backbone).strip().lower(), strict_avoid=bool(strict_avoid),
+                                  backbone=str(backbone).strip().lower(), strict_avoid=strict_avoid,
                                   **api_source(user, history)).to_dict()
 
 
@@ -318,11 +324,13 @@ def gates_figure(result) -> go.Figure:
         return message_figure("no prompt: DPR returns the backbone's ranking", "DPR expert gates")
     figure = go.Figure([go.Bar(name=html.escape(gate_label(gate)), x=list(gate["experts"]),
                                y=list(gate["experts"].values())) for gate in result.gates])
-    # the legend is where each prompt's reading shows, so it stays with a single prompt too
-    figure.update_layout(title="DPR expert gates", barmode="group", height=340, yaxis_title="gate weight",
-                         xaxis_title="expert: a want mixes the want experts, an avoid the avoid ones",
-                         margin=dict(l=40, r=10, t=50, b=60), showlegend=True,
-                         legend=dict(orientation="h", y=-0.45, x=0))
+    # the legend is where each prompt's reading shows, so it stays with a single prompt too: one line per prompt
+    # under the axis, the chart growing with them
+    legend_height = 22 * len(result.gates)
+    figure.update_layout(title="DPR expert gates<br><sup>a want mixes the want experts, an avoid the avoid ones</sup>",
+                         barmode="group", height=300 + legend_height, yaxis_title="gate weight",
+                         xaxis_title="expert", margin=dict(l=40, r=10, t=50, b=70 + legend_height), showlegend=True,
+                         legend=dict(orientation="v", yref="container", y=0, yanchor="bottom", x=0))
     return figure
 
 
@@ -348,9 +356,17 @@ def cleared_outputs(backbone, notice: str) -> tuple:
     backbone = backbone if backbone in BACKBONES else "sasrec"
     columns = [output for column in COLUMNS for output in (f"### {column_title(column, backbone)}",
                                                            gr.Dataframe(visible=False))]
-    plots = [message_figure("press Compare", title) for title in ("Genre mix", "Items the lists share",
-                                                                  "DPR expert gates")]
-    return (*columns, *plots, None, None, notice)
+    return (*columns, *placeholder_plots(), None, no_explanation(), notice)
+
+
+def placeholder_plots() -> list[go.Figure]:
+    return [message_figure("press Compare", title) for title in ("Genre mix", "Items the lists share",
+                                                                 "DPR expert gates")]
+
+
+def no_explanation() -> gr.Dataframe:
+    """The explanation emptied, its title too: a title naming an item of the lists before would mislead."""
+    return gr.Dataframe(value=None, label=WHY_LABEL)
 
 
 def compared_outputs(mode, user, made_up, want, avoid, backbone, k, strict_avoid):
@@ -362,7 +378,8 @@ def compared_outputs(mode, user, made_up, want, avoid, backbone, k, strict_avoid
         result, title = results[column], column_title(column, backbone)
         if isinstance(result, Recommendation):
             notes = "".join(f"\n\n⚠ {html.escape(note, quote=False)}" for note in result.notes)
-            outputs += [f"### {title}\n{len(result.items)} items in {result.latency_ms:.1f} ms{notes}",
+            count = f"{len(result.items)} {'item' if len(result.items) == 1 else 'items'}"
+            outputs += [f"### {title}\n{count} in {result.latency_ms:.1f} ms{notes}",
                         gr.Dataframe(ranking_table(result, wanted, avoided), visible=True)]
             lists[title] = [get_engine().dataset.item_index(item.item_id) for item in result.items]
         else:
@@ -372,7 +389,7 @@ def compared_outputs(mode, user, made_up, want, avoid, backbone, k, strict_avoid
     overlap = overlap_figure(ranked) if ranked else message_figure("no model is available", "Items the lists share")
     state = {"source": source, "backbone": backbone, "results": results}
     return (*outputs, genre_figure(lists, "Genre mix: history against each list"), overlap,
-            gates_figure(results["dpr"]), state, None, "")
+            gates_figure(results["dpr"]), state, no_explanation(), "")
 
 
 def explain(last: dict | None, column: str, rank) -> gr.Dataframe:
@@ -464,7 +481,9 @@ def benchmark_tables() -> str:
     files = sorted(RESULTS.glob("*.md")) if RESULTS.is_dir() else []
     if not files:
         return "No benchmark tables have been generated yet (`make bench-full` writes them to benchmarks/results/)."
-    return "\n\n".join(path.read_text(encoding="utf-8") for path in files)
+    tables = "\n\n".join(path.read_text(encoding="utf-8") for path in files)
+    # a chart beside a table is named relative to its file; the app serves that folder as static files
+    return re.sub(r"(!\[[^\]]*\]\()([\w.-]+\.png)\)", lambda m: f"{m[1]}/gradio_api/file={RESULTS / m[2]})", tables)
 
 
 def data_line(engine: Engine) -> str:
@@ -503,6 +522,7 @@ def status() -> dict:
 
 def build_demo() -> gr.Blocks:
     engine = get_engine()
+    gr.set_static_paths([RESULTS])  # the charts that the benchmark tables show
     first_user, backbones = engine.dataset.user_ids[1], backbone_choices(engine)
     profile, history, history_chart = history_view(DATASET_USER, first_user, [])
     with gr.Blocks(title="SteerRec", fill_width=True) as demo:
@@ -549,7 +569,7 @@ def build_demo() -> gr.Blocks:
                                               "(unless it is unsure of it)")
                     run = gr.Button("Compare", variant="primary", elem_id="compare")
             with gr.Accordion("Example prompts", open=False):
-                gr.Examples(EXAMPLES, inputs=[want, avoid], label=None)
+                examples = gr.Examples(EXAMPLES, inputs=[want, avoid], label=None)
             notice = gr.Markdown("", elem_id="notice")
             headers, tables = [], []
             with gr.Row(equal_height=False):
@@ -561,10 +581,11 @@ def build_demo() -> gr.Blocks:
                                                    column_widths=["8%", "36%", "13%", "25%", "18%"],
                                                    elem_id=f"{column}-table", show_label=False))
             with gr.Row():
-                genre_plot = gr.Plot(label="Genre mix", elem_id="genre-plot")
-                overlap_plot = gr.Plot(label="Overlap", elem_id="overlap-plot")
-                gates_plot = gr.Plot(label="DPR gates", elem_id="gates-plot")
-            why = gr.Dataframe(headers=WHY_HEADERS, label="Why is it there? Select a row of a list",
+                genre_chart, overlap_chart, gates_chart = placeholder_plots()
+                genre_plot = gr.Plot(genre_chart, label="Genre mix", elem_id="genre-plot")
+                overlap_plot = gr.Plot(overlap_chart, label="Overlap", elem_id="overlap-plot")
+                gates_plot = gr.Plot(gates_chart, label="DPR gates", elem_id="gates-plot")
+            why = gr.Dataframe(headers=WHY_HEADERS, label=WHY_LABEL,
                                interactive=False, elem_id="why")
         with gr.Tab("About"):
             gr.Markdown(ABOUT + "\n" + data_line(engine))
@@ -583,7 +604,9 @@ def build_demo() -> gr.Blocks:
         query.change(search, query, found, trigger_mode="always_last", **private)
         add.click(add_title, [made_up, found, query, backbone], [made_up, *subject], **private)
         clear.click(clear_history, backbone, [made_up, *subject], **private)
-        run.click(compare_view, [mode, user, made_up, want, avoid, backbone, k, strict], results, **private)
+        request = [mode, user, made_up, want, avoid, backbone, k, strict]
+        run.click(compare_view, request, results, **private)
+        examples.load_input_event.then(compare_view, request, results, **private)  # an example is a request
         for column, table in zip(COLUMNS, tables):
             table.select(on_select(column), last, why, **private)
         gr.api(compare, api_name="compare")
@@ -600,4 +623,5 @@ if __name__ == "__main__":
     except SteerRecError as error:
         sys.exit(f"error: {error}")
     demo.launch(server_name=os.environ.get("GRADIO_SERVER_NAME", "0.0.0.0" if SPACE else "127.0.0.1"),
-                server_port=int(os.environ.get("GRADIO_SERVER_PORT", 7860)), allowed_paths=[str(ROOT / "assets")])
+                server_port=int(os.environ.get("GRADIO_SERVER_PORT", 7860)), allowed_paths=[str(ROOT / "assets")],
+                theme=THEME)

@@ -233,6 +233,19 @@ class Engine:
             raise SteerRecError(f"k must be from 1 to {self.dataset.num_items} (the catalogue), got {int(number)}")
         return int(number)
 
+    @staticmethod
+    def _check_flag(value, name: str) -> bool:
+        """A yes/no option as a bool: True or False, 1 or 0, or their words ("false" from a form or an HTTP call
+        must not read as True, as bool("false") would)."""
+        if value is None or isinstance(value, (bool, np.bool_)):
+            return bool(value)
+        if isinstance(value, (int, float, np.integer)) and value in (0, 1):
+            return bool(value)
+        words = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False, "": False}
+        if isinstance(value, str) and value.strip().lower() in words:
+            return words[value.strip().lower()]
+        raise SteerRecError(f"{name} must be true or false, got {str(value)[:20]!r}")
+
     # ---------------------------------------------------------------------------------------- serving
 
     @torch.inference_mode()
@@ -249,7 +262,7 @@ class Engine:
             backbone = model
         if backbone not in BACKBONE_NAMES:
             raise SteerRecError(f"unknown backbone {backbone!r}: expected one of {', '.join(BACKBONE_NAMES)}")
-        k = self._check_k(k)
+        k, strict_avoid = self._check_k(k), self._check_flag(strict_avoid, "strict_avoid")
         prompts = build_prompts(want, avoid, self.negating_titles)
         user_id, items = self.resolve(user, history)
         reason = self.unavailable_reason(model, backbone)
@@ -376,13 +389,16 @@ class Engine:
         return {name for name, carried in zip(self.vocabulary, self.attribute_items[:, item]) if carried}
 
     def search_titles(self, query: str, limit: int = 20) -> list[tuple[str, str]]:
-        """(label, item id) of titles containing the query, case-insensitive."""
+        """(label, item id) of titles containing the query, case-insensitive. A leading article may be left out
+        or not: MovieLens writes "Seventh Seal, The (Sjunde inseglet, Det)", which "the seventh seal" finds."""
         if query is not None and not isinstance(query, str):
             raise SteerRecError(f"a title search is text, got {type(query).__name__}")
-        query = (query or "").strip().lower()
+        query = " ".join((query or "").lower().split())
+        queries = {query, re.sub(r"^(the|a|an) ", "", query)}
         matches = []
         for item in range(1, self.dataset.num_items + 1):
-            if query in self.dataset.titles[item].lower():
+            title = self.dataset.titles[item].lower()
+            if any(q in title for q in queries):
                 matches.append((self.item_label(item), self.dataset.item_ids[item]))
                 if len(matches) >= limit:
                     break
@@ -446,10 +462,22 @@ def notes(left_out: list[str], gates: list[dict], listed: int, k: int, strict_av
     """What a person should know about how a request was read: prompts left out, a want and an avoid at odds,
     a list shorter than asked for."""
     said = [f"{text!r} says nothing to steer by, so it was left out" for text in left_out] + conflicts(gates)
+    said += [unsure_note(gate, strict_avoid) for gate in gates if gate["unsure"]]
     if listed < k:
-        said.append(f"{listed} items, not {k}: the rest of the catalogue is in the history"
+        count = f"{listed} {'item' if listed == 1 else 'items'}"
+        said.append(f"{count}, not {k}: the rest of the catalogue is in the history"
                     + (" or removed by the strict avoid" if strict_avoid else ""))
     return said
+
+
+def unsure_note(gate: dict, strict_avoid: bool) -> str:
+    """A prompt DPR could not place (another language, a wish no genre covers): the list leans towards a guess,
+    which a person should see beside the list, not only in the gate chart."""
+    guess, probability = next(iter(gate["understood_as"].items()), ("no genre", 0.0))
+    avoid = gate["polarity"] == "avoid"
+    kept = "; the strict avoid removes nothing for it" if strict_avoid and avoid else ""
+    return (f"DPR is unsure what {gate['prompt']!r} asks for (its best guess: {guess}, {probability:.0%}), so the "
+            f"list leans {'away from' if avoid else 'towards'} that guess{kept}; naming a genre in English reads best")
 
 
 def conflicts(gates: list[dict]) -> list[str]:

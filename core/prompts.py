@@ -114,13 +114,14 @@ FILLER = {"please", "pls", "thanks", "thank", "you", "ok", "okay", "hmm", "so", 
           "no", "don't", "dont", "do", "know", "idea", "care", "mind", "picky", "preference", "preferences",
           "matter", "what", "doubt", "exceptions", "else", "nothing", "really", "honestly", "nah", "nope", "yeah",
           "yes", "yep", "um", "uh", "lol", "haha", "tonight", "today", "none", "n", "doesn't", "doesnt", "it",
-          "fine", "either"}
+          "fine", "either", "the", "an", "hello", "too", "much", "long", "bit", "little", "lot", "very"}
 
 
 # the filler words that say "no wish" (or only "thank you") when a box holds nothing else
 HEDGES = {"none", "nothing", "no", "nope", "nah", "n", "idk", "dunno", "know", "idea", "sure", "whatever", "anything",
           "preference", "preferences", "matter", "care", "mind", "picky", "thanks", "thank", "please", "pls", "ok",
-          "okay", "hmm", "um", "uh", "yes", "yeah", "yep", "lol", "haha", "hi", "hey", "else", "exceptions"}
+          "okay", "hmm", "um", "uh", "yes", "yeah", "yep", "lol", "haha", "hi", "hey", "else", "exceptions", "hello",
+          "a", "an", "the", "too"}  # an article alone, or a matter of degree ("not too long"), names nothing
 
 
 @dataclass(frozen=True)

@@ -87,7 +87,7 @@ def test_made_up_history_fills_every_output(engine):
     assert headers[0].startswith("### SASRec") and headers[1].startswith("### DPR")
     assert all(isinstance(p, go.Figure) for p in (genre_plot, overlap_plot, gates_plot))
     assert [bar.name for bar in genre_plot.data][:3] == ["history", "SASRec", "DPR (over SASRec)"]
-    assert state["source"] == {"history": made_up} and why is None and notice == ""
+    assert state["source"] == {"history": made_up} and why.label == app.WHY_LABEL and notice == ""
     frame = tables[1].value
     assert frame["headers"] == app.RANKING_HEADERS and len(frame["data"]) == 5
     if not engine.is_available("mixrec"):
@@ -136,7 +136,8 @@ def test_a_bad_compare_empties_the_results_and_says_why(engine, mode, user, made
     assert len(outputs) == app.RESULT_COUNT
     *columns, genre_plot, overlap_plot, gates_plot, state, why, notice = outputs
     assert columns[0] == "### GRU4Rec" and all(table.visible is False for table in columns[1::2])
-    assert state is None and why is None and expected in notice and notice.startswith("**Nothing to compare**")
+    assert state is None and why.label == app.WHY_LABEL
+    assert expected in notice and notice.startswith("**Nothing to compare**")
 
 
 def test_a_new_user_or_history_takes_the_old_lists_away(engine):
@@ -223,6 +224,8 @@ def test_about_tab_shows_every_benchmark_table(tmp_path, monkeypatch):
     (tmp_path / "b.md").write_text("| b |\n|---|\n")
     (tmp_path / "a.md").write_text("| a |\n|---|\n")
     assert app.benchmark_tables() == "| a |\n|---|\n\n\n| b |\n|---|\n"
+    (tmp_path / "c.md").write_text("![a chart](c.png)\n")  # served from the results folder, not the page's root
+    assert app.benchmark_tables().endswith(f"![a chart](/gradio_api/file={tmp_path / 'c.png'})\n")
 
 
 def test_the_app_serves_your_own_data_and_checkpoints(tmp_path, monkeypatch, engine):
@@ -273,7 +276,7 @@ def test_data_without_genres_or_ratings_reads_as_such(tmp_path, monkeypatch):
 def served_app(engine) -> str:
     """The app on a free local port, for this module's tests; its URL."""
     demo = app.build_demo()
-    _, url, _ = demo.launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True)
+    _, url, _ = demo.launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True, theme=app.THEME)
     yield url
     demo.close()
 
@@ -323,9 +326,16 @@ def test_api_takes_a_made_up_history_and_a_strict_avoid(client, engine):
                                 strict_avoid=True)
     assert dpr["user"] is None and dpr["items"] == expected.to_dict()["items"]
     assert not any("Musical" in item["genres"] for item in dpr["items"])
-    backbone, _, _ = client.predict("", "", "", "sasrec", 5, False, "50, 172, 133", api_name="/compare")
+    backbone, _, _ = client.predict(history="50, 172, 133", k=5, api_name="/compare")  # no user to give
     assert [item["item_id"] for item in backbone["items"]] == [
         item.item_id for item in engine.recommend("sasrec", history=["50", "172", "133"], k=5).items]
+
+
+def test_api_strict_avoid_reads_the_words_true_and_false(client):
+    wanted = ("dpr", "196", "romantic comedies", "romance", "sasrec", 20)
+    soft, strict = (client.predict(*wanted, flag, api_name="/recommend") for flag in ("false", "yes"))
+    assert any("Romance" in item["genres"] for item in soft["items"])  # "false" is not a true string
+    assert not any("Romance" in item["genres"] for item in strict["items"])
 
 
 def test_api_bad_input_is_a_clean_error(client, capfd):

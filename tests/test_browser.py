@@ -77,3 +77,18 @@ def test_compare_in_the_browser(browser, served_app, engine, tmp_path):  # noqa:
     assert browser.save_screenshot(str(tmp_path / "screenshot.png"))
     if os.environ.get("STEERREC_UPDATE_SCREENSHOT") == "1":
         shutil.copyfile(tmp_path / "screenshot.png", SCREENSHOT)
+
+    # an example is a request of its own: its lists replace the old ones, and the old explanation goes
+    next(b for b in browser.find_elements(By.TAG_NAME, "button") if "Example prompts" in b.text).click()
+    browser.find_element(By.XPATH, "//div[contains(@class, 'table') and text()='gunslingers in the Wild West']"
+                         ).click()
+    if engine.is_available("dpr", "sasrec"):  # user 405's lists before held no western
+        wait.until(seen.text_to_be_present_in_element((By.ID, "dpr-table"), "Western"))
+        wait.until(seen.text_to_be_present_in_element((By.ID, "why"), "Why is it there?"))
+
+    # the About tab's charts are served, not broken links
+    next(b for b in browser.find_elements(By.CSS_SELECTOR, "button[role=tab]") if b.text.strip() == "About").click()
+    next(b for b in browser.find_elements(By.TAG_NAME, "button") if "Benchmarks" in b.text).click()
+    charts = wait.until(lambda driver: driver.find_elements(By.CSS_SELECTOR, "#benchmarks img"))
+    wait.until(lambda driver: all(driver.execute_script("return arguments[0].naturalWidth", img) > 0
+                                  for img in charts))

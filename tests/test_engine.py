@@ -92,6 +92,8 @@ def test_dpr_without_its_backbone_names_both_trainings_at_once(tmp_path):
     (dict(model="sasrec", user=196, k=0), "from 1 to"),
     (dict(model="sasrec", user=196, k=-3), "from 1 to"),
     (dict(model="sasrec", user=196, k="many"), "whole number"),
+    (dict(model="dpr", user=196, avoid="horror", strict_avoid="maybe"), "strict_avoid must be true or false"),
+    (dict(model="dpr", user=196, avoid="horror", strict_avoid=2), "strict_avoid must be true or false"),
     (dict(model="sasrec", user=196, history=["1"]), "either a user or a history"),
     (dict(model="transformer", user=196), "unknown model"),
     (dict(model="dpr", user=196, backbone="bert4rec"), "unknown backbone"),
@@ -129,6 +131,10 @@ def test_dpr_says_what_it_read_and_when_it_is_unsure(engine):
     assert unsure["unsure"] and unsure["polarity"] == "avoid"
     assert funny["reading"] == "Comedy" and unsure["reading"] is None  # what the markers and notes go by
     assert result.to_dict()["gates"] == result.gates
+    (note,) = result.notes  # beside the list, not only in the gate chart
+    assert note.startswith("DPR is unsure what 'asdfghjkl' asks for (its best guess: ") and "leans away from" in note
+    strict = engine.recommend("dpr", user="196", want="quiero ver comedias", avoid="asdfghjkl", strict_avoid=True)
+    assert "leans towards" in strict.notes[0] and "the strict avoid removes nothing for it" in strict.notes[1]
 
 
 def test_a_want_and_an_avoid_read_as_the_same_genre_get_a_note(engine):
@@ -142,6 +148,12 @@ def test_a_want_and_an_avoid_read_as_the_same_genre_get_a_note(engine):
 def test_a_catalogue_title_with_a_negation_is_a_want(engine):
     result = engine.recommend("dpr", user="196", want="something like Tomorrow Never Dies", k=3)
     assert result.want == ["something like Tomorrow Never Dies"] and result.avoid == []
+
+
+def test_a_title_search_finds_titles_whose_article_moved_to_the_end(engine):
+    (label, _), = engine.search_titles("The  Seventh Seal")
+    assert label == "Seventh Seal, The (Sjunde inseglet, Det) (1957)"
+    assert [item for _, item in engine.search_titles("star wars")] == ["50"]
 
 
 def test_helper_calls_refuse_odd_arguments(engine):

@@ -69,10 +69,12 @@ def test_split_phrases():
     assert split_phrases("sci-fi, no exceptions") == ["sci-fi"]
     assert split_phrases("nah, no horror thanks") == ["no horror thanks"]
     assert split_phrases("comedies, 😂") == ["comedies"]  # a piece with no words is dropped beside one with words
+    assert split_phrases("action comedies, not too long") == ["action comedies"]  # no genre is a matter of degree
 
 
 @pytest.mark.parametrize("box", ["none", "nothing", "no", "thanks", "I don't know", "no idea", "n/a", "idk",
-                                 "whatever", "anything", "no preference", "doesn't matter", "please, thanks"])
+                                 "whatever", "anything", "no preference", "doesn't matter", "please, thanks", "hello",
+                                 "the", "a", "not too long", "not too much"])
 def test_a_box_of_only_filler_is_left_out_and_reported(box):
     """Read as a genre, "none" in the avoid box would steer (or strictly filter) by a guess."""
     for prompts in (build_prompts(avoid=box), build_prompts(want=box)):
