@@ -563,7 +563,7 @@ def build_demo() -> gr.Blocks:
                                    elem_id="avoid", info="what to leave out, e.g. 'horror, musicals'")
                 with gr.Column():
                     backbone = gr.Radio(backbones, value=backbones[0][1], label="Backbone", elem_id="backbone")
-                    k = gr.Slider(1, 50, value=10, step=1, precision=0, label="How many items (k)", elem_id="k")
+                    k = gr.Slider(1, 50, value=10, step=1, label="How many items (k)", elem_id="k")
                     strict = gr.Checkbox(False, label="Strict avoid (DPR)", elem_id="strict-avoid",
                                          info="also drop every item of the genre DPR read in an avoid phrase "
                                               "(unless it is unsure of it)")

@@ -125,14 +125,15 @@ def test_bad_input_is_a_clear_error(engine, call, args, expected):
     assert expected in error_message(call, *args)
 
 
-@pytest.mark.parametrize("mode, user, made_up, expected", [
-    (app.DATASET_USER, None, [], "no user picked"),
-    (app.DATASET_USER, "nobody", [], "unknown user 'nobody'"),
-    (app.MADE_UP, "196", [], "the history is empty"),
+@pytest.mark.parametrize("mode, user, made_up, k, expected", [
+    (app.DATASET_USER, None, [], 10, "no user picked"),
+    (app.DATASET_USER, "nobody", [], 10, "unknown user 'nobody'"),
+    (app.MADE_UP, "196", [], 10, "the history is empty"),
+    (app.DATASET_USER, "196", [], 2.5, "k must be a whole number, got '2.5'"),  # typed into the slider's box
 ])
-def test_a_bad_compare_empties_the_results_and_says_why(engine, mode, user, made_up, expected):
+def test_a_bad_compare_empties_the_results_and_says_why(engine, mode, user, made_up, k, expected):
     """No list stays on screen for a request it does not answer, and the reason is in the notice line."""
-    outputs = app.compare_view(mode, user, made_up, WANT, AVOID, "gru4rec", 10)
+    outputs = app.compare_view(mode, user, made_up, WANT, AVOID, "gru4rec", k)
     assert len(outputs) == app.RESULT_COUNT
     *columns, genre_plot, overlap_plot, gates_plot, state, why, notice = outputs
     assert columns[0] == "### GRU4Rec" and all(table.visible is False for table in columns[1::2])
