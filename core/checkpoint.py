@@ -173,8 +173,8 @@ def load_checkpoint(folder, model: str | None = None, fingerprint: str | None = 
         raise CheckpointError(f"{folder / 'config.json'} is not a checkpoint config (an object with a 'data' "
                               "object)")
     if config.get("format_version") != FORMAT_VERSION:
-        raise CheckpointError(f"{folder / 'config.json'} has format version {config.get('format_version')}, "
-                              f"this code reads version {FORMAT_VERSION}")
+        raise CheckpointError(f"{folder / 'config.json'} has format version {config.get('format_version')!r}, "
+                              f"this code reads version {FORMAT_VERSION!r}")
     if model is not None and config.get("model") != model:
         raise CheckpointError(f"{folder / 'config.json'} holds a {config.get('model')!r} model, "
                               f"expected {model!r}")
@@ -201,6 +201,10 @@ def build_model(build, tensors: dict, folder) -> torch.nn.Module:
     except (TypeError, KeyError, ValueError, RuntimeError) as error:
         raise CheckpointError(f"{Path(folder) / 'config.json'} does not describe this model: "
                               f"{type(error).__name__}: {error}") from None
+    wrong = next((name for name, tensor in tensors.items() if not tensor.is_floating_point()), None)
+    if wrong is not None:  # torch would copy whole numbers into float weights without a word
+        raise CheckpointError(f"{Path(folder) / 'model.safetensors'} holds {wrong} as {tensors[wrong].dtype}; "
+                              "a model's weights are floating point")
     try:
         model.load_state_dict(tensors)
     except RuntimeError as error:  # torch's first line only names the model; the mismatches follow it

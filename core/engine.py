@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from core import BACKBONE_NAMES, MODEL_NAMES, SERVED
+from core.checkpoint import training_command
 from core.data import Dataset, load_dataset
 from core.errors import SteerRecError
 from core.evaluate import pad_left
@@ -115,19 +116,23 @@ class Engine:
         return self.item_text
 
     def _load_dpr(self, backbone: str):
-        from core.train_dpr import load_dpr
+        from core.train_dpr import dpr_folder, load_dpr
 
         key = f"dpr-{backbone}"
         try:
             steerable_vocabulary(self.dataset)  # data DPR cannot be trained on: say so, not "train DPR"
             model, config = load_dpr(self.checkpoints, backbone, self.dataset)
             self.item_text_embeddings()
+            if config.get("encoder_fingerprint") != self.encoder.fingerprint:  # its readers live in that space
+                raise SteerRecError(
+                    f"{dpr_folder(self.checkpoints, backbone)} was trained with another sentence encoder (fingerprint "
+                    f"{config.get('encoder_fingerprint')!r}; installed: {self.encoder.fingerprint!r}): reinstall "
+                    "that encoder's package or retrain DPR with "
+                    f"`{training_command('dpr', self.checkpoints, self.dataset, backbone)}`")
         except SteerRecError as error:
             self.unavailable[key] = str(error)
             return
         if self.vocabulary and config["vocabulary"] != self.vocabulary:  # the engine reads both DPRs alike
-            from core.train_dpr import dpr_folder
-
             self.unavailable[key] = (f"{dpr_folder(self.checkpoints, backbone) / 'config.json'} names other "
                                      "attributes than the DPR loaded before it; retrain it with `python -m core "
                                      f"train --model dpr --backbone {backbone}`")
@@ -184,7 +189,6 @@ class Engine:
     def _dpr_without_backbone(self, backbone: str) -> str:
         """Why DPR over a backbone that is not loaded is missing: all that is needed, in one message, rather than
         the backbone now and DPR's own checkpoint on the next try."""
-        from core.checkpoint import training_command
         from core.train_dpr import dpr_folder
 
         try:

@@ -307,6 +307,11 @@ def load_dpr(checkpoints: Path, backbone_name: str, dataset: Dataset) -> tuple[D
     expected = (config.get("backbone") or {}).get("sha256") if isinstance(config.get("backbone"), dict) else None
     if expected is None or "vocabulary" not in config:
         raise CheckpointError(f"{folder / 'config.json'} does not record its backbone and vocabulary")
+    vocabulary, attributes = config["vocabulary"], (config.get("model_config") or {}).get("attributes")
+    if not (isinstance(vocabulary, list) and all(isinstance(name, str) for name in vocabulary)
+            and len(vocabulary) == attributes):
+        raise CheckpointError(f"{folder / 'config.json'}: its vocabulary does not name the model's {attributes} "
+                              "attributes, one string each")
     if backbone_weights.exists() and file_sha256(backbone_weights) != expected:
         raise SteerRecError(f"{folder} was trained on another {backbone_name} checkpoint than "
                             f"{backbone_weights}; retrain it with `{command}`")

@@ -289,6 +289,11 @@ def retrained_backbone(root):
     save_checkpoint(root / "sasrec", config, {**tensors, name: tensors[name] + 1e-3})
 
 
+def whole_number_weights(root):
+    config, tensors = load_checkpoint(root / "gru4rec")
+    save_checkpoint(root / "gru4rec", config, {name: tensor.long() for name, tensor in tensors.items()})
+
+
 FAULTS = [  # (damage, unavailable key, file the message names, words in it, a model that must still work)
     pytest.param(truncate, "sasrec", "sasrec/model.safetensors", "corrupt", "gru4rec", id="truncated"),
     pytest.param(flip_bit, "gru4rec", "gru4rec/model.safetensors", "corrupt", "sasrec", id="bit-flip"),
@@ -297,8 +302,17 @@ FAULTS = [  # (damage, unavailable key, file the message names, words in it, a m
     pytest.param(other_model_type, "sasrec", "sasrec/config.json", "'gru4rec'", "gru4rec", id="other-model-type"),
     pytest.param(lambda r: edit_config(r / "dpr-sasrec", lambda c: {**c, "format_version": 99}),
                  "dpr-sasrec", "dpr-sasrec/config.json", "format version 99", "sasrec", id="future-format"),
+    pytest.param(lambda r: edit_config(r / "dpr-sasrec", lambda c: {**c, "format_version": "1"}),
+                 "dpr-sasrec", "dpr-sasrec/config.json", "format version '1'", "sasrec", id="format-as-text"),
     pytest.param(lambda r: (r / "gru4rec" / "manifest.json").unlink(), "gru4rec", "gru4rec/manifest.json",
                  "verified", "dpr", id="no-manifest"),
+    pytest.param(whole_number_weights, "gru4rec", "gru4rec/model.safetensors", "as torch.int64", "sasrec",
+                 id="whole-number-weights"),
+    pytest.param(lambda r: edit_config(r / "dpr-gru4rec", lambda c: {**c, "vocabulary": c["vocabulary"][:5]}),
+                 "dpr-gru4rec", "dpr-gru4rec/config.json", "vocabulary does not name", "sasrec",
+                 id="dpr-vocabulary-too-short"),
+    pytest.param(lambda r: edit_config(r / "dpr-gru4rec", lambda c: {**c, "encoder_fingerprint": "deadbeef"}),
+                 "dpr-gru4rec", "dpr-gru4rec", "another sentence encoder", "sasrec", id="dpr-other-encoder"),
     pytest.param(retrained_backbone, "dpr-sasrec", "sasrec/model.safetensors", "another sasrec checkpoint",
                  "sasrec", id="dpr-backbone-changed"),
     pytest.param(lambda r: ((r / "sasrec" / "config.json").write_text("[1, 2]"), resign(r / "sasrec")),
