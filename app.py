@@ -27,7 +27,7 @@ import plotly.graph_objects as go  # noqa: E402
 
 from core import SERVED  # noqa: E402
 from core.assets import ensure_assets  # noqa: E402
-from core.engine import Engine, Recommendation  # noqa: E402
+from core.engine import Engine, Recommendation, as_flag  # noqa: E402
 from core.errors import SteerRecError, one_line_warnings  # noqa: E402
 from core.prompts import MAX_PROMPT_CHARS, split_phrases  # noqa: E402
 
@@ -144,13 +144,14 @@ def rankings(source: dict, want: str, avoid: str, backbone: str, k, strict_avoid
     if backbone not in BACKBONES:
         raise SteerRecError(f"unknown backbone {backbone[:20]!r}: expected one of {', '.join(BACKBONES)}")
     want, avoid = split_phrases(want), split_phrases(avoid)
+    strict_avoid = as_flag(strict_avoid, "strict_avoid")  # the DPR column's only, as the checkbox says
     _, history = engine.resolve(**source)  # a bad user or history is an error even if no model is available
     results = {}
     for column in COLUMNS:
         model = model_of(column, backbone)
         reason = engine.unavailable_reason(model, backbone)
         results[column] = reason or engine.recommend(model, want=want, avoid=avoid, k=k, backbone=backbone,
-                                                      strict_avoid=strict_avoid, **source)
+                                                      strict_avoid=strict_avoid and model == "dpr", **source)
     return history, results
 
 

@@ -25,6 +25,14 @@ class OneLineParser(argparse.ArgumentParser):
     def error(self, message):
         self.exit(2, f"error: {message} (see `{self.prog} --help`)\n")
 
+    def parse_args(self, args=None, namespace=None):
+        """As argparse, but a flag the chosen command does not know is named with that command's help."""
+        parsed, unknown = self.parse_known_args(args, namespace)
+        if unknown:
+            command = self.commands.get(getattr(parsed, "command", None), self)
+            command.error(f"unrecognized arguments: {' '.join(unknown)}")
+        return parsed
+
 
 def whole_number(low: int, high: int | None = None):
     """An argparse type: a whole number from low to high (no upper end when None), refused in one line."""
@@ -44,6 +52,17 @@ positive_int = whole_number(1)
 seed_value = whole_number(0, 2 ** 32 - 1)  # numpy's seeds
 DATA_HELP = "dataset folder or file (default: ML-100K from the recbole package)"
 CHECKPOINTS_HELP = "checkpoint folder (default: checkpoints/<dataset>/)"
+MODEL_HELP = ("sasrec or gru4rec: a backbone, ranking by the history alone; dpr: a backbone steered by the "
+              "prompts; mixrec: the LLM-based recommender")
+PROMPT_HELP = ("(repeatable; commas, semicolons and new lines also separate phrases; at most 300 characters a "
+               "phrase and 8 phrases in all)")
+
+
+def path_text(text: str) -> str:
+    """An argparse type for a folder or file: an empty one (a shell variable left unset) is a mistake, not 'here'."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("expected a path, got an empty one")
+    return text
 
 
 def chosen_backbone(args) -> str:
@@ -56,36 +75,44 @@ def chosen_backbone(args) -> str:
 def parser() -> argparse.ArgumentParser:
     root = OneLineParser(prog="python -m core", description=__doc__.splitlines()[0])
     commands = root.add_subparsers(dest="command", required=True)
+    root.commands = commands.choices
 
     rec = commands.add_parser("recommend", help="rank items for a user or a made-up history")
-    rec.add_argument("--model", choices=MODEL_NAMES, required=True)
+    rec.add_argument("--model", choices=MODEL_NAMES, required=True, help=MODEL_HELP)
     who = rec.add_mutually_exclusive_group(required=True)
-    who.add_argument("--user", help="the dataset's own user id")
-    who.add_argument("--history", help="comma-separated item ids, oldest first")
-    rec.add_argument("--want", action="append", default=[], help="what to see more of (repeatable)")
-    rec.add_argument("--avoid", action="append", default=[], help="what to leave out (repeatable)")
+    who.add_argument("--user", help="the dataset's own user id (this or --history)")
+    who.add_argument("--history", help="comma-separated item ids, oldest first (this or --user)")
+    rec.add_argument("--want", action="append", default=[], help="what to see more of " + PROMPT_HELP)
+    rec.add_argument("--avoid", action="append", default=[], help="what to leave out " + PROMPT_HELP)
     rec.add_argument("--strict-avoid", action="store_true",
                      help="DPR: also drop every item of the genre it read in an avoid phrase")
     rec.add_argument("--backbone", choices=BACKBONE_NAMES, help="DPR: the backbone it steers (default sasrec)")
-    rec.add_argument("-k", type=int, help="how many items (default 10, or the whole catalogue where it is smaller)")
-    rec.add_argument("--data", help=DATA_HELP)
-    rec.add_argument("--checkpoints", help=CHECKPOINTS_HELP)
+    rec.add_argument("-k", type=positive_int,
+                     help="how many items (default 10, or the whole catalogue where it is smaller)")
+    rec.add_argument("--data", type=path_text, help=DATA_HELP)
+    rec.add_argument("--checkpoints", type=path_text, help=CHECKPOINTS_HELP)
     rec.add_argument("--json", action="store_true", help="print one JSON object")
 
     train = commands.add_parser("train", help="train a model and save its checkpoint")
-    train.add_argument("--model", choices=MODEL_NAMES, required=True)
+    train.add_argument("--model", choices=MODEL_NAMES, required=True, help=MODEL_HELP)
     train.add_argument("--backbone", choices=BACKBONE_NAMES, help="DPR: the backbone it steers (default sasrec)")
-    train.add_argument("--data", help=DATA_HELP)
+    train.add_argument("--data", type=path_text, help=DATA_HELP)
     train.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="where to train (default cpu)")
-    train.add_argument("--out", "--checkpoints", dest="out", help=CHECKPOINTS_HELP + "; the model's folder goes in it")
+    train.add_argument("--out", "--checkpoints", dest="out", type=path_text,
+                       help=CHECKPOINTS_HELP + "; the model's folder goes in it")
+    train.add_argument("--replace", action="store_true",
+                       help="a backbone: replace it even though DPR or MixRec in the same folder were trained over "
+                            "it (they stop loading until retrained)")
     train.add_argument("--epochs", type=positive_int,
-                       help="maximum epochs (backbones, MixRec) or steering epochs (DPR)")
+                       help="maximum epochs (backbones: 200, stopping after 10 without a gain; MixRec: 4) or "
+                            "steering epochs (DPR: 15)")
     train.add_argument("--seed", type=seed_value, default=42, help="random seed (default 42)")
     train.add_argument("--quiet", action="store_true", help="no progress bars")
     train.add_argument("--resume", action="store_true",
                        help="continue an interrupted backbone run from its last completed epoch")
     train.add_argument("--search-trials", type=int, default=0,
-                       help="MixRec: Bayesian-optimisation trials over the per-layer experts before training")
+                       help="MixRec: Bayesian-optimisation trials over the per-layer experts before training "
+                            "(default 0: no search, the default experts; the shipped checkpoint used 6)")
     train.add_argument("--search-timeout", type=float,
                        help="MixRec: stop the search after this many seconds even if trials are left "
                             "(the trials run are recorded; `--search-trials` set to that count reproduces it)")
@@ -93,49 +120,44 @@ def parser() -> argparse.ArgumentParser:
                        "(default 16, what 2 CPU cores train in the time budget; a GPU affords all 30)")
     train.add_argument("--prompt-steps", type=int, default=0,
                        help="MixRec: steps of the prompt stage (want/avoid prompts as text before the history) after "
-                            "the sequential training")
+                            "the sequential training (default 0: none)")
     train.add_argument("--prompt-timeout", type=float,
-                       help="MixRec: end the prompt stage with a validation once this many seconds have passed")
+                       help="MixRec: end the prompt stage with a validation once this many seconds have passed "
+                            "(default: no limit)")
     train.add_argument("--prompt-rule-share", type=float,
                        help="MixRec: share of the prompt stage's prompts that name the genre the evaluation rule "
                             "picks (the least or most present in the history); the rest name a random valid one "
                             "(default 0.75, as DPR's steering stage)")
     train.add_argument("--prompt-patience", type=positive_int,
                        help="MixRec: validations without a gain before the prompt stage stops (default 4)")
-    train.add_argument("--init", help="MixRec: start from this trained MixRec checkpoint folder and run only the "
-                                      "prompt stage")
+    train.add_argument("--init", type=path_text,
+                       help="MixRec: start from this trained MixRec checkpoint folder and run only the prompt stage")
 
     ev = commands.add_parser("evaluate", help="full-ranking metrics on validation or test users")
-    ev.add_argument("--model", choices=MODEL_NAMES, required=True)
+    ev.add_argument("--model", choices=MODEL_NAMES, required=True, help=MODEL_HELP)
     ev.add_argument("--backbone", choices=BACKBONE_NAMES, help="DPR: the backbone it steers (default sasrec)")
     ev.add_argument("--task", choices=["sequential", "positive", "negative"], default="sequential",
                     help="sequential: the next item (default); positive: the next item with a want prompt for a "
                          "genre it has; negative: with an avoid prompt for a genre it lacks (with every baseline)")
     ev.add_argument("--split", choices=["valid", "test"], default="test",
                     help="whose targets: the validation or the test item of every user (default test)")
-    ev.add_argument("--data", help=DATA_HELP)
-    ev.add_argument("--checkpoints", help=CHECKPOINTS_HELP)
+    ev.add_argument("--data", type=path_text, help=DATA_HELP)
+    ev.add_argument("--checkpoints", type=path_text, help=CHECKPOINTS_HELP)
     ev.add_argument("--json", action="store_true", help="print one JSON object")
     return root
 
 
 def run_recommend(args) -> int:
     from core.data import load_dataset
-    from core.engine import Engine
+    from core.engine import Engine, check_k, resolve
     from core.prompts import build_prompts, negating_titles
 
-    # the prompts read as the engine reads them (titles included), so a bad one is refused before any model loads
+    # the request read as the engine reads it (titles included), so a bad one is refused before any model loads
     dataset = load_dataset(args.data)
-    prompts = build_prompts(args.want, args.avoid, negating_titles(dataset.titles[1:]))
+    build_prompts(args.want, args.avoid, negating_titles(dataset.titles[1:]))
+    resolve(dataset, args.user, args.history)
+    check_k(args.k, dataset)
     engine = Engine(data=dataset, checkpoints=args.checkpoints, models=[args.model])  # a missing model stops here
-    if prompts and args.model in BACKBONE_NAMES:
-        print(f"note: {args.model} ranks by the history alone and ignores prompts (use --model dpr or mixrec)",
-              file=sys.stderr)
-    if prompts and args.model == "mixrec":
-        print("note: mixrec reads the prompts as text before the history and barely follows them (the shipped "
-              "checkpoint was never trained on prompts); DPR is the model trained to follow them", file=sys.stderr)
-    if args.strict_avoid and args.model != "dpr":
-        print("note: --strict-avoid applies to DPR only and is ignored here", file=sys.stderr)
     result = engine.recommend(args.model, user=args.user, history=args.history, want=args.want,
                               avoid=args.avoid, k=args.k, backbone=chosen_backbone(args),
                               strict_avoid=args.strict_avoid)
@@ -173,6 +195,8 @@ def check_train_flags(args) -> None:
     if args.backbone and args.model != "dpr":
         raise SteerRecError(f"--backbone applies to --model dpr only (to train {args.backbone}, use --model "
                             f"{args.backbone})")
+    if args.replace and args.model not in BACKBONE_NAMES:
+        raise SteerRecError("--replace applies to the backbones (sasrec, gru4rec) only")
     if args.resume and args.model not in BACKBONE_NAMES:
         raise SteerRecError("--resume applies to the backbones (sasrec, gru4rec) only")
     if args.search_trials < 0:
@@ -209,6 +233,19 @@ def refuse_other_data(folder: Path, dataset) -> None:
                             f"folder, or delete {folder} first")
 
 
+def refuse_orphaning(out: Path, backbone: str) -> None:
+    """A new backbone leaves every model trained over it unable to load (each checks the backbone's SHA-256), and
+    the old weights are gone: say so before training, not after."""
+    if not (out / backbone / "model.safetensors").exists():
+        return
+    dependents = [f"dpr-{backbone}"] + (["mixrec"] if backbone == "sasrec" else [])
+    present = [name for name in dependents if (out / name / "config.json").exists()]
+    if present:
+        raise SteerRecError(f"{out} holds {' and '.join(present)}, trained over its {backbone}: a new {backbone} "
+                            "would leave them unable to load until they are retrained. Pass --out with another "
+                            f"folder, or --replace to replace {backbone} all the same")
+
+
 def run_train(args) -> int:
     import torch
 
@@ -222,6 +259,8 @@ def run_train(args) -> int:
     out = Path(args.out) if args.out else Path(__file__).resolve().parent.parent / "checkpoints" / dataset.name
     backbone = chosen_backbone(args) if args.model == "dpr" else None
     refuse_other_data(dpr_folder(out, backbone) if backbone else out / args.model, dataset)
+    if args.model in BACKBONE_NAMES and not args.replace:
+        refuse_orphaning(out, args.model)
     progress = not args.quiet
     if args.model in BACKBONE_NAMES:
         config = backbone_train_config(args.model, device=args.device, seed=args.seed,
@@ -299,3 +338,6 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the output went into e.g. `head`, which has read enough: stop quietly, as ls does
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing more reaches the closed pipe
+        return 141

@@ -80,6 +80,7 @@ class Engine:
         self.index_kind = index_kind
         self.backbones, self.indexes, self.dpr, self.unavailable = {}, {}, {}, {}
         self.mixrec = None  # (model, index over its item table)
+        self.mixrec_read_prompts_in_training = False  # whether its checkpoint ran the prompt stage
         self.item_text, self.vocabulary = None, []  # DPR's item-text embeddings and attribute names
         self.attribute_items = None  # (attributes, items + 1) booleans: which item carries which attribute
         self._encoder = None
@@ -148,10 +149,11 @@ class Engine:
         from core.train_mixrec import load_mixrec
 
         try:
-            model, _ = load_mixrec(self.checkpoints, self.dataset, cf=self.backbones.get("sasrec"))
+            model, config = load_mixrec(self.checkpoints, self.dataset, cf=self.backbones.get("sasrec"))
         except SteerRecError as error:
             self.unavailable["mixrec"] = str(error)
             return
+        self.mixrec_read_prompts_in_training = "prompt_stage" in config
         model.requires_grad_(False)
         with torch.inference_mode():
             table = model.item_vectors()
@@ -203,52 +205,7 @@ class Engine:
     # ------------------------------------------------------------------------------------------- inputs
 
     def resolve(self, user=None, history=None) -> tuple[str | None, np.ndarray]:
-        """(external user id or None, internal item ids of the history) from a user or a made-up history."""
-        if (user is None) == (history is None):
-            raise SteerRecError("give either a user or a history (a list of item ids), not both and not neither")
-        if user is not None:
-            index = self.dataset.user_index(user)
-            return self.dataset.user_ids[index], self.dataset.sequences[index]
-        if isinstance(history, str):  # "1, 2; 3" or "1 2 3"
-            history = [h for h in re.split(r"[,;\s]+", history) if h]
-        elif isinstance(history, (int, np.integer)):
-            history = [history]
-        elif not isinstance(history, (list, tuple, np.ndarray)):
-            raise SteerRecError(f"a history is a list of item ids, got {type(history).__name__}")
-        history = list(history)
-        if not history:
-            raise SteerRecError("the history is empty: add at least one item")
-        if len(history) > MAX_HISTORY:
-            raise SteerRecError(f"a history may have at most {MAX_HISTORY} items; this one has {len(history)}")
-        return None, np.array([self.dataset.item_index(item) for item in history], dtype=np.int64)
-
-    def _check_k(self, k) -> int:
-        """k as a whole number from 1 to the catalogue size ("10", 10.0 and 10 are the same k); None asks for the
-        default length."""
-        if k is None:
-            return min(DEFAULT_K, self.dataset.num_items)
-        try:
-            number = float(str(k).strip()) if not isinstance(k, bool) else float("nan")
-        except ValueError:
-            number = float("nan")
-        if not number.is_integer():
-            raise SteerRecError(f"k must be a whole number, got {str(k)[:20]!r}")
-        if not 1 <= number <= self.dataset.num_items:
-            raise SteerRecError(f"k must be from 1 to {self.dataset.num_items} (the catalogue), got {int(number)}")
-        return int(number)
-
-    @staticmethod
-    def _check_flag(value, name: str) -> bool:
-        """A yes/no option as a bool: True or False, 1 or 0, or their words ("false" from a form or an HTTP call
-        must not read as True, as bool("false") would)."""
-        if value is None or isinstance(value, (bool, np.bool_)):
-            return bool(value)
-        if isinstance(value, (int, float, np.integer)) and value in (0, 1):
-            return bool(value)
-        words = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False, "": False}
-        if isinstance(value, str) and value.strip().lower() in words:
-            return words[value.strip().lower()]
-        raise SteerRecError(f"{name} must be true or false, got {str(value)[:20]!r}")
+        return resolve(self.dataset, user, history)
 
     # ---------------------------------------------------------------------------------------- serving
 
@@ -266,7 +223,7 @@ class Engine:
             backbone = model
         if backbone not in BACKBONE_NAMES:
             raise SteerRecError(f"unknown backbone {backbone!r}: expected one of {', '.join(BACKBONE_NAMES)}")
-        k, strict_avoid = self._check_k(k), self._check_flag(strict_avoid, "strict_avoid")
+        k, strict_avoid = check_k(k, self.dataset), as_flag(strict_avoid, "strict_avoid")
         prompts = build_prompts(want, avoid, self.negating_titles)
         user_id, items = self.resolve(user, history)
         reason = self.unavailable_reason(model, backbone)
@@ -290,7 +247,21 @@ class Engine:
         return Recommendation(model, user_id, [p.text for p in prompts if not p.negative],
                               [p.text for p in prompts if p.negative], ranked,
                               (time.perf_counter() - started) * 1000, backbone, gates,
-                              notes(prompts.left_out, gates, len(ids), k, strict_avoid and model == "dpr"))
+                              self._reading_notes(model, prompts, strict_avoid)
+                              + notes(prompts.left_out, gates, len(ids), k, strict_avoid and model == "dpr"))
+
+    def _reading_notes(self, model: str, prompts: list[Prompt], strict_avoid: bool) -> list[str]:
+        """What a model that does not follow prompts (or a strict avoid) did with them, so that an answer that
+        lists the prompts does not look steered by them."""
+        said = []
+        if prompts and model in BACKBONE_NAMES:
+            said.append(f"{model} ranks by the history alone: the prompts do not change its list")
+        if prompts and model == "mixrec" and not self.mixrec_read_prompts_in_training:
+            said.append("mixrec reads the prompts as text before the history but was never trained on prompts, so "
+                        "they barely change its list; DPR is trained to follow them")
+        if strict_avoid and model != "dpr":
+            said.append(f"a strict avoid applies to DPR only: {model}'s list is not filtered")
+        return said
 
     def user_vector(self, backbone: str, items: np.ndarray) -> torch.Tensor:
         """(1, d) query of a backbone for a history; shared between calls, so never changed in place."""
@@ -460,6 +431,56 @@ def date_of(stamp: float) -> str:
         return datetime.fromtimestamp(stamp, timezone.utc).strftime("%Y-%m-%d")
     except (OverflowError, OSError, ValueError):
         return ""
+
+
+def resolve(dataset: Dataset, user=None, history=None) -> tuple[str | None, np.ndarray]:
+    """(external user id or None, internal item ids of the history) from a user or a made-up history."""
+    if (user is None) == (history is None):
+        raise SteerRecError("give either a user or a history (a list of item ids), not both and not neither")
+    if user is not None:
+        index = dataset.user_index(user)
+        return dataset.user_ids[index], dataset.sequences[index]
+    if isinstance(history, str):  # "1, 2; 3" or "1 2 3"
+        history = [h for h in re.split(r"[,;\s]+", history) if h]
+    elif isinstance(history, (int, np.integer)):
+        history = [history]
+    elif not isinstance(history, (list, tuple, np.ndarray)):
+        raise SteerRecError(f"a history is a list of item ids, got {type(history).__name__}")
+    history = list(history)
+    if not history:
+        raise SteerRecError("the history is empty: add at least one item")
+    if len(history) > MAX_HISTORY:
+        raise SteerRecError(f"a history may have at most {MAX_HISTORY} items; this one has {len(history)}")
+    return None, np.array([dataset.item_index(item) for item in history], dtype=np.int64)
+
+
+def check_k(k, dataset: Dataset) -> int:
+    """k as a whole number from 1 to the catalogue size ("10", 10.0 and 10 are the same k); None asks for the
+    default length."""
+    if k is None:
+        return min(DEFAULT_K, dataset.num_items)
+    try:
+        number = float(str(k).strip()) if not isinstance(k, bool) else float("nan")
+    except ValueError:
+        number = float("nan")
+    if not number.is_integer():
+        raise SteerRecError(f"k must be a whole number, got {str(k)[:20]!r}")
+    if not 1 <= number <= dataset.num_items:
+        raise SteerRecError(f"k must be from 1 to {dataset.num_items} (the catalogue), got {int(number)}")
+    return int(number)
+
+
+def as_flag(value, name: str) -> bool:
+    """A yes/no option as a bool: True or False, 1 or 0, or their words ("false" from a form or an HTTP call
+    must not read as True, as bool("false") would)."""
+    if value is None or isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, float, np.integer)) and value in (0, 1):
+        return bool(value)
+    words = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False, "": False}
+    if isinstance(value, str) and value.strip().lower() in words:
+        return words[value.strip().lower()]
+    raise SteerRecError(f"{name} must be true or false, got {str(value)[:20]!r}")
 
 
 def notes(left_out: list[str], gates: list[dict], listed: int, k: int, strict_avoid: bool) -> list[str]:

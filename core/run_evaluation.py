@@ -1,6 +1,7 @@
 """`python -m core evaluate`: one model on one task, with every baseline on the same users and prompts."""
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from core import BACKBONE_NAMES
@@ -14,8 +15,11 @@ from core.prompts import attribute_matrix, attribute_vocabulary
 
 def evaluate_model(model: str, task: str, split: str = "test", backbone: str = "sasrec", data=None,
                    checkpoints=None, engine: Engine | None = None, users=None) -> dict:
-    """The metrics of `model` on `task` (sequential, positive or negative) over the split's users (or `users`),
-    beside what it is compared with: the baselines for a prompt task, SASRec for MixRec's sequential task."""
+    """The metrics of `model` on `task` (sequential, positive or negative) over the split's users, beside what
+    it is compared with: the baselines for a prompt task, SASRec for MixRec's sequential task.
+
+    `users` limits it to some users, given as the dataset's *internal* indices (1 to num_users, the rows of
+    `dataset.sequences`; `dataset.user_index(id)` turns the dataset's own id into one)."""
     if task not in ("sequential", "positive", "negative"):
         raise SteerRecError(f"unknown task {task!r}: expected sequential, positive or negative")
     if model in BACKBONE_NAMES:
@@ -29,10 +33,24 @@ def evaluate_model(model: str, task: str, split: str = "test", backbone: str = "
     if backbone not in engine.backbones:
         raise SteerRecError(f"{backbone} is not available: {engine.unavailable.get(backbone)}")
     result = {"task": task, "model": model, "backbone": backbone, "split": split}
+    users = None if users is None else internal_users(users, engine.dataset.num_users)
     with torch.no_grad():
         if task == "sequential":
             return {**result, **sequential_task(engine, model, backbone, split, users)}
         return {**result, **prompt_task(engine, model, backbone, task, split, users)}
+
+
+def internal_users(users, count: int) -> list[int]:
+    """`users` as a list of internal indices, or a clear error (an external id here would pick another user)."""
+    try:
+        given = list(users)
+    except TypeError:
+        given = None
+    if not given or not all(isinstance(user, (int, np.integer)) and not isinstance(user, bool) and 1 <= user <= count
+                            for user in given):
+        raise SteerRecError(f"users must be a non-empty list of internal user indices from 1 to {count} "
+                            "(`dataset.user_index(id)` gives a user's index)")
+    return [int(user) for user in given]
 
 
 def sequential_task(engine: Engine, model: str, backbone: str, split: str, users) -> dict:

@@ -93,7 +93,7 @@ def test_mixrec_recommend_and_a_missing_checkpoint(tmp_path):
     done = run("recommend", "--model", "mixrec", "--user", "196", "--want", "something funny", "-k", "3", "--json")
     assert done.returncode == 0, done.stderr
     assert len(json.loads(done.stdout)["items"]) == 3
-    assert "mixrec reads the prompts as text" in done.stderr
+    assert "mixrec reads the prompts as text" in json.loads(done.stdout)["notes"][0]  # in the answer, not aside
     done = run("recommend", "--model", "mixrec", "--user", "196", "--checkpoints", str(tmp_path))
     assert done.returncode == 2 and "no checkpoint" in done.stderr and "Traceback" not in done.stderr
     assert f"train --model mixrec --out {tmp_path}" in done.stderr  # the hint trains into the folder looked in
@@ -131,6 +131,9 @@ def test_the_training_hint_for_a_dataset_of_ones_own_names_its_path(tmp_path):
     (["--model", "sasrec", "--seed", "-1"], "from 0 to 4294967295"),
     (["--model", "dpr", "--seed", str(2 ** 32)], "from 0 to 4294967295"),
     (["--model", "sasrec", "--backbone", "gru4rec"], "--backbone applies to --model dpr only"),
+    (["--model", "dpr", "--replace"], "--replace applies to the backbones"),
+    (["--model", "sasrec", "--out", ""], "expected a path, got an empty one"),
+    (["--model", "sasrec", "--users", "5"], "unrecognized arguments: --users 5 (see `python -m core train --help`)"),
 ])
 def test_train_refuses_a_flag_it_would_ignore_or_misread(args, words, capsys):
     """Before any data or model loads: one line, exit status 2."""
@@ -178,7 +181,8 @@ def test_training_never_replaces_a_model_of_other_data(tmp_path, capsys):
 
 def test_prompts_given_to_a_backbone_are_not_echoed_as_if_used():
     done = run("recommend", "--model", "sasrec", "--user", "196", "--want", "comedies", "-k", "3")
-    assert done.returncode == 0 and "ignores prompts" in done.stderr and "comedies" not in done.stdout
+    assert done.returncode == 0 and "the prompts do not change its list" in done.stderr
+    assert "comedies" not in done.stdout
     done = run("recommend", "--model", "sasrec", "--backbone", "gru4rec", "--user", "196", "-k", "3", "--json")
     assert done.returncode == 0 and "--backbone applies to DPR only" in done.stderr
     assert json.loads(done.stdout)["model"] == "sasrec"
@@ -203,3 +207,36 @@ def test_a_warning_is_one_line_too(tmp_path):
     assert done.returncode == 2 and "Traceback" not in done.stderr
     warning, error = done.stderr.strip().splitlines()
     assert warning.startswith("warning: ratings only: no item file") and error.startswith("error: sasrec is not")
+
+
+def test_a_new_backbone_does_not_silently_orphan_the_models_trained_over_it(tmp_path, capsys):
+    import shutil
+
+    from core.cli import main
+
+    folder = tmp_path / "ckpt"
+    for name in ("sasrec", "mixrec"):  # a SASRec and a MixRec that checks its SHA-256
+        shutil.copytree(f"checkpoints/ml-100k/{name}", folder / name)
+    before = (folder / "sasrec" / "model.safetensors").read_bytes()
+    assert main(["train", "--model", "sasrec", "--out", str(folder), "--epochs", "1", "--quiet"]) == 2
+    assert "holds mixrec, trained over its sasrec" in capsys.readouterr().err
+    assert (folder / "sasrec" / "model.safetensors").read_bytes() == before
+
+
+def test_a_bad_request_is_refused_before_any_model_loads(monkeypatch, capsys):
+    import core.engine
+    from core.cli import main
+
+    monkeypatch.setattr(core.engine, "Engine", lambda *a, **k: pytest.fail("the engine was built for a bad request"))
+    for args, words in ((["--user", "99999"], "unknown user"), (["--history", "1,999999"], "unknown item"),
+                        (["--user", "196", "-k", "5000"], "k must be from 1 to 1682")):
+        assert main(["recommend", "--model", "mixrec", *args]) == 2
+        assert words in capsys.readouterr().err
+
+
+def test_output_piped_into_a_reader_that_stops_early_ends_quietly():
+    import os
+
+    done = subprocess.run(f"'{sys.executable}' -m core recommend --model sasrec --user 196 -k 1682 | head -1",
+                          shell=True, capture_output=True, text=True, timeout=300, env={**os.environ, **ENV})
+    assert done.stdout.startswith("sasrec for user 196") and "Traceback" not in done.stderr

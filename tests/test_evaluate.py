@@ -92,3 +92,12 @@ def test_paired_difference_refuses_unpaired_ranks_and_gives_no_interval_for_one_
     assert math.isnan(one["low"]) and math.isnan(one["high"])
     with pytest.raises(ValueError, match="unknown metric"):
         paired_differences(torch.tensor([0.0, 1.0]), torch.tensor([0.0, 1.0]), metrics=("hit@10",))
+
+
+@pytest.mark.parametrize("users", [[], ["196"], [0], [944], [1.0], [True], 5])
+def test_evaluation_users_must_be_internal_indices(users):
+    from core.run_evaluation import internal_users
+
+    with pytest.raises(SteerRecError, match="internal user indices from 1 to 943"):
+        internal_users(users, 943)
+    assert internal_users(range(1, 4), 943) == [1, 2, 3]
