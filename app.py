@@ -92,7 +92,7 @@ def get_engine() -> Engine:
     """One engine per process, loaded on first use so that importing this module stays cheap."""
     ensure_assets()  # on a Space: installs the asset packages once (see README); elsewhere only checks
     models = os.environ.get("STEERREC_MODELS")  # e.g. "sasrec,gru4rec,dpr" to serve without MixRec
-    chosen = {"models": [m.strip().lower() for m in models.split(",") if m.strip()]} if models else {}
+    chosen = {"models": models} if models else {}
     # your own data (any format `--data` reads) and the folder of checkpoints trained on it
     return Engine(data=os.environ.get("STEERREC_DATA") or None,
                   checkpoints=os.environ.get("STEERREC_CHECKPOINTS") or None, **chosen)

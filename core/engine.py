@@ -70,6 +70,8 @@ class Recommendation:
 class Engine:
     def __init__(self, data=None, checkpoints=None, models=MODEL_NAMES, index_kind: str = "exact",
                  user_vector_cache: int = 4096):
+        if isinstance(models, str):  # "sasrec" or "sasrec,dpr", as STEERREC_MODELS writes them
+            models = [name.strip().lower() for name in models.split(",") if name.strip()]
         unknown = sorted(set(models) - set(MODEL_NAMES))
         if unknown:
             raise SteerRecError(f"unknown model {', '.join(map(repr, unknown))}: choose from {', '.join(MODEL_NAMES)}")
@@ -368,6 +370,8 @@ class Engine:
         or not: MovieLens writes "Seventh Seal, The (Sjunde inseglet, Det)", which "the seventh seal" finds."""
         if query is not None and not isinstance(query, str):
             raise SteerRecError(f"a title search is text, got {type(query).__name__}")
+        if isinstance(limit, bool) or not isinstance(limit, (int, np.integer)) or limit < 1:
+            raise SteerRecError(f"limit must be a whole number of at least 1, got {limit!r}")
         query = " ".join((query or "").lower().split())
         queries = {query, re.sub(r"^(the|a|an) ", "", query)}
         matches = []

@@ -296,6 +296,11 @@ def initial_state(init: Path, dataset: Dataset, out: Path, config: MixRecTrainCo
     """What a prompt stage starts from: a trained MixRec checkpoint over the same data, LLM and SASRec; the
     recipe it was trained with (with this run's prompt-stage settings, device and precision) becomes this
     run's config, so the record says how both stages were trained."""
+    if not (Path(init) / "config.json").exists():  # not "train one into --out": that would not be this folder
+        inside = Path(init) / "mixrec"
+        hint = f"; the MixRec folder in it is {inside}" if (inside / "config.json").exists() else ""
+        raise CheckpointError(f"--init {init} is no MixRec checkpoint folder (config.json + model.safetensors, e.g. "
+                              f"checkpoints/ml-100k/mixrec){hint}")
     record, weights, model_config = read_mixrec_checkpoint(init, dataset, out)
     try:
         recipe = MixRecTrainConfig(**record["train_config"])

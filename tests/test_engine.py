@@ -157,8 +157,14 @@ def test_a_title_search_finds_titles_whose_article_moved_to_the_end(engine):
 
 
 def test_helper_calls_refuse_odd_arguments(engine):
+    from core.engine import Engine
+
     with pytest.raises(SteerRecError, match="a title search is text"):
         engine.search_titles(123)
+    with pytest.raises(SteerRecError, match="limit must be"):
+        engine.search_titles("star", 0)
+    with pytest.raises(SteerRecError, match="unknown model 'bert': choose from"):  # the string read as a list
+        Engine(models="sasrec, BERT")
     with pytest.raises(SteerRecError, match="count must be"):
         engine.nearest_history("50", user=196, count=-1)
     assert len(engine.nearest_history("50", user=196, count=2)) == 2

@@ -326,6 +326,12 @@ def test_a_prompt_stage_refuses_a_checkpoint_it_cannot_start_from(trained, tmp_p
         train_mixrec(dataset, out, MixRecTrainConfig(prompt_steps=1), progress=False, init=start)
 
 
+def test_a_prompt_stage_started_from_the_checkpoint_folder_names_the_mixrec_folder_in_it(trained):
+    dataset, out, _, _, _ = trained
+    with pytest.raises(CheckpointError, match=f"no MixRec checkpoint folder .*the MixRec folder in it is {out}/mixrec"):
+        train_mixrec(dataset, out, MixRecTrainConfig(prompt_steps=1), progress=False, init=out)
+
+
 def test_a_search_timeout_ends_the_search_after_the_trial_that_crosses_it(trained):
     from core.search import search_experts
     from core.train import load_backbone
