@@ -41,7 +41,7 @@ THEME = gr.themes.Default(font=(gr.themes.LocalFont("Source Sans Pro", weights=(
 BACKBONES = {"sasrec": "SASRec", "gru4rec": "GRU4Rec"}
 COLUMNS = ("backbone", "dpr", "mixrec")
 DATASET_USER, MADE_UP = "Dataset user", "Build a history"
-RANKING_HEADERS = ["#", "title", "year", "genres", "score"]
+RANKING_HEADERS = ["#", "fit", "title", "year", "genres", "score"]
 TITLE_MATCHES = 20  # the search box lists at most this many titles
 TINTS = {"✓": "background-color: #e3f6e3", "⚠": "background-color: #fde2e1", "✓⚠": "background-color: #fff3cd"}
 HISTORY_WIDTHS = {"title": 32, "year": 10, "genres": 24, "date": 20, "rating": 14}  # % of the table's width
@@ -76,7 +76,7 @@ ABOUT = """
 Neither paper publishes code and only their abstracts are public, so **DPR and MixRec here are our own
 reconstructions from those abstracts**, not the authors' implementations.
 
-**Reading the lists**: ✓ marks an item with the genre DPR read in one of your *want* phrases, ⚠ an item with
+**Reading the lists**: in the *fit* column, ✓ marks an item with the genre DPR read in one of your *want* phrases, ⚠ an item with
 the genre it read in one of your *avoid* phrases (e.g. "something that makes me laugh" reads as Comedy); a
 phrase DPR is unsure of ("Action? (only 14% sure)") marks nothing. Select a row of a list to see why it is
 there. The gate chart shows, per prompt, which of DPR's experts it used and the attributes DPR read in it.
@@ -218,11 +218,11 @@ def steering_genres(dpr_result) -> tuple[set[str], set[str]]:
 # ----------------------------------------------------------------------------------------------- tables
 
 def ranking_table(result: Recommendation, wanted: set[str], avoided: set[str]):
-    """A ranked list. A title with a wanted genre (or tag) is marked ✓ and one with an avoided one ⚠, and the row
-    is tinted to match (green, red, or yellow for both)."""
+    """A ranked list. Its fit column marks an item with a wanted genre (or tag) ✓ and one with an avoided one ⚠,
+    and the row is tinted to match (green, red, or yellow for both); the title stays plain, so it sorts as text."""
     markers = [fit_marker(get_engine().attributes_of(item.item_id), wanted, avoided) for item in result.items]
-    frame = pd.DataFrame([[item.rank, f"{marker} {item.title}".strip(), item.year, ", ".join(item.genres),
-                           item.score] for item, marker in zip(result.items, markers)], columns=RANKING_HEADERS)
+    frame = pd.DataFrame([[item.rank, marker, item.title, item.year, ", ".join(item.genres), item.score]
+                          for item, marker in zip(result.items, markers)], columns=RANKING_HEADERS)
     tints = [TINTS.get(marker, "") for marker in markers]
     return frame.style.apply(lambda column: tints, axis=0).format({"score": "{:.2f}"})
 
@@ -579,13 +579,14 @@ def build_demo() -> gr.Blocks:
                         headers.append(gr.Markdown(f"### {column_title(column, backbones[0][1])}",
                                                    elem_id=f"{column}-header"))
                         tables.append(gr.Dataframe(headers=RANKING_HEADERS, interactive=False, wrap=True,
-                                                   column_widths=["8%", "36%", "13%", "25%", "18%"],
+                                                   column_widths=["6%", "11%", "31%", "12%", "25%", "15%"],
                                                    elem_id=f"{column}-table", show_label=False))
             with gr.Row():
                 genre_chart, overlap_chart, gates_chart = placeholder_plots()
-                genre_plot = gr.Plot(genre_chart, label="Genre mix", elem_id="genre-plot")
-                overlap_plot = gr.Plot(overlap_chart, label="Overlap", elem_id="overlap-plot")
-                gates_plot = gr.Plot(gates_chart, label="DPR gates", elem_id="gates-plot")
+                # each at least a phone's width, so that on a phone they stack instead of squeezing three in a row
+                genre_plot = gr.Plot(genre_chart, label="Genre mix", elem_id="genre-plot", min_width=340)
+                overlap_plot = gr.Plot(overlap_chart, label="Overlap", elem_id="overlap-plot", min_width=340)
+                gates_plot = gr.Plot(gates_chart, label="DPR gates", elem_id="gates-plot", min_width=340)
             why = gr.Dataframe(headers=WHY_HEADERS, label=WHY_LABEL,
                                interactive=False, elem_id="why")
         with gr.Tab("About"):
