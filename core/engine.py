@@ -419,6 +419,9 @@ def holds_a_model(folder: Path):
 def check_checkpoint_folder(folder: Path, dataset_name: str) -> None:
     """A folder one level off (the parent of the dataset's folder, or one model's folder) is named as such, rather
     than reported as every checkpoint missing, with advice to train into the wrong place."""
+    if folder.is_file():
+        raise SteerRecError(f"{folder} is a file; the checkpoint folder is a folder of model folders, e.g. "
+                            f"checkpoints/{dataset_name or 'ml-100k'}")
     if any(holds_a_model(folder)):
         return
     if dataset_name and any(holds_a_model(folder / dataset_name)):

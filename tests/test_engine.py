@@ -267,6 +267,8 @@ def test_a_checkpoint_folder_one_level_off_is_named_as_such(tmp_path):
         Engine(checkpoints=DEFAULT_CHECKPOINTS, models=["sasrec"])
     with pytest.raises(SteerRecError, match="is one model's checkpoint; .* e.g. .*checkpoints/ml-100k$"):
         Engine(checkpoints=DEFAULT_CHECKPOINTS / "ml-100k" / "sasrec", models=["sasrec"])
+    with pytest.raises(SteerRecError, match="config.json is a file; the checkpoint folder is a folder"):
+        Engine(checkpoints=DEFAULT_CHECKPOINTS / "ml-100k" / "sasrec" / "config.json", models=["sasrec"])
 
 
 def test_a_list_shorter_than_k_says_why(engine):
