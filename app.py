@@ -19,6 +19,7 @@ import html  # noqa: E402
 import random  # noqa: E402
 import re  # noqa: E402
 import sys  # noqa: E402
+import urllib.parse  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import gradio as gr  # noqa: E402
@@ -76,9 +77,9 @@ ABOUT = """
 Neither paper publishes code and only their abstracts are public, so **DPR and MixRec here are our own
 reconstructions from those abstracts**, not the authors' implementations.
 
-**Reading the lists**: in the *fit* column, ✓ marks an item with the genre DPR read in one of your *want* phrases, ⚠ an item with
-the genre it read in one of your *avoid* phrases (e.g. "something that makes me laugh" reads as Comedy); a
-phrase DPR is unsure of ("Action? (only 14% sure)") marks nothing. Select a row of a list to see why it is
+**Reading the lists**: in the *fit* column, ✓ marks an item with the genre DPR read in one of your *want*
+phrases, ⚠ an item with the genre it read in one of your *avoid* phrases (e.g. "something that makes me laugh"
+reads as Comedy); a phrase DPR is unsure of ("Action? (only 14% sure)") marks nothing. Select a row of a list to see why it is
 there. The gate chart shows, per prompt, which of DPR's experts it used and the attributes DPR read in it.
 A score only orders its own list: each model has its own scale (DPR's adds its steering terms, so it can be
 negative and moves with the prompts), so scores are not compared across columns.
@@ -169,7 +170,7 @@ def api_source(user, history) -> dict:
 def compare(user: str = "", want: str = "", avoid: str = "", backbone: str = "sasrec", k: int = 10,
             strict_avoid: bool = False, history: str = "") -> tuple[dict, dict, dict]:
     """The rankings of the backbone, DPR and MixRec for a dataset user, or for a made-up history (item ids
-    separated by commas, with an empty user); this is the API endpoint /compare.
+    separated by commas, with the user empty or left out); this is the API endpoint /compare.
 
     Want and avoid may each hold several phrases separated by commas, semicolons or new lines. Each of the three
     results has `available`, and either `items` (rank, item_id, title, year, genres, score) or a `notice`.
@@ -484,7 +485,8 @@ def benchmark_tables() -> str:
         return "No benchmark tables have been generated yet (`make bench-full` writes them to benchmarks/results/)."
     tables = "\n\n".join(path.read_text(encoding="utf-8") for path in files)
     # a chart beside a table is named relative to its file; the app serves that folder as static files
-    return re.sub(r"(!\[[^\]]*\]\()([\w.-]+\.png)\)", lambda m: f"{m[1]}/gradio_api/file={RESULTS / m[2]})", tables)
+    return re.sub(r"(!\[[^\]]*\]\()([\w.-]+\.png)\)",
+                  lambda m: f"{m[1]}/gradio_api/file={urllib.parse.quote(str(RESULTS / m[2]))})", tables)
 
 
 def data_line(engine: Engine) -> str:

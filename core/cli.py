@@ -235,11 +235,23 @@ def refuse_other_data(folder: Path, dataset) -> None:
 
 def refuse_orphaning(out: Path, backbone: str) -> None:
     """A new backbone leaves every model trained over it unable to load (each checks the backbone's SHA-256), and
-    the old weights are gone: say so before training, not after."""
-    if not (out / backbone / "model.safetensors").exists():
+    the old weights are gone: say so before training, not after. Models already trained over other weights lose
+    nothing."""
+    from core.checkpoint import file_sha256
+
+    weights = out / backbone / "model.safetensors"
+    if not weights.is_file():
         return
-    dependents = [f"dpr-{backbone}"] + (["mixrec"] if backbone == "sasrec" else [])
-    present = [name for name in dependents if (out / name / "config.json").exists()]
+    current = file_sha256(weights)
+    recorded = {f"dpr-{backbone}": ("backbone", "sha256")} | ({"mixrec": ("collaborative_model", "sha256")}
+                                                               if backbone == "sasrec" else {})
+    present = []
+    for name, (section, key) in recorded.items():
+        try:
+            if json.loads((out / name / "config.json").read_text())[section][key] == current:
+                present.append(name)
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # none there, or unreadable: nothing that loads now would stop loading
     if present:
         raise SteerRecError(f"{out} holds {' and '.join(present)}, trained over its {backbone}: a new {backbone} "
                             "would leave them unable to load until they are retrained. Pass --out with another "
@@ -331,7 +343,9 @@ def main(argv=None) -> int:
     one_line_warnings()
     args = parser().parse_args(argv)
     try:
-        return {"recommend": run_recommend, "train": run_train, "evaluate": run_evaluate}[args.command](args)
+        code = {"recommend": run_recommend, "train": run_train, "evaluate": run_evaluate}[args.command](args)
+        sys.stdout.flush()  # here, where a closed pipe is caught, not at exit
+        return code
     except SteerRecError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

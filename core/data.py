@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import functools
 import io
 import itertools
 import re
@@ -54,11 +55,11 @@ class Dataset:
     def num_items(self) -> int:
         return len(self.item_ids) - 1
 
-    @property
+    @functools.cached_property
     def has_years(self) -> bool:
         return any(self.years[1:])
 
-    @property
+    @functools.cached_property
     def has_ratings(self) -> bool:
         """False for implicit data (events without a rating), whose ratings are all NaN."""
         return any(not np.isnan(r).all() for r in self.ratings[1:])
@@ -200,9 +201,12 @@ class _Source:
 
 
 def _has_content(path: Path) -> bool:
-    """An optional side file (items, tags) counts when it exists and is not empty: an empty one is as good as
-    none, in every format alike."""
-    return path.exists() and path.stat().st_size > 0
+    """An optional side file (items, tags) counts when it exists and holds more than blank space: an empty one is
+    as good as none, in every format alike."""
+    if not path.is_file():
+        return path.exists()  # a folder in its place is reported by the reader
+    with open(path, "rb") as file:
+        return bool(file.read(1 << 16).strip()) or path.stat().st_size > 1 << 16
 
 
 def _read_text(path: Path) -> str:

@@ -125,13 +125,13 @@ class Engine:
         try:
             steerable_vocabulary(self.dataset)  # data DPR cannot be trained on: say so, not "train DPR"
             model, config = load_dpr(self.checkpoints, backbone, self.dataset)
-            self.item_text_embeddings()
             if config.get("encoder_fingerprint") != self.encoder.fingerprint:  # its readers live in that space
                 raise SteerRecError(
                     f"{dpr_folder(self.checkpoints, backbone)} was trained with another sentence encoder (fingerprint "
                     f"{config.get('encoder_fingerprint')!r}; installed: {self.encoder.fingerprint!r}): reinstall "
                     "that encoder's package or retrain DPR with "
                     f"`{training_command('dpr', self.checkpoints, self.dataset, backbone)}`")
+            self.item_text_embeddings()
         except SteerRecError as error:
             self.unavailable[key] = str(error)
             return
@@ -373,7 +373,7 @@ class Engine:
         if isinstance(limit, bool) or not isinstance(limit, (int, np.integer)) or limit < 1:
             raise SteerRecError(f"limit must be a whole number of at least 1, got {limit!r}")
         query = " ".join((query or "").lower().split())
-        queries = {query, re.sub(r"^(the|a|an) ", "", query)}
+        queries = {query, re.sub(r"^(the|a|an) (.+)$", r"\2, \1", query)}  # "the net", as MovieLens: "net, the"
         matches = []
         for item in range(1, self.dataset.num_items + 1):
             title = self.dataset.titles[item].lower()
@@ -492,7 +492,7 @@ def as_flag(value, name: str) -> bool:
 
 def notes(left_out: list[str], gates: list[dict], listed: int, k: int, strict_avoid: bool) -> list[str]:
     """What a person should know about how a request was read: prompts left out, a want and an avoid at odds,
-    a list shorter than asked for."""
+    readings DPR is unsure of, a list shorter than asked for."""
     said = [f"{text!r} says nothing to steer by, so it was left out" for text in left_out] + conflicts(gates)
     said += [unsure_note(gate, strict_avoid) for gate in gates if gate["unsure"]]
     if listed < k:
@@ -505,11 +505,12 @@ def notes(left_out: list[str], gates: list[dict], listed: int, k: int, strict_av
 def unsure_note(gate: dict, strict_avoid: bool) -> str:
     """A prompt DPR could not place (another language, a wish no genre covers): the list leans towards a guess,
     which a person should see beside the list, not only in the gate chart."""
-    guess, probability = next(iter(gate["understood_as"].items()), ("no genre", 0.0))
+    read = gate["understood_as"]  # the likeliest attributes, those of 5% or more
+    guess = "its best guess: {}, {:.0%}".format(*next(iter(read.items()))) if read else "no attribute reaches 5%"
     avoid = gate["polarity"] == "avoid"
     kept = "; the strict avoid removes nothing for it" if strict_avoid and avoid else ""
-    return (f"DPR is unsure what {gate['prompt']!r} asks for (its best guess: {guess}, {probability:.0%}), so the "
-            f"list leans {'away from' if avoid else 'towards'} that guess{kept}; naming a genre in English reads best")
+    return (f"DPR is unsure what {gate['prompt']!r} asks for ({guess}), so the list leans "
+            f"{'away from' if avoid else 'towards'} its best guess{kept}; naming a genre in English reads best")
 
 
 def conflicts(gates: list[dict]) -> list[str]:

@@ -120,8 +120,9 @@ FILLER = {"please", "pls", "thanks", "thank", "you", "ok", "okay", "hmm", "so", 
 # the filler words that say "no wish" (or only "thank you") when a box holds nothing else
 HEDGES = {"none", "nothing", "no", "nope", "nah", "n", "idk", "dunno", "know", "idea", "sure", "whatever", "anything",
           "preference", "preferences", "matter", "care", "mind", "picky", "thanks", "thank", "please", "pls", "ok",
-          "okay", "hmm", "um", "uh", "yes", "yeah", "yep", "lol", "haha", "hi", "hey", "else", "exceptions", "hello",
-          "a", "an", "the", "too"}  # an article alone, or a matter of degree ("not too long"), names nothing
+          "okay", "hmm", "um", "uh", "yes", "yeah", "yep", "lol", "haha", "hi", "hey", "else", "exceptions", "hello"}
+# a piece of nothing but these names nothing either: an article alone, or a matter of degree ("not too long")
+DEGREE = {"a", "an", "the", "not", "too", "much", "long", "bit", "little", "lot", "very"}
 
 
 @dataclass(frozen=True)
@@ -208,10 +209,11 @@ def filler_words(piece: str) -> set[str] | None:
 
 
 def says_nothing(piece: str) -> bool:
-    """Alone in a box, only filler with a hedge or a courtesy in it: "please", "none", "I don't know", "no
-    preference". Filler without one can still mean something alone ("love", "something to watch") and is read."""
+    """Alone in a box, only filler with a hedge or a courtesy in it ("please", "none", "I don't know", "no
+    preference"), or only an article or a matter of degree ("the", "not too long"). Filler without one can
+    still mean something alone ("love", "something to watch", "a love film") and is read."""
     words = filler_words(piece)
-    return words is not None and bool(words & HEDGES)
+    return words is not None and bool(words & HEDGES or words <= DEGREE)
 
 
 def without_filler(pieces: list[str]) -> list[str]:

@@ -208,6 +208,10 @@ def test_markers_follow_what_dpr_read(engine):
     wanted, avoided = app.steering_genres(result)
     assert wanted == {"Comedy"} and avoided == {"Horror", "War"}  # the unsure reading of "asdfghjkl" marks nothing
     assert app.fit_marker(("Comedy", "War"), wanted, avoided) == "✓⚠"
+    table = app.ranking_table(result, wanted, avoided).data  # the marks in a column of their own: titles stay text
+    assert list(table.columns) == app.RANKING_HEADERS and table["title"].tolist() == [i.title for i in result.items]
+    assert table["fit"].tolist() == [app.fit_marker(engine.attributes_of(i.item_id), wanted, avoided)
+                                     for i in result.items]
     assert app.steering_genres("DPR is not available") == (set(), set())
 
 
@@ -219,6 +223,8 @@ def test_prompts_in_plots_are_text_not_html(engine):
 
 
 def test_about_tab_shows_every_benchmark_table(tmp_path, monkeypatch):
+    from urllib.parse import quote
+
     monkeypatch.setattr(app, "RESULTS", tmp_path / "missing")
     assert "No benchmark tables" in app.benchmark_tables()
     monkeypatch.setattr(app, "RESULTS", tmp_path)
@@ -226,7 +232,7 @@ def test_about_tab_shows_every_benchmark_table(tmp_path, monkeypatch):
     (tmp_path / "a.md").write_text("| a |\n|---|\n")
     assert app.benchmark_tables() == "| a |\n|---|\n\n\n| b |\n|---|\n"
     (tmp_path / "c.md").write_text("![a chart](c.png)\n")  # served from the results folder, not the page's root
-    assert app.benchmark_tables().endswith(f"![a chart](/gradio_api/file={tmp_path / 'c.png'})\n")
+    assert app.benchmark_tables().endswith(f"![a chart](/gradio_api/file={quote(str(tmp_path / 'c.png'))})\n")
 
 
 def test_the_app_serves_your_own_data_and_checkpoints(tmp_path, monkeypatch, engine):

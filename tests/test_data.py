@@ -71,14 +71,14 @@ def test_every_format_gives_the_same_sequences(tmp_path, writer):
 
 @pytest.mark.parametrize("writer, item_file", [("csv", "movies.csv"), ("dat", "movies.dat"),
                                                ("atomic", "tiny.item"), ("grouplens", "u.item")])
-@pytest.mark.parametrize("missing", [True, False], ids=["missing", "empty"])
-def test_ratings_without_an_item_file_load_with_a_warning(tmp_path, writer, item_file, missing):
+@pytest.mark.parametrize("content", [None, b"", b"\n \n"], ids=["missing", "empty", "blank"])
+def test_ratings_without_an_item_file_load_with_a_warning(tmp_path, writer, item_file, content):
     path = {"csv": lambda: write_csv(tmp_path / "c", tags=False), "dat": lambda: write_dat(tmp_path / "d"),
             "atomic": lambda: write_atomic(tmp_path / "a"),
             "grouplens": lambda: write_grouplens(tmp_path / "g", synthetic_interactions(), synthetic_items(),
                                                  ["unknown", *GENRES])}[writer]()
     item_path = (path if path.is_dir() else path.parent) / item_file
-    item_path.unlink() if missing else item_path.write_bytes(b"")  # an empty file is as good as none
+    item_path.unlink() if content is None else item_path.write_bytes(content)  # as good as none
     with pytest.warns(UserWarning, match="no item file beside the ratings.*need genres"):
         dataset = load_dataset(path)
     assert dataset.titles[1] == f"Item {dataset.item_ids[1]}" and dataset.genres[1] == ()

@@ -153,6 +153,8 @@ def test_a_catalogue_title_with_a_negation_is_a_want(engine):
 def test_a_title_search_finds_titles_whose_article_moved_to_the_end(engine):
     (label, _), = engine.search_titles("The  Seventh Seal")
     assert label == "Seventh Seal, The (Sjunde inseglet, Det) (1957)"
+    assert [label for label, _ in engine.search_titles("a man")] == ["A Man of No Importance (1994)",
+                                                                     "When a Man Loves a Woman (1994)"]
     assert [item for _, item in engine.search_titles("star wars")] == ["50"]
 
 

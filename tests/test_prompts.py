@@ -83,7 +83,7 @@ def test_a_box_of_only_filler_is_left_out_and_reported(box):
     assert [p.text for p in kept] == ["comedies"] and kept.left_out
 
 
-@pytest.mark.parametrize("box", ["love", "something to watch", "movies"])
+@pytest.mark.parametrize("box", ["love", "something to watch", "movies", "a love film", "the love movies", "The Show"])
 def test_filler_without_a_hedge_is_still_read(box):
     """"love" alone is a wish (Romance, most likely), not a shrug."""
     prompts = build_prompts(want=box)
