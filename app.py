@@ -28,7 +28,7 @@ import plotly.graph_objects as go  # noqa: E402
 
 from core import SERVED  # noqa: E402
 from core.assets import ensure_assets  # noqa: E402
-from core.engine import Engine, Recommendation, as_flag  # noqa: E402
+from core.engine import Engine, Recommendation, as_flag, percent  # noqa: E402
 from core.errors import SteerRecError, one_line_warnings  # noqa: E402
 from core.prompts import MAX_PROMPT_CHARS, split_phrases  # noqa: E402
 
@@ -42,7 +42,7 @@ THEME = gr.themes.Default(font=(gr.themes.LocalFont("Source Sans Pro", weights=(
 BACKBONES = {"sasrec": "SASRec", "gru4rec": "GRU4Rec"}
 COLUMNS = ("backbone", "dpr", "mixrec")
 DATASET_USER, MADE_UP = "Dataset user", "Build a history"
-RANKING_HEADERS = ["#", "fit", "title", "year", "genres", "score"]
+RANKING_WIDTHS = {"#": 6, "fit": 10, "title": 28, "year": 11, "genres": 27, "score": 18}  # % of the table's width
 TITLE_MATCHES = 20  # the search box lists at most this many titles
 TINTS = {"✓": "background-color: #e3f6e3", "⚠": "background-color: #fde2e1", "✓⚠": "background-color: #fff3cd"}
 HISTORY_WIDTHS = {"title": 32, "year": 10, "genres": 24, "date": 20, "rating": 14}  # % of the table's width
@@ -79,8 +79,9 @@ reconstructions from those abstracts**, not the authors' implementations.
 
 **Reading the lists**: in the *fit* column, ✓ marks an item with the genre DPR read in one of your *want*
 phrases, ⚠ an item with the genre it read in one of your *avoid* phrases (e.g. "something that makes me laugh"
-reads as Comedy); a phrase DPR is unsure of ("Action? (only 14% sure)") marks nothing. Select a row of a list to see why it is
-there. The gate chart shows, per prompt, which of DPR's experts it used and the attributes DPR read in it.
+reads as Comedy); a phrase DPR is unsure of ("Action? (only 14% sure)") marks nothing. Select a row of a list to
+see why it is there. The gate chart shows, per prompt, which of DPR's experts it used and the attribute DPR read
+in it. A *Note* under a column's title says how that model read the request.
 A score only orders its own list: each model has its own scale (DPR's adds its steering terms, so it can be
 negative and moves with the prompts), so scores are not compared across columns.
 **Strict avoid** also removes from DPR's list every item of the genre read in each avoid phrase (not for a
@@ -222,23 +223,27 @@ def ranking_table(result: Recommendation, wanted: set[str], avoided: set[str]):
     """A ranked list. Its fit column marks an item with a wanted genre (or tag) ✓ and one with an avoided one ⚠,
     and the row is tinted to match (green, red, or yellow for both); the title stays plain, so it sorts as text."""
     markers = [fit_marker(get_engine().attributes_of(item.item_id), wanted, avoided) for item in result.items]
-    frame = pd.DataFrame([[item.rank, marker, item.title, item.year, ", ".join(item.genres), item.score]
-                          for item, marker in zip(result.items, markers)], columns=RANKING_HEADERS)
+    rows = [{"#": item.rank, "fit": marker, "title": item.title, "year": item.year, "genres": ", ".join(item.genres),
+             "score": item.score} for item, marker in zip(result.items, markers)]
+    frame = pd.DataFrame(rows, columns=list(shown_columns(RANKING_WIDTHS)))
     tints = [TINTS.get(marker, "") for marker in markers]
     return frame.style.apply(lambda column: tints, axis=0).format({"score": "{:.2f}"})
 
 
-def history_headers() -> list[str]:
-    """The history table's columns: no year or rating column for data that has none (own data may lack both)."""
+def shown_columns(widths: dict[str, int]) -> dict[str, int]:
+    """A table's columns and their widths, less year and rating for data that has none (own data may lack both)."""
     data = get_engine().dataset
     present = {"year": data.has_years, "rating": data.has_ratings}
-    return [header for header in HISTORY_WIDTHS if present.get(header, True)]
+    return {header: width for header, width in widths.items() if present.get(header, True)}
 
 
-def history_widths() -> list[str]:
-    headers = history_headers()
-    total = sum(HISTORY_WIDTHS[header] for header in headers)
-    return [f"{100 * HISTORY_WIDTHS[header] / total:.0f}%" for header in headers]
+def css_widths(widths: dict[str, int]) -> list[str]:
+    total = sum(widths.values())
+    return [f"{100 * width / total:.0f}%" for width in widths.values()]
+
+
+def history_headers() -> list[str]:
+    return list(shown_columns(HISTORY_WIDTHS))
 
 
 def history_view(mode: str, user, made_up: list[str]):
@@ -301,21 +306,19 @@ def overlap_figure(item_lists: dict[str, list[str]]) -> go.Figure:
 
 
 def gate_label(gate: dict) -> str:
-    """'want: something that makes me la… → Comedy': a prompt and the attributes DPR read in it."""
+    """'want: something that makes me la… → Comedy 91%': a prompt and the attribute DPR steers it by (the chart's
+    legend has room for one; the command line and the JSON give the runners-up)."""
     prompt = gate["prompt"] if len(gate["prompt"]) <= 32 else gate["prompt"][:31] + "…"
     return f"{gate['polarity']}: {prompt} → {understood_as(gate)}"
 
 
 def understood_as(gate: dict) -> str:
-    """The attributes DPR read in a prompt with its reader's probabilities, as the command line prints them
-    ('Comedy 91%, Romance 6%'; DPR steers by the first); 'Action? (only 14% sure)' when it barely prefers one."""
-    read = gate["understood_as"]
-    if not read:
+    """The attribute DPR steers a prompt by, with its reader's probability ('Comedy 91%'); 'Action? (only 14%
+    sure)' when it barely prefers one."""
+    name, probability = next(iter(gate["understood_as"].items()), (None, 0.0))
+    if name is None:
         return "nothing it knows"
-    if gate["unsure"]:
-        name, probability = next(iter(read.items()))
-        return f"{name}? (only {probability:.0%} sure)"
-    return ", ".join(f"{name} {probability:.0%}" for name, probability in read.items())
+    return f"{name}? (only {percent(probability)} sure)" if gate["unsure"] else f"{name} {percent(probability)}"
 
 
 def gates_figure(result) -> go.Figure:
@@ -379,7 +382,7 @@ def compared_outputs(mode, user, made_up, want, avoid, backbone, k, strict_avoid
     for column in COLUMNS:
         result, title = results[column], column_title(column, backbone)
         if isinstance(result, Recommendation):
-            notes = "".join(f"\n\n⚠ {html.escape(note, quote=False)}" for note in result.notes)
+            notes = "".join(f"\n\n*Note*: {html.escape(note, quote=False)}" for note in result.notes)
             count = f"{len(result.items)} {'item' if len(result.items) == 1 else 'items'}"
             outputs += [f"### {title}\n{count} in {result.latency_ms:.1f} ms{notes}",
                         gr.Dataframe(ranking_table(result, wanted, avoided), visible=True)]
@@ -448,7 +451,7 @@ def search(query: str):
     elif len(matches) == TITLE_MATCHES:
         info = f"the first {TITLE_MATCHES} matches: type more to narrow them"
     else:
-        info = f"{len(matches)} matches"
+        info = f"{len(matches)} {'match' if len(matches) == 1 else 'matches'}"
     return gr.Dropdown(choices=matches, value=matches[0][1] if matches else None, info=info)
 
 
@@ -554,7 +557,7 @@ def build_demo() -> gr.Blocks:
                 with gr.Column(scale=3):
                     history_table = gr.Dataframe(history, label="History, newest first", interactive=False,
                                                  wrap=True, max_height=320, elem_id="history",
-                                                 column_widths=history_widths())
+                                                 column_widths=css_widths(shown_columns(HISTORY_WIDTHS)))
                 with gr.Column(scale=2):
                     history_plot = gr.Plot(history_chart, label="Genre mix of the history", elem_id="history-genres")
             with gr.Row():
@@ -580,8 +583,9 @@ def build_demo() -> gr.Blocks:
                     with gr.Column(min_width=300):
                         headers.append(gr.Markdown(f"### {column_title(column, backbones[0][1])}",
                                                    elem_id=f"{column}-header"))
-                        tables.append(gr.Dataframe(headers=RANKING_HEADERS, interactive=False, wrap=True,
-                                                   column_widths=["6%", "11%", "31%", "12%", "25%", "15%"],
+                        ranking_columns = shown_columns(RANKING_WIDTHS)
+                        tables.append(gr.Dataframe(headers=list(ranking_columns), interactive=False, wrap=True,
+                                                   column_widths=css_widths(ranking_columns),
                                                    elem_id=f"{column}-table", show_label=False))
             with gr.Row():
                 genre_chart, overlap_chart, gates_chart = placeholder_plots()

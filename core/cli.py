@@ -149,7 +149,7 @@ def parser() -> argparse.ArgumentParser:
 
 def run_recommend(args) -> int:
     from core.data import load_dataset
-    from core.engine import Engine, check_k, resolve
+    from core.engine import Engine, check_k, percent, resolve
     from core.prompts import build_prompts, negating_titles
 
     # the request read as the engine reads it (titles included), so a bad one is refused before any model loads
@@ -168,7 +168,7 @@ def run_recommend(args) -> int:
         print(f"note: {note}", file=sys.stderr)
     if result.gates:  # DPR: what it read in each prompt
         steering = "".join(f"  {g['polarity']}: {g['prompt']} -> read as "
-                           + ", ".join(f"{name} {p:.0%}" for name, p in g["understood_as"].items())
+                           + ", ".join(f"{name} {percent(p)}" for name, p in g["understood_as"].items())
                            + (" (unsure)" if g["unsure"] else "") + "\n" for g in result.gates)
     elif result.model == "mixrec":
         steering = "".join(f"  want: {w}\n" for w in result.want) + "".join(f"  avoid: {a}\n" for a in result.avoid)
@@ -253,9 +253,10 @@ def refuse_orphaning(out: Path, backbone: str) -> None:
         except (OSError, ValueError, KeyError, TypeError):
             continue  # none there, or unreadable: nothing that loads now would stop loading
     if present:
+        them = "them" if len(present) > 1 else "it"
         raise SteerRecError(f"{out} holds {' and '.join(present)}, trained over its {backbone}: a new {backbone} "
-                            "would leave them unable to load until they are retrained. Pass --out with another "
-                            f"folder, or --replace to replace {backbone} all the same")
+                            f"would leave {them} unable to load until retrained. Pass --out with another folder, or "
+                            f"--replace to replace {backbone} all the same")
 
 
 def run_train(args) -> int:

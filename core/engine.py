@@ -7,6 +7,7 @@ checkpoint is missing or broken is reported by `unavailable`, never silently rep
 from __future__ import annotations
 
 import functools
+import math
 import os
 import re
 import threading
@@ -18,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from core import BACKBONE_NAMES, MODEL_NAMES, SERVED
+from core import BACKBONE_NAMES, DISPLAY_NAMES, MODEL_NAMES, SERVED
 from core.checkpoint import training_command
 from core.data import Dataset, load_dataset
 from core.errors import SteerRecError
@@ -188,7 +189,7 @@ class Engine:
             return self.unavailable[key]
         loaded = {"sasrec": "sasrec" in self.backbones, "gru4rec": "gru4rec" in self.backbones,
                   "dpr": backbone in self.dpr, "mixrec": self.mixrec is not None}
-        return None if loaded.get(model) else f"{model} was not loaded by this engine"
+        return None if loaded.get(model) else f"{model} was not among the models this engine was started with"
 
     def _dpr_without_backbone(self, backbone: str) -> str:
         """Why DPR over a backbone that is not loaded is missing: all that is needed, in one message, rather than
@@ -256,13 +257,14 @@ class Engine:
         """What a model that does not follow prompts (or a strict avoid) did with them, so that an answer that
         lists the prompts does not look steered by them."""
         said = []
+        name = DISPLAY_NAMES[model]
         if prompts and model in BACKBONE_NAMES:
-            said.append(f"{model} ranks by the history alone: the prompts do not change its list")
+            said.append(f"{name} ranks by the history alone: the prompts do not change its list")
         if prompts and model == "mixrec" and not self.mixrec_read_prompts_in_training:
-            said.append("mixrec reads the prompts as text before the history but was never trained on prompts, so "
+            said.append("MixRec reads the prompts as text before the history but was never trained on prompts, so "
                         "they barely change its list; DPR is trained to follow them")
         if strict_avoid and model != "dpr":
-            said.append(f"a strict avoid applies to DPR only: {model}'s list is not filtered")
+            said.append(f"a strict avoid applies to DPR only: {name}'s list is not filtered")
         return said
 
     def user_vector(self, backbone: str, items: np.ndarray) -> torch.Tensor:
@@ -477,6 +479,12 @@ def check_k(k, dataset: Dataset) -> int:
     return int(number)
 
 
+def percent(probability: float) -> str:
+    """A reader's probability as a whole percent, rounded down: a reading just under the 20% that makes it sure
+    shows as 19%, never as 20%."""
+    return f"{math.floor(100 * probability + 1e-9)}%"
+
+
 def as_flag(value, name: str) -> bool:
     """A yes/no option as a bool: True or False, 1 or 0, or their words ("false" from a form or an HTTP call
     must not read as True, as bool("false") would)."""
@@ -506,7 +514,8 @@ def unsure_note(gate: dict, strict_avoid: bool) -> str:
     """A prompt DPR could not place (another language, a wish no genre covers): the list leans towards a guess,
     which a person should see beside the list, not only in the gate chart."""
     read = gate["understood_as"]  # the likeliest attributes, those of 5% or more
-    guess = "its best guess: {}, {:.0%}".format(*next(iter(read.items()))) if read else "no attribute reaches 5%"
+    name, probability = next(iter(read.items()), (None, 0.0))
+    guess = f"its best guess: {name}, {percent(probability)}" if read else "no attribute reaches 5%"
     avoid = gate["polarity"] == "avoid"
     kept = "; the strict avoid removes nothing for it" if strict_avoid and avoid else ""
     return (f"DPR is unsure what {gate['prompt']!r} asks for ({guess}), so the list leans "

@@ -89,7 +89,7 @@ def test_made_up_history_fills_every_output(engine):
     assert [bar.name for bar in genre_plot.data][:3] == ["history", "SASRec", "DPR (over SASRec)"]
     assert state["source"] == {"history": made_up} and why.label == app.WHY_LABEL and notice == ""
     frame = tables[1].value
-    assert frame["headers"] == app.RANKING_HEADERS and len(frame["data"]) == 5
+    assert frame["headers"] == list(app.RANKING_WIDTHS) and len(frame["data"]) == 5
     if not engine.is_available("mixrec"):
         assert "Not available" in headers[2] and tables[2].visible is False
 
@@ -188,7 +188,7 @@ def test_history_view_and_the_made_up_history(engine):
     assert chart.data[0].name == "history"
 
     found = app.search("star wars")
-    assert ("Star Wars (1977)", "50") in found.choices and found.info == f"{len(found.choices)} matches"
+    assert ("Star Wars (1977)", "50") in found.choices and found.info == "1 match"
     assert app.search("the").info == f"the first {app.TITLE_MATCHES} matches: type more to narrow them"
     made_up, profile, table, _, *results = app.add_title([], "50", "star wars")
     assert made_up == ["50"] and profile.startswith("made-up history: 1 title;") and len(results) == app.RESULT_COUNT
@@ -209,7 +209,8 @@ def test_markers_follow_what_dpr_read(engine):
     assert wanted == {"Comedy"} and avoided == {"Horror", "War"}  # the unsure reading of "asdfghjkl" marks nothing
     assert app.fit_marker(("Comedy", "War"), wanted, avoided) == "✓⚠"
     table = app.ranking_table(result, wanted, avoided).data  # the marks in a column of their own: titles stay text
-    assert list(table.columns) == app.RANKING_HEADERS and table["title"].tolist() == [i.title for i in result.items]
+    assert list(table.columns) == list(app.RANKING_WIDTHS)
+    assert table["title"].tolist() == [item.title for item in result.items]
     assert table["fit"].tolist() == [app.fit_marker(engine.attributes_of(i.item_id), wanted, avoided)
                                      for i in result.items]
     assert app.steering_genres("DPR is not available") == (set(), set())
@@ -273,7 +274,10 @@ def test_data_without_genres_or_ratings_reads_as_such(tmp_path, monkeypatch):
     figure = app.genre_figure({"history": list(dataset.sequences[1])}, "Genres in the history")
     assert not figure.data and "no genres" in figure.layout.annotations[0].text
     _, history, _ = app.history_view(app.DATASET_USER, "1", [])
-    assert list(history.columns) == ["title", "genres", "date"] and len(app.history_widths()) == 3
+    assert list(history.columns) == ["title", "genres", "date"]
+    assert app.css_widths(app.shown_columns(app.HISTORY_WIDTHS)) == ["42%", "32%", "26%"]
+    ranked = bare.recommend("sasrec", user="1", k=3)
+    assert list(app.ranking_table(ranked, set(), set()).data.columns) == ["#", "fit", "title", "genres", "score"]
     assert app.backbone_choices(bare) == [("SASRec", "sasrec")]  # GRU4Rec was not trained on this data
 
 

@@ -93,7 +93,7 @@ def test_mixrec_recommend_and_a_missing_checkpoint(tmp_path):
     done = run("recommend", "--model", "mixrec", "--user", "196", "--want", "something funny", "-k", "3", "--json")
     assert done.returncode == 0, done.stderr
     assert len(json.loads(done.stdout)["items"]) == 3
-    assert "mixrec reads the prompts as text" in json.loads(done.stdout)["notes"][0]  # in the answer, not aside
+    assert "MixRec reads the prompts as text" in json.loads(done.stdout)["notes"][0]  # in the answer, not aside
     done = run("recommend", "--model", "mixrec", "--user", "196", "--checkpoints", str(tmp_path))
     assert done.returncode == 2 and "no checkpoint" in done.stderr and "Traceback" not in done.stderr
     assert f"train --model mixrec --out {tmp_path}" in done.stderr  # the hint trains into the folder looked in

@@ -306,3 +306,9 @@ def test_a_tag_dpr_reads_counts_as_an_attribute_of_the_items_carrying_it(tmp_pat
                              attribute_items=attribute_matrix(dataset, vocabulary))
     assert "dark" in vocabulary and "twist ending" not in vocabulary  # too few items carry it to be one
     assert Engine.attributes_of(loaded, "1") == {*dataset.genres[dataset.item_index("1")], "dark"}
+
+
+def test_a_probability_shows_as_a_whole_percent_rounded_down():
+    from core.engine import percent
+
+    assert [percent(p) for p in (0.1995, 0.2, 0.29, 0.91, 1.0)] == ["19%", "20%", "29%", "91%", "100%"]
