@@ -42,7 +42,7 @@ THEME = gr.themes.Default(font=(gr.themes.LocalFont("Source Sans Pro", weights=(
 BACKBONES = {"sasrec": "SASRec", "gru4rec": "GRU4Rec"}
 COLUMNS = ("backbone", "dpr", "mixrec")
 DATASET_USER, MADE_UP = "Dataset user", "Build a history"
-RANKING_WIDTHS = {"#": 6, "fit": 10, "title": 28, "year": 11, "genres": 27, "score": 18}  # % of the table's width
+RANKING_WIDTHS = {"#": 6, "fit": 10, "title": 26, "year": 12, "genres": 27, "score": 19}  # % of the table's width
 TITLE_MATCHES = 20  # the search box lists at most this many titles
 TINTS = {"✓": "background-color: #e3f6e3", "⚠": "background-color: #fde2e1", "✓⚠": "background-color: #fff3cd"}
 HISTORY_WIDTHS = {"title": 32, "year": 10, "genres": 24, "date": 20, "rating": 14}  # % of the table's width
