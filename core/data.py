@@ -10,8 +10,8 @@ Internal ids start at 1; 0 is padding. External ids are the dataset's own, kept 
 from __future__ import annotations
 
 import csv
-import hashlib
 import functools
+import hashlib
 import io
 import itertools
 import re

@@ -200,7 +200,7 @@ class Engine:
             steerable_vocabulary(self.dataset)  # data DPR cannot use at all: that is the reason
         except SteerRecError as error:
             return str(error)
-        reason = self.unavailable.get(backbone, f"{backbone} was not loaded by this engine")
+        reason = self.unavailable.get(backbone, f"{backbone} was not among the models this engine was started with")
         if not (dpr_folder(self.checkpoints, backbone) / "config.json").exists():
             reason += f"; then DPR over it: `{training_command('dpr', self.checkpoints, self.dataset, backbone)}`"
         return f"DPR over {backbone} needs its backbone: {reason}"
@@ -481,7 +481,7 @@ def check_k(k, dataset: Dataset) -> int:
 
 def percent(probability: float) -> str:
     """A reader's probability as a whole percent, rounded down: a reading just under the 20% that makes it sure
-    shows as 19%, never as 20%."""
+    shows as 19%, never as 20% (the 1e-9 keeps 0.29, stored as 28.999… percent, at 29%)."""
     return f"{math.floor(100 * probability + 1e-9)}%"
 
 
