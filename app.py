@@ -28,13 +28,14 @@ import plotly.graph_objects as go  # noqa: E402
 
 from core import SERVED  # noqa: E402
 from core.assets import ensure_assets  # noqa: E402
-from core.engine import Engine, Recommendation, as_flag, percent  # noqa: E402
+from core.engine import Engine, Recommendation, as_flag, percent, share_cores  # noqa: E402
 from core.errors import SteerRecError, one_line_warnings  # noqa: E402
 from core.prompts import MAX_PROMPT_CHARS, split_phrases  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "benchmarks" / "results"
 SPACE = os.environ.get("SPACE_ID") is not None
+CONCURRENT_REQUESTS = 2  # the queue runs this many requests at once, each on its share of the cores
 # Gradio's default theme, less the semi-bold face it ships, which holds only a few letters (bold text came out
 # in mixed shapes): bold text takes the full bold face instead
 THEME = gr.themes.Default(font=(gr.themes.LocalFont("Source Sans Pro", weights=(400, 700)), "ui-sans-serif",
@@ -620,7 +621,7 @@ def build_demo() -> gr.Blocks:
         gr.api(compare, api_name="compare")
         gr.api(recommend, api_name="recommend")
         gr.api(status, api_name="status")
-    demo.queue(default_concurrency_limit=2, max_size=64)
+    demo.queue(default_concurrency_limit=CONCURRENT_REQUESTS, max_size=64)
     return demo
 
 
@@ -630,6 +631,7 @@ if __name__ == "__main__":
         demo = build_demo()
     except SteerRecError as error:
         sys.exit(f"error: {error}")
+    share_cores(CONCURRENT_REQUESTS)  # after loading, which builds MixRec's item cache on every core
     demo.launch(server_name=os.environ.get("GRADIO_SERVER_NAME", "0.0.0.0" if SPACE else "127.0.0.1"),
                 server_port=int(os.environ.get("GRADIO_SERVER_PORT", 7860)), allowed_paths=[str(ROOT / "assets")],
                 theme=THEME)

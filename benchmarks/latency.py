@@ -1,10 +1,10 @@
 """Per-model latency on the real data: one `engine.recommend` call per request, warm, 200 requests after
 warm-up, with torch using 1 and then 2 threads. DPR is timed with and without a prompt, and its steering
-alone (prompt already encoded) is compared with the backbone's own cost in the same run; the encoder keeps
-recent prompts, so DPR is also timed with that cache emptied before every request (a prompt never typed before,
-its encoding included). MixRec is timed as
-served (item cache) and uncached (the whole token sequence through the LLM, 20 requests), in the same run.
-The engine's user-vector cache is off, so every request runs its backbone.
+alone (prompt already encoded) is compared with the backbone's own cost in the same run. The engine keeps
+recent prompts' encodings (MiniLM's for DPR, the LLM's keys and values for MixRec), so DPR and MixRec are also
+timed with those caches emptied before every request (a prompt never typed before, its encoding included).
+MixRec is timed as served (item cache) and uncached (the whole token sequence through the LLM, 20 requests),
+in the same run. The engine's user-vector caches are off, so every request runs its model.
 """
 from __future__ import annotations
 
@@ -19,9 +19,9 @@ PROMPT = {"want": ["something that makes me laugh"], "avoid": ["horror"]}
 
 
 def request(engine, model: str, user, options: dict):
-    """One recommend call; with `fresh`, the encoder first forgets every prompt, so the call encodes its own."""
+    """One recommend call; with `fresh`, the engine first forgets every prompt, so the call encodes its own."""
     if options.pop("fresh", False):
-        engine.encoder.forget_prompts()
+        engine.forget_prompts()
     return engine.recommend(model, user=user, k=10, **options)
 
 
@@ -46,6 +46,7 @@ def main(argv=None):
     if engine.is_available("mixrec"):
         cases.append(("mixrec (item cache)", "mixrec", {}))
         cases.append(("mixrec (item cache), want + avoid", "mixrec", PROMPT))
+        cases.append(("mixrec (item cache), want + avoid, new prompts", "mixrec", {**PROMPT, "fresh": True}))
     rows = []
     for threads in (1, 2):
         torch.set_num_threads(threads)

@@ -32,6 +32,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CHECKPOINTS = ROOT / "checkpoints"
 MAX_HISTORY = 10_000
+MIXREC_PROMPTS_KEPT = 32  # prompt encodings MixRec keeps, the least recently used dropped first
 DEFAULT_K = 10  # a list's length when none is asked for (the whole catalogue where it is shorter)
 
 
@@ -90,6 +91,10 @@ class Engine:
         self._encoder_lock = threading.Lock()
         # one comparison asks for the same user vector twice (backbone and DPR columns): keep recent ones
         self._user_vectors = functools.lru_cache(maxsize=user_vector_cache)(self._compute_user_vector)
+        # MixRec's answer to a history under a prompt, kept too: a new k, backbone or strict avoid in the app
+        # asks it again; and a prompt's encoding (its keys and values, up to 1.2 MB each) for a new history
+        self._mixrec_vectors = functools.lru_cache(maxsize=user_vector_cache)(self._compute_mixrec_vector)
+        self._mixrec_prompts = functools.lru_cache(maxsize=MIXREC_PROMPTS_KEPT)(self._encode_mixrec_prompt)
         for name in BACKBONE_NAMES:
             if name in models or "dpr" in models:
                 self._load_backbone(name)
@@ -309,10 +314,29 @@ class Engine:
 
     def _rank_mixrec(self, items: np.ndarray, prompts: list[Prompt], k: int):
         """MixRec: the history (its last max_len items) as text and slots, the prompts as text before it."""
-        model, index = self.mixrec
-        user = model.user_vector(pad_left([items], model.config.max_len), instruction(prompts))
-        ((ids, scores),) = index.search(user.float().numpy(), k, [items])
+        _, index = self.mixrec
+        user = self._mixrec_vectors(np.asarray(items, dtype=np.int64).tobytes(), instruction(prompts))
+        ((ids, scores),) = index.search(user.numpy(), k, [items])
         return ids, scores
+
+    @torch.inference_mode()
+    def _compute_mixrec_vector(self, history: bytes, prompt: str | None) -> torch.Tensor:
+        model, _ = self.mixrec
+        encoded = self._mixrec_prompts(prompt) if prompt else None
+        sequences = pad_left([np.frombuffer(history, dtype=np.int64)], model.config.max_len)
+        return model.user_vector(sequences, encoded).float()
+
+    @torch.inference_mode()
+    def _encode_mixrec_prompt(self, prompt: str):
+        return self.mixrec[0].encode_prompt(prompt)
+
+    def forget_prompts(self):
+        """Empty every cache that holds prompts: DPR's encodings, MixRec's, and MixRec's answers under them (the
+        latency benchmark times requests whose prompts are all new)."""
+        if self._encoder is not None:
+            self._encoder.forget_prompts()
+        self._mixrec_prompts.cache_clear()
+        self._mixrec_vectors.cache_clear()
 
     def _top_attributes(self, weights: torch.Tensor, count: int = 3) -> dict[str, float]:
         """What DPR read in a prompt: the likeliest attributes with the reader's probabilities (DPR steers by the
@@ -410,6 +434,15 @@ class Engine:
         similarity = torch.nn.functional.cosine_similarity(table[torch.from_numpy(unique)], target[None], dim=1)
         order = torch.argsort(similarity, descending=True)[:count]
         return [(self.item_label(int(unique[i])), float(similarity[i])) for i in order]
+
+
+def share_cores(concurrent_requests: int) -> int:
+    """Give each of the requests a server runs at once its share of torch's threads, and return that share.
+    Two requests that each spread over both of 2 cores contend for them: the app under load answers about 30%
+    more requests a second with one thread each (`python -m benchmarks.load`)."""
+    threads = max(1, torch.get_num_threads() // concurrent_requests)
+    torch.set_num_threads(threads)
+    return threads
 
 
 def holds_a_model(folder: Path):

@@ -237,6 +237,44 @@ def test_mixrec_matches_its_own_full_ranking_and_reads_prompts(engine):
     assert len(made_up.items) == 5 and not {"50", "172", "133"} & {i.item_id for i in made_up.items}
 
 
+def test_mixrec_keeps_prompt_encodings_and_answers_without_changing_them(engine):
+    from core.prompts import build_prompts, instruction
+
+    dataset, (model, _) = engine.dataset, engine.mixrec
+    history = dataset.sequences[dataset.user_index(196)]
+    prompt = instruction(build_prompts(["space and aliens"], ["romance"]))
+    engine.forget_prompts()
+    steered = engine.recommend("mixrec", user=196, want=["space and aliens"], avoid=["romance"], k=10)
+    with torch.inference_mode():
+        scores = exclude_history(model.full_sort_predict(pad_left([history], model.config.max_len), prompt).float(),
+                                 [history])
+    expected = sorted(range(1, dataset.num_items + 1), key=lambda i: (-scores[0, i].item(), i))[:10]
+    assert [i.item_id for i in steered.items] == [dataset.item_ids[i] for i in expected]
+    assert engine._mixrec_prompts.cache_info().currsize == 1
+    hits = engine._mixrec_vectors.cache_info().hits
+    shorter = engine.recommend("mixrec", user=196, want=["space and aliens"], avoid=["romance"], k=3)
+    assert engine._mixrec_vectors.cache_info().hits == hits + 1  # a new k asks the model nothing
+    assert shorter.to_dict()["items"] == steered.to_dict()["items"][:3]
+    other = engine.recommend("mixrec", user=1, want=["space and aliens"], avoid=["romance"], k=5)
+    assert engine._mixrec_prompts.cache_info().hits >= 1 and len(other.items) == 5
+    engine.forget_prompts()
+    assert engine._mixrec_prompts.cache_info().currsize == 0
+    again = engine.recommend("mixrec", user=196, want=["space and aliens"], avoid=["romance"], k=10)
+    assert again.to_dict()["items"] == steered.to_dict()["items"]
+
+
+def test_requests_served_at_once_share_the_threads():
+    from core.engine import share_cores
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(4)
+        assert share_cores(2) == 2 and torch.get_num_threads() == 2
+        assert share_cores(8) == 1 and torch.get_num_threads() == 1  # never none
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_an_unknown_model_name_is_a_clear_error():
     from core.engine import Engine
     from core.errors import SteerRecError

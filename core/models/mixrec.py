@@ -385,7 +385,8 @@ class MixRec(nn.Module):
         """Slot states and, per position, the query vector for the next item (batch, length, cf_hidden)."""
         cf_states = self.cf(sequences) if self.config.collaborative else None
         run = self.forward if cached else self.forward_tokens
-        states = run(sequences, cf_states, self.encode_prompt(prompt))
+        encoded = prompt if isinstance(prompt, EncodedPrompt) else self.encode_prompt(prompt)
+        states = run(sequences, cf_states, encoded)
         vectors = self.out(self.drop(states))
         return states, vectors + cf_states if self.config.collaborative else vectors
 
@@ -420,7 +421,8 @@ class MixRec(nn.Module):
                                                                     want_weight, avoid_weight)
 
     def user_vector(self, sequences, prompt=None, cached: bool = True):
-        """prompt: one text for every row, a list of one per row (None where a row has none), or None."""
+        """prompt: one text for every row, a list of one per row (None where a row has none), None, or what
+        `encode_prompt` made of them (the frozen LLM alone reads a prompt, so its encoding can be kept)."""
         return self._states_and_vectors(sequences, prompt, cached)[1][:, -1]
 
     def full_sort_predict(self, sequences, prompt=None, cached: bool = True):
