@@ -243,8 +243,15 @@ def css_widths(widths: dict[str, int]) -> list[str]:
     return [f"{100 * width / total:.0f}%" for width in widths.values()]
 
 
-def history_headers() -> list[str]:
-    return list(shown_columns(HISTORY_WIDTHS))
+def history_headers(made_up: bool = False) -> list[str]:
+    """A made-up history has no dates or ratings, so its table leaves those columns out."""
+    return [header for header in shown_columns(HISTORY_WIDTHS)
+            if not (made_up and header in ("date", "rating"))]
+
+
+def history_table(table: pd.DataFrame) -> gr.Dataframe:
+    """The history table with the column widths of the columns it has."""
+    return gr.Dataframe(table, column_widths=css_widths({header: HISTORY_WIDTHS[header] for header in table.columns}))
 
 
 def history_view(mode: str, user, made_up: list[str]):
@@ -259,11 +266,11 @@ def history_view(mode: str, user, made_up: list[str]):
 
 def history_outputs(mode: str, user, made_up: list[str]):
     if mode == MADE_UP and not made_up:
-        return ("made-up history: no titles yet", pd.DataFrame(columns=history_headers()),
+        return ("made-up history: no titles yet", pd.DataFrame(columns=history_headers(made_up=True)),
                 message_figure("add titles to see their genres"))
     if mode != MADE_UP and (user is None or not str(user).strip()):
         return "pick a user", pd.DataFrame(columns=history_headers()), message_figure("no user picked")
-    engine, source, headers = get_engine(), source_of(mode, user, made_up), history_headers()
+    engine, source, headers = get_engine(), source_of(mode, user, made_up), history_headers(mode == MADE_UP)
     rows = [[r[h] for h in headers] for r in engine.history_rows(**source)]
     chart = genre_figure({"history": engine.resolve(**source)[1]}, "Genres in the history")
     return (html.escape(engine.profile(**source), quote=False), pd.DataFrame(rows[::-1], columns=headers),
@@ -424,7 +431,8 @@ def on_select(column: str):
 
 def new_subject(mode, user, made_up, backbone) -> tuple:
     """Another user or history: its profile and history, and the lists of the previous one taken away."""
-    return (*history_view(mode, user, made_up),
+    profile, table, chart = history_view(mode, user, made_up)
+    return (profile, history_table(table), chart,
             *cleared_outputs(backbone, "Press **Compare** to rank for this " + ("history" if mode == MADE_UP
                                                                                   else "user")))
 

@@ -143,7 +143,7 @@ def test_a_bad_compare_empties_the_results_and_says_why(engine, mode, user, made
 
 def test_a_new_user_or_history_takes_the_old_lists_away(engine):
     profile, history, _, *results = app.new_subject(app.DATASET_USER, "405", [], "sasrec")
-    assert profile.startswith("user 405:") and len(history) and len(results) == app.RESULT_COUNT
+    assert profile.startswith("user 405:") and len(history.value["data"]) and len(results) == app.RESULT_COUNT
     assert all(table.visible is False for table in results[1:6:2]) and results[-3] is None  # no state left
     assert "Compare" in results[-1]
     profile, history, _ = app.history_view(app.DATASET_USER, "99999", [])
@@ -192,8 +192,12 @@ def test_history_view_and_the_made_up_history(engine):
     assert app.search("the").info == f"the first {app.TITLE_MATCHES} matches: type more to narrow them"
     made_up, profile, table, _, *results = app.add_title([], "50", "star wars")
     assert made_up == ["50"] and profile.startswith("made-up history: 1 title;") and len(results) == app.RESULT_COUNT
-    assert table["title"].tolist() == ["Star Wars"]
-    assert app.clear_history()[0] == []
+    # a made-up history has no dates or ratings: their columns go, and the others share the width
+    assert table.value["headers"] == ["title", "year", "genres"] and table.value["data"][0][0] == "Star Wars"
+    assert table.column_widths == ["48%", "15%", "36%"]
+    assert app.clear_history()[2].value["headers"] == ["title", "year", "genres"]
+    user_table = app.new_subject(app.DATASET_USER, "196", [], "sasrec")[1]
+    assert user_table.value["headers"] == list(app.HISTORY_WIDTHS) and len(user_table.column_widths) == 5
 
 
 def test_random_user_is_reproducible(engine):

@@ -86,6 +86,16 @@ def test_compare_in_the_browser(browser, served_app, engine, tmp_path):  # noqa:
         wait.until(seen.text_to_be_present_in_element((By.ID, "dpr-table"), "Western"))
         wait.until(seen.text_to_be_present_in_element((By.ID, "why"), "Why is it there?"))
 
+    # a made-up history: a title found and added; its table has no date or rating columns to leave empty
+    browser.find_element(By.XPATH, "//*[@id='mode']//label[contains(., 'Build a history')]").click()
+    search = wait.until(seen.element_to_be_clickable((By.CSS_SELECTOR, "#title-search :is(input, textarea)")))
+    search.send_keys("star wars")
+    wait.until(lambda driver: "1 match" in driver.find_element(By.ID, "title-results").text)
+    browser.find_element(By.ID, "add-title").click()
+    wait.until(seen.text_to_be_present_in_element((By.ID, "history"), "Star Wars"))
+    headers = [cell.text.strip() for cell in browser.find_elements(By.CSS_SELECTOR, "#history th")]
+    assert [text for text in headers if text] == ["title", "year", "genres"], headers
+
     # the About tab's charts are served, not broken links
     next(b for b in browser.find_elements(By.CSS_SELECTOR, "button[role=tab]") if b.text.strip() == "About").click()
     next(b for b in browser.find_elements(By.TAG_NAME, "button") if "Benchmarks" in b.text).click()
