@@ -274,7 +274,7 @@ class Engine:
 
     def user_vector(self, backbone: str, items: np.ndarray) -> torch.Tensor:
         """(1, d) query of a backbone for a history; shared between calls, so never changed in place."""
-        return self._user_vectors(backbone, np.asarray(items, dtype=np.int64).tobytes())
+        return self._user_vectors(backbone, cache_key(items, self.backbones[backbone].config.max_len))
 
     @torch.inference_mode()
     def _compute_user_vector(self, backbone: str, history: bytes) -> torch.Tensor:
@@ -314,8 +314,8 @@ class Engine:
 
     def _rank_mixrec(self, items: np.ndarray, prompts: list[Prompt], k: int):
         """MixRec: the history (its last max_len items) as text and slots, the prompts as text before it."""
-        _, index = self.mixrec
-        user = self._mixrec_vectors(np.asarray(items, dtype=np.int64).tobytes(), instruction(prompts))
+        model, index = self.mixrec
+        user = self._mixrec_vectors(cache_key(items, model.config.max_len), instruction(prompts))
         ((ids, scores),) = index.search(user.numpy(), k, [items])
         return ids, scores
 
@@ -434,6 +434,12 @@ class Engine:
         similarity = torch.nn.functional.cosine_similarity(table[torch.from_numpy(unique)], target[None], dim=1)
         order = torch.argsort(similarity, descending=True)[:count]
         return [(self.item_label(int(unique[i])), float(similarity[i])) for i in order]
+
+
+def cache_key(items, max_len: int) -> bytes:
+    """What a model reads of a history, its last max_len items, as a key for the caches of answers: a history
+    of thousands of items would otherwise be kept whole in every key."""
+    return np.asarray(items, dtype=np.int64)[-max_len:].tobytes()
 
 
 def share_cores(concurrent_requests: int) -> int:

@@ -216,6 +216,11 @@ def test_user_vectors_are_finite_and_kept(engine):
     assert engine.user_vector("sasrec", [1, 2, 3]) is vector  # computed once for the same history
     assert not torch.equal(engine.user_vector("sasrec", np.array([1, 2, 4])), vector)
     assert not torch.equal(engine.user_vector("gru4rec", np.array([1, 2, 3])), vector)
+    # a model reads the last max_len items, and that is all a cached answer is kept under
+    max_len = engine.backbones["sasrec"].config.max_len
+    long = np.arange(1, 3 * max_len + 1)
+    assert engine.user_vector("sasrec", long) is engine.user_vector("sasrec", long[-max_len:])
+    assert not torch.equal(engine.user_vector("sasrec", long[-max_len + 1:]), engine.user_vector("sasrec", long))
 
 
 def test_mixrec_matches_its_own_full_ranking_and_reads_prompts(engine):
@@ -257,6 +262,11 @@ def test_mixrec_keeps_prompt_encodings_and_answers_without_changing_them(engine)
     assert shorter.to_dict()["items"] == steered.to_dict()["items"][:3]
     other = engine.recommend("mixrec", user=1, want=["space and aliens"], avoid=["romance"], k=5)
     assert engine._mixrec_prompts.cache_info().hits >= 1 and len(other.items) == 5
+    long = np.concatenate([np.setdiff1d(np.arange(1, 201), history)[:100], history])
+    for items in (long, long[-model.config.max_len:]):  # a history is read as its last max_len items, and kept so
+        engine.recommend("mixrec", history=[dataset.item_ids[i] for i in items], want=["space and aliens"],
+                         avoid=["romance"])
+    assert engine._mixrec_vectors.cache_info().hits == hits + 2
     engine.forget_prompts()
     assert engine._mixrec_prompts.cache_info().currsize == 0
     again = engine.recommend("mixrec", user=196, want=["space and aliens"], avoid=["romance"], k=10)
