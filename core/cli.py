@@ -263,11 +263,12 @@ def run_train(args) -> int:
     import torch
 
     from core.data import load_dataset
+    from core.engine import usable_cores
     from core.train import backbone_train_config, train_backbone
     from core.train_dpr import dpr_folder
 
     check_train_flags(args)
-    torch.set_num_threads(min(torch.get_num_threads(), os.cpu_count() or 1))
+    torch.set_num_threads(usable_cores())
     dataset = load_dataset(args.data)
     out = Path(args.out) if args.out else Path(__file__).resolve().parent.parent / "checkpoints" / dataset.name
     backbone = chosen_backbone(args) if args.model == "dpr" else None

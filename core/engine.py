@@ -442,11 +442,19 @@ def cache_key(items, max_len: int) -> bytes:
     return np.asarray(items, dtype=np.int64)[-max_len:].tobytes()
 
 
+def usable_cores() -> int:
+    """The cores this process may use: torch counts every core of the machine, while a container (a Space) may
+    be allowed two of them (joblib reads the container's CPU quota and the process's affinity)."""
+    from joblib import cpu_count
+
+    return max(1, min(torch.get_num_threads(), cpu_count()))
+
+
 def share_cores(concurrent_requests: int) -> int:
-    """Give each of the requests a server runs at once its share of torch's threads, and return that share.
-    Two requests that each spread over both of 2 cores contend for them: the app under load answers about 30%
-    more requests a second with one thread each (`python -m benchmarks.load`)."""
-    threads = max(1, torch.get_num_threads() // concurrent_requests)
+    """Give each of the requests a server runs at once its share of the usable cores as torch threads, and
+    return that share. Two requests that each spread over both of 2 cores contend for them: the app under load
+    answers about 30% more requests a second with one thread each (`python -m benchmarks.load`)."""
+    threads = max(1, usable_cores() // concurrent_requests)
     torch.set_num_threads(threads)
     return threads
 

@@ -273,14 +273,20 @@ def test_mixrec_keeps_prompt_encodings_and_answers_without_changing_them(engine)
     assert again.to_dict()["items"] == steered.to_dict()["items"]
 
 
-def test_requests_served_at_once_share_the_threads():
-    from core.engine import share_cores
+def test_requests_served_at_once_share_the_usable_cores(monkeypatch):
+    import joblib
+
+    from core.engine import share_cores, usable_cores
 
     before = torch.get_num_threads()
     try:
+        monkeypatch.setattr(joblib, "cpu_count", lambda: 4)
         torch.set_num_threads(4)
         assert share_cores(2) == 2 and torch.get_num_threads() == 2
         assert share_cores(8) == 1 and torch.get_num_threads() == 1  # never none
+        monkeypatch.setattr(joblib, "cpu_count", lambda: 2)  # a container allowed 2 of the machine's 8 cores
+        torch.set_num_threads(8)
+        assert usable_cores() == 2 and share_cores(2) == 1
     finally:
         torch.set_num_threads(before)
 
