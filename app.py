@@ -35,7 +35,8 @@ from core.prompts import MAX_PROMPT_CHARS, split_phrases  # noqa: E402
 ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "benchmarks" / "results"
 SPACE = os.environ.get("SPACE_ID") is not None
-CONCURRENT_REQUESTS = 2  # the queue runs this many requests at once, each on its share of the cores
+CONCURRENT_REQUESTS = 2  # the queue runs this many model requests at once, each on its share of the cores
+MODEL_REQUESTS = {"concurrency_id": "models"}  # every event that runs models counts against that one limit
 # Gradio's default theme, less the semi-bold face it ships, which holds only a few letters (bold text came out
 # in mixed shapes): bold text takes the full bold face instead
 THEME = gr.themes.Default(font=(gr.themes.LocalFont("Source Sans Pro", weights=(400, 700)), "ui-sans-serif",
@@ -261,7 +262,8 @@ def history_view(mode: str, user, made_up: list[str]):
         return history_outputs(mode, user, made_up)
     except SteerRecError as error:
         message = html.escape(str(error), quote=False)
-        return f"⚠ {message}", pd.DataFrame(columns=history_headers()), message_figure("no history to show")
+        return (f"⚠ {message}", pd.DataFrame(columns=history_headers(mode == MADE_UP)),
+                message_figure("no history to show"))
 
 
 def history_outputs(mode: str, user, made_up: list[str]):
@@ -564,7 +566,7 @@ def build_demo() -> gr.Blocks:
                             clear = gr.Button("Clear history", size="sm", elem_id="clear-history")
                     profile_box = gr.Markdown(profile, elem_id="profile")
                 with gr.Column(scale=3):
-                    history_table = gr.Dataframe(history, label="History, newest first", interactive=False,
+                    history_box = gr.Dataframe(history, label="History, newest first", interactive=False,
                                                  wrap=True, max_height=320, elem_id="history",
                                                  column_widths=css_widths(shown_columns(HISTORY_WIDTHS)))
                 with gr.Column(scale=2):
@@ -613,7 +615,7 @@ def build_demo() -> gr.Blocks:
         private = {"api_visibility": "private"}
         results = ([item for pair in zip(headers, tables) for item in pair]
                    + [genre_plot, overlap_plot, gates_plot, last, why, notice])
-        subject = [profile_box, history_table, history_plot, *results]  # what a new user or history changes
+        subject = [profile_box, history_box, history_plot, *results]  # what a new user or history changes
         mode.change(show_source, [mode, user, made_up, backbone], [user_group, build_group, *subject], **private)
         user.change(new_subject, [mode, user, made_up, backbone], subject, **private)
         backbone.change(new_subject, [mode, user, made_up, backbone], subject, **private)  # lists of the other one go
@@ -622,12 +624,12 @@ def build_demo() -> gr.Blocks:
         add.click(add_title, [made_up, found, query, backbone], [made_up, *subject], **private)
         clear.click(clear_history, backbone, [made_up, *subject], **private)
         request = [mode, user, made_up, want, avoid, backbone, k, strict]
-        run.click(compare_view, request, results, **private)
-        examples.load_input_event.then(compare_view, request, results, **private)  # an example is a request
+        run.click(compare_view, request, results, **private, **MODEL_REQUESTS)
+        examples.load_input_event.then(compare_view, request, results, **private, **MODEL_REQUESTS)  # a request
         for column, table in zip(COLUMNS, tables):
             table.select(on_select(column), last, why, **private)
-        gr.api(compare, api_name="compare")
-        gr.api(recommend, api_name="recommend")
+        gr.api(compare, api_name="compare", **MODEL_REQUESTS)
+        gr.api(recommend, api_name="recommend", **MODEL_REQUESTS)
         gr.api(status, api_name="status")
     demo.queue(default_concurrency_limit=CONCURRENT_REQUESTS, max_size=64)
     return demo

@@ -213,7 +213,7 @@ def main(argv=None):
     result["single_client"] = [{k: row.get(k) for k in ("client", "call", "requests", "p50_ms", "p95_ms", "errors")}
                                for row in single]
     served = args.models or "all models"
-    markdown = (f"## Load: concurrent `/compare` clients against the app on loopback ({served})\n\n"
+    markdown = (f"## Load: {args.clients} concurrent `/compare` clients against the app on loopback ({served})\n\n"
                 f"Start-up to a page that answers: {startup} s.\n\nOne client alone (`/status`: no work, the "
                 "round trip alone; `/recommend`: one model; `/compare`: every loaded column; want + avoid prompts "
                 "on most requests):\n\n"
@@ -226,6 +226,8 @@ def main(argv=None):
                                             "rss_growth_percent_100_to_1000"])
                 + f"\n\n{machine_line(info)}\n")
     name = "load" if not args.models else "load_" + args.models.replace(",", "_")  # one table per app setup
+    if args.clients != parser.get_default("clients"):
+        name += f"_{args.clients}_clients"
     if args.client != "http":
         name += f"_{args.client}_clients"
     write_results(name, {"machine": info, "models": served, **result}, markdown)

@@ -1,8 +1,9 @@
 """The one inference core that the app, the CLI and the benchmarks call, so all three always agree.
 
 `Engine()` loads the dataset, the backbones, DPR and MixRec once; `recommend(...)` is thread-safe (models are
-read-only in eval mode, FAISS searches are read-only, the text encoder has its own lock). A model whose
-checkpoint is missing or broken is reported by `unavailable`, never silently replaced.
+read-only in eval mode, FAISS searches are read-only, the text encoder has its own lock, and the caches of
+answers are functools' thread-safe ones: two threads that miss at once both compute, one answer is kept). A
+model whose checkpoint is missing or broken is reported by `unavailable`, never silently replaced.
 """
 from __future__ import annotations
 
@@ -279,7 +280,8 @@ class Engine:
     @torch.inference_mode()
     def _compute_user_vector(self, backbone: str, history: bytes) -> torch.Tensor:
         model = self.backbones[backbone]
-        return model.user_vector(pad_left([np.frombuffer(history, dtype=np.int64)], model.config.max_len))
+        # a copy: the model's answer is a view of its states at every position, 50 times larger, kept alive
+        return model.user_vector(pad_left([np.frombuffer(history, dtype=np.int64)], model.config.max_len)).clone()
 
     def _rank_steered(self, backbone: str, items: np.ndarray, prompts: list[Prompt], k: int,
                       strict_avoid: bool = False):
@@ -321,12 +323,12 @@ class Engine:
 
     @torch.inference_mode()
     def _compute_mixrec_vector(self, history: bytes, prompt: str | None) -> torch.Tensor:
+        """(1, d) query of MixRec for a history under a prompt; shared between calls, so never changed in place."""
         model, _ = self.mixrec
         encoded = self._mixrec_prompts(prompt) if prompt else None
         sequences = pad_left([np.frombuffer(history, dtype=np.int64)], model.config.max_len)
-        return model.user_vector(sequences, encoded).float()
+        return model.user_vector(sequences, encoded).float().clone()  # a copy, as for the backbones
 
-    @torch.inference_mode()
     def _encode_mixrec_prompt(self, prompt: str):
         return self.mixrec[0].encode_prompt(prompt)
 
@@ -452,8 +454,8 @@ def usable_cores() -> int:
 
 def share_cores(concurrent_requests: int) -> int:
     """Give each of the requests a server runs at once its share of the usable cores as torch threads, and
-    return that share. Two requests that each spread over both of 2 cores contend for them: the app under load
-    answers about 30% more requests a second with one thread each (`python -m benchmarks.load`)."""
+    return that share. Two requests that each spread over both of 2 cores contend for them: with one thread
+    each, the app under load answers more requests a second (the README's load section)."""
     threads = max(1, usable_cores() // concurrent_requests)
     torch.set_num_threads(threads)
     return threads

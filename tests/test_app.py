@@ -285,6 +285,18 @@ def test_data_without_genres_or_ratings_reads_as_such(tmp_path, monkeypatch):
     assert app.backbone_choices(bare) == [("SASRec", "sasrec")]  # GRU4Rec was not trained on this data
 
 
+def test_every_event_that_runs_models_shares_one_concurrency_limit(engine):
+    """The queue's limit is per event unless events share an id: the UI's Compare, an example, /compare and
+    /recommend together run at most CONCURRENT_REQUESTS at once, the number share_cores splits the cores by."""
+    demo = app.build_demo()
+    groups = {}
+    for block_fn in demo.fns.values():
+        groups.setdefault(block_fn.concurrency_id, set()).add(block_fn.fn.__name__)
+    assert groups["models"] == {"compare", "recommend", "compare_view"}  # the button and an example: compare_view
+    models = next(block_fn for block_fn in demo.fns.values() if block_fn.concurrency_id == "models")
+    assert models.concurrency_limit in (app.CONCURRENT_REQUESTS, "default")
+
+
 # --------------------------------------------------------------------------------- the launched app
 
 @pytest.fixture(scope="module")

@@ -242,34 +242,33 @@ def test_mixrec_matches_its_own_full_ranking_and_reads_prompts(engine):
     assert len(made_up.items) == 5 and not {"50", "172", "133"} & {i.item_id for i in made_up.items}
 
 
-def test_mixrec_keeps_prompt_encodings_and_answers_without_changing_them(engine):
+def test_mixrec_keeps_prompt_encodings_and_answers_and_gives_the_same_lists(engine):
     from core.prompts import build_prompts, instruction
 
     dataset, (model, _) = engine.dataset, engine.mixrec
     history = dataset.sequences[dataset.user_index(196)]
-    prompt = instruction(build_prompts(["space and aliens"], ["romance"]))
-    engine.forget_prompts()
-    steered = engine.recommend("mixrec", user=196, want=["space and aliens"], avoid=["romance"], k=10)
+    want, avoid = ["space and aliens"], ["romance"]
+    prompt = instruction(build_prompts(want, avoid))
+    engine.forget_prompts()  # empty caches, their counts back to zero
+    steered = engine.recommend("mixrec", user=196, want=want, avoid=avoid, k=10)
     with torch.inference_mode():
         scores = exclude_history(model.full_sort_predict(pad_left([history], model.config.max_len), prompt).float(),
                                  [history])
     expected = sorted(range(1, dataset.num_items + 1), key=lambda i: (-scores[0, i].item(), i))[:10]
     assert [i.item_id for i in steered.items] == [dataset.item_ids[i] for i in expected]
-    assert engine._mixrec_prompts.cache_info().currsize == 1
-    hits = engine._mixrec_vectors.cache_info().hits
-    shorter = engine.recommend("mixrec", user=196, want=["space and aliens"], avoid=["romance"], k=3)
-    assert engine._mixrec_vectors.cache_info().hits == hits + 1  # a new k asks the model nothing
+    shorter = engine.recommend("mixrec", user=196, want=want, avoid=avoid, k=3)
+    assert engine._mixrec_vectors.cache_info().hits == 1  # a new k asks the model nothing
     assert shorter.to_dict()["items"] == steered.to_dict()["items"][:3]
-    other = engine.recommend("mixrec", user=1, want=["space and aliens"], avoid=["romance"], k=5)
-    assert engine._mixrec_prompts.cache_info().hits >= 1 and len(other.items) == 5
+    engine.recommend("mixrec", user=1, want=want, avoid=avoid, k=5)  # another history: the prompt is kept
+    assert engine._mixrec_prompts.cache_info().hits == 1 and engine._mixrec_prompts.cache_info().currsize == 1
     long = np.concatenate([np.setdiff1d(np.arange(1, 201), history)[:100], history])
-    for items in (long, long[-model.config.max_len:]):  # a history is read as its last max_len items, and kept so
-        engine.recommend("mixrec", history=[dataset.item_ids[i] for i in items], want=["space and aliens"],
-                         avoid=["romance"])
-    assert engine._mixrec_vectors.cache_info().hits == hits + 2
+    for items in (long[-model.config.max_len:], long):  # read as its last max_len items, and kept so
+        listed = engine.recommend("mixrec", history=[dataset.item_ids[i] for i in items], want=want, avoid=avoid)
+    assert engine._mixrec_vectors.cache_info().hits == 2
+    assert not {i.item_id for i in listed.items} & {dataset.item_ids[i] for i in long}  # the whole history is seen
     engine.forget_prompts()
     assert engine._mixrec_prompts.cache_info().currsize == 0
-    again = engine.recommend("mixrec", user=196, want=["space and aliens"], avoid=["romance"], k=10)
+    again = engine.recommend("mixrec", user=196, want=want, avoid=avoid, k=10)
     assert again.to_dict()["items"] == steered.to_dict()["items"]
 
 
