@@ -39,8 +39,9 @@ def request_inputs(request: int) -> tuple[str, str, str]:
 
 
 # numbers every request of a run, across the single-client rows and the load itself, so that no request repeats
-# an earlier one's user within 943 requests (nor its user and prompts within 4,715), and the engine's caches of
-# answers (the backbones' user vectors, MixRec's under a prompt) do not flatter the figures
+# an earlier one's user within 943 requests (nor its user and prompts within 4,715), and the engine's kept
+# answers (the backbones' user vectors, MixRec's under a prompt) do not flatter the figures; the five prompts'
+# encodings are kept all the same, as any prompt typed often would be
 REQUEST_NUMBERS = itertools.count()
 
 
