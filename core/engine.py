@@ -455,7 +455,7 @@ def usable_cores() -> int:
 def share_cores(concurrent_requests: int) -> int:
     """Give each of the requests a server runs at once its share of the usable cores as torch threads, and
     return that share. Two requests that each spread over both of 2 cores contend for them: with one thread
-    each, the app under load answers more requests a second (the README's load section)."""
+    each, the app serving MixRec answers more requests a second under load (the README's load section)."""
     threads = max(1, usable_cores() // concurrent_requests)
     torch.set_num_threads(threads)
     return threads
