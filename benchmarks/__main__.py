@@ -20,7 +20,8 @@ from benchmarks.common import ROOT, quick_or_full, results_folder, smoke_run
 ORDER = ["backbones", "mixrec", "mixrec_recipes", "mixrec_search", "mixrec_headroom", "mixrec_seeds",
          "mixrec_prompt_stage", "prompt_tasks",
          "composed_prompts", "composed_prompts_valid", "dpr_seeds", "grounding",
-         "unsure_readings", "latency", "scaling", "load", "load_8_clients", "load_sasrec_gru4rec_dpr", "recbole_anchor",
+         "unsure_readings", "latency", "scaling", "load", "load_8_clients", "load_8_clients_varied_prompts",
+         "load_sasrec_gru4rec_dpr", "recbole_anchor",
          "recbole_anchor_dropout0.2"]  # the last: `python -m benchmarks.recbole_anchor --full --dropout 0.2`
 
 
@@ -70,6 +71,8 @@ def main(argv=None):
     if args.full:  # 32 clients, long enough for 1,000 requests with MixRec served
         run("load", "--seconds", "100")
     run("load", "--clients", "8", "--seconds", "30" if args.full else "20")
+    if args.full:  # the same with prompts that rarely repeat, so that the engine seldom has them kept
+        run("load", "--clients", "8", "--seconds", "30", "--prompts", "varied")
     run("load", "--models", "sasrec,gru4rec,dpr", *([] if args.full else ["--seconds", "20"]))  # 32 clients
     if args.full:  # RecBole in its own virtualenv, to convergence: hours on 2 cores
         run("recbole_anchor", "--full", "--resume")  # rerunning after an interruption continues it

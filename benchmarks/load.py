@@ -29,12 +29,24 @@ import psutil
 
 from benchmarks.common import ROOT, machine, machine_line, markdown_table, percentiles, write_results
 
+# the prompts of a run, in turn: by default five pairs, kept by the engine after their first use, as any prompt
+# typed often would be; `--prompts varied` replaces them with 270 that come back only every 270 requests
 PROMPTS = [("something that makes me laugh", "horror"), ("space and aliens", ""), ("", "romance"),
            ("animated films", "musicals"), ("", "")]
 
 
+def varied_prompts() -> list[tuple[str, str]]:
+    """A want and an avoid for each of 270 requests: the evaluation wordings of every genre (270 of each)."""
+    from core.prompts import GENRE_WORDS, phrasings
+
+    wants = [text for genre in GENRE_WORDS for text in phrasings(genre, False, "eval")]
+    avoids = [text for genre in GENRE_WORDS for text in phrasings(genre, True, "eval")]
+    return [(want, avoids[(97 * n + 135) % len(avoids)]) for n, want in enumerate(wants)]  # avoids in another order
+
+
 def request_inputs(request: int) -> tuple[str, str, str]:
-    """(user, want, avoid) of the n-th request: users and prompts in turn, no pair twice in 4,715 requests."""
+    """(user, want, avoid) of the n-th request: users and prompts in turn (with the five default prompts, no user
+    and prompts twice in 4,715 requests)."""
     return (str(1 + request % 943), *PROMPTS[request % len(PROMPTS)])
 
 
@@ -187,7 +199,11 @@ def main(argv=None):
     parser.add_argument("--client", choices=["http", "gradio"], default="http",
                         help="what the clients under load speak (default: plain HTTP)")
     parser.add_argument("--models", help="comma-separated models the app loads (default: all, as deployed)")
+    parser.add_argument("--prompts", choices=["repeat", "varied"], default="repeat",
+                        help="five prompt pairs in turn (default), or a new want and avoid for each of 270 requests")
     args = parser.parse_args(argv)
+    if args.prompts == "varied":
+        PROMPTS[:] = varied_prompts()
     port = free_port()
     started = time.perf_counter()
     process = start_app(port, args.models)
@@ -214,10 +230,12 @@ def main(argv=None):
     result["single_client"] = [{k: row.get(k) for k in ("client", "call", "requests", "p50_ms", "p95_ms", "errors")}
                                for row in single]
     served = args.models or "all models"
-    markdown = (f"## Load: {args.clients} concurrent `/compare` clients against the app on loopback ({served})\n\n"
+    prompts = ("want + avoid prompts on most requests, five pairs in turn" if args.prompts == "repeat" else
+               "a want and an avoid on every request, 270 pairs in turn")
+    markdown = (f"## Load: {args.clients} concurrent `/compare` clients against the app on loopback ({served}"
+                f"{', varied prompts' if args.prompts == 'varied' else ''})\n\n"
                 f"Start-up to a page that answers: {startup} s.\n\nOne client alone (`/status`: no work, the "
-                "round trip alone; `/recommend`: one model; `/compare`: every loaded column; want + avoid prompts "
-                "on most requests):\n\n"
+                f"round trip alone; `/recommend`: one model; `/compare`: every loaded column; {prompts}):\n\n"
                 + markdown_table(result["single_client"], ["client", "call", "requests", "p50_ms", "p95_ms",
                                                            "errors"])
                 + f"\n\nUnder load ({args.client} clients, on the same 2 cores as the server):\n\n"
@@ -231,6 +249,8 @@ def main(argv=None):
         name += f"_{args.clients}_clients"
     if args.client != "http":
         name += f"_{args.client}_clients"
+    if args.prompts == "varied":
+        name += "_varied_prompts"
     write_results(name, {"machine": info, "models": served, **result}, markdown)
 
 

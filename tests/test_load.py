@@ -50,3 +50,14 @@ def test_status_and_errors_over_both_clients(server, kind):
     assert answer["models"]["sasrec"] is None  # loaded
     with pytest.raises(Exception, match="unknown user"):
         client.predict("no-such-user", "", "", "sasrec", 10, False, "", api_name="/compare")
+
+
+def test_varied_prompts_bring_a_new_want_and_avoid_to_each_request(monkeypatch):
+    """`--prompts varied`: 270 requests in turn, each with a want and an avoid that no other of them has."""
+    from benchmarks import load
+
+    monkeypatch.setattr(load, "PROMPTS", load.varied_prompts())
+    requests = [load.request_inputs(n) for n in range(270)]
+    assert all(want and avoid for _, want, avoid in requests)
+    assert len({want for _, want, _ in requests}) == len({avoid for _, _, avoid in requests}) == 270
+    assert load.request_inputs(270)[1:] == requests[0][1:]  # then they come back
