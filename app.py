@@ -26,7 +26,7 @@ import gradio as gr  # noqa: E402
 import pandas as pd  # noqa: E402
 import plotly.graph_objects as go  # noqa: E402
 
-from core import SERVED  # noqa: E402
+from core import BACKBONE_NAMES, DISPLAY_NAMES, SERVED  # noqa: E402
 from core.assets import ensure_assets  # noqa: E402
 from core.engine import Engine, Recommendation, as_flag, percent, share_cores  # noqa: E402
 from core.errors import SteerRecError, one_line_warnings  # noqa: E402
@@ -41,7 +41,6 @@ MODEL_REQUESTS = {"concurrency_id": "models"}  # every event that runs models co
 # in mixed shapes): bold text takes the full bold face instead
 THEME = gr.themes.Default(font=(gr.themes.LocalFont("Source Sans Pro", weights=(400, 700)), "ui-sans-serif",
                                 "system-ui", "sans-serif"))
-BACKBONES = {"sasrec": "SASRec", "gru4rec": "GRU4Rec"}
 COLUMNS = ("backbone", "dpr", "mixrec")
 DATASET_USER, MADE_UP = "Dataset user", "Build a history"
 RANKING_WIDTHS = {"#": 6, "fit": 10, "title": 26, "year": 12, "genres": 27, "score": 19}  # % of the table's width
@@ -73,8 +72,8 @@ ABOUT = """
 - **MixRec** ("Beyond Inter-Item Relations: Dynamic Adaptive Mixture-of-Experts for LLM-Based Sequential
   Recommendation", arXiv 2408.07427): a small frozen language model (SmolLM2-135M) reads the history as text,
   with the prompt placed in its context; a mixture of adapter experts on its item slots and the SASRec
-  backbone's embeddings injected into it make the ranking. It was never trained on prompts (it reads them
-  zero-shot), so they barely move its list: DPR is the model trained to follow them.
+  backbone's embeddings injected into it make the ranking. The shipped checkpoint was never trained on prompts
+  (it reads them zero-shot), so they barely move its list: DPR is the model trained to follow them.
 
 Neither paper publishes code and only their abstracts are public, so **DPR and MixRec here are our own
 reconstructions from those abstracts**, not the authors' implementations.
@@ -145,8 +144,8 @@ def rankings(source: dict, want: str, avoid: str, backbone: str, k, strict_avoid
     """(internal ids of the history, {column: its Recommendation, or why its model is unavailable})."""
     engine = get_engine()
     backbone = str(backbone).strip().lower()
-    if backbone not in BACKBONES:
-        raise SteerRecError(f"unknown backbone {backbone[:20]!r}: expected one of {', '.join(BACKBONES)}")
+    if backbone not in BACKBONE_NAMES:
+        raise SteerRecError(f"unknown backbone {backbone[:20]!r}: expected one of {', '.join(BACKBONE_NAMES)}")
     want, avoid = split_phrases(want), split_phrases(avoid)
     strict_avoid = as_flag(strict_avoid, "strict_avoid")  # the DPR column's only, as the checkbox says
     _, history = engine.resolve(**source)  # a bad user or history is an error even if no model is available
@@ -352,8 +351,8 @@ def gates_figure(result) -> go.Figure:
 # ------------------------------------------------------------------------------------------- handlers
 
 def column_title(column: str, backbone: str) -> str:
-    return {"backbone": BACKBONES.get(backbone, backbone), "dpr": f"DPR (over {BACKBONES.get(backbone, backbone)})",
-            "mixrec": "MixRec"}[column]
+    name = DISPLAY_NAMES.get(backbone, backbone)
+    return {"backbone": name, "dpr": f"DPR (over {name})", "mixrec": DISPLAY_NAMES["mixrec"]}[column]
 
 
 def compare_view(mode, user, made_up, want, avoid, backbone, k, strict_avoid=False):
@@ -368,7 +367,7 @@ def compare_view(mode, user, made_up, want, avoid, backbone, k, strict_avoid=Fal
 
 def cleared_outputs(backbone, notice: str) -> tuple:
     """compare_view's outputs with no lists: each column's title alone, placeholder plots, no state."""
-    backbone = backbone if backbone in BACKBONES else "sasrec"
+    backbone = backbone if backbone in BACKBONE_NAMES else "sasrec"
     columns = [output for column in COLUMNS for output in (f"### {column_title(column, backbone)}",
                                                            gr.Dataframe(visible=False))]
     return (*columns, *placeholder_plots(), None, no_explanation(), notice)
@@ -515,8 +514,8 @@ def data_line(engine: Engine) -> str:
 def backbone_choices(engine: Engine) -> list[tuple[str, str]]:
     """The backbones the engine has loaded, as (label, name); all of them when none is, so that choosing one says
     why it is missing."""
-    loaded = [name for name in BACKBONES if engine.is_available(name, name)]
-    return [(BACKBONES[name], name) for name in loaded or BACKBONES]
+    loaded = [name for name in BACKBONE_NAMES if engine.is_available(name, name)]
+    return [(DISPLAY_NAMES[name], name) for name in loaded or BACKBONE_NAMES]
 
 
 def model_status(engine: Engine) -> str:
@@ -524,7 +523,7 @@ def model_status(engine: Engine) -> str:
     lines = []
     for model, backbone in SERVED:
         reason = engine.unavailable_reason(model, backbone)
-        title = column_title("backbone" if model in BACKBONES else model, backbone)
+        title = column_title("backbone" if model in BACKBONE_NAMES else model, backbone)
         state = f"not available: {html.escape(reason, quote=False)}" if reason else "loaded"
         lines.append(f"- **{title}**: {state}")
     return "\n".join(lines)

@@ -3,9 +3,10 @@ results section from them.
 
 --quick measures the shipped checkpoints and trains MixRec's ablations on 5% of an epoch, a smoke run whose
 tables go to benchmarks/results/quick/ (not committed) and leave the committed tables and the README alone;
---full also retrains the backbones with the repo's training command, gives the ablations 25% of an epoch,
-retrains DPR with two more seeds and MixRec over SASRecs of three more, runs MixRec's recipe study where a GPU
-is present, the large scaling sweep and RecBole side by side (`recbole_anchor`).
+--full also retrains the backbones with the repo's training command, trains the ablations with the shipped
+recipe (the masking pair on 25% of an epoch), retrains DPR with two more seeds and MixRec over SASRecs of three
+more, runs MixRec's recipe study where a GPU is present, the large scaling sweep and RecBole side by side
+(`recbole_anchor`).
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ ORDER = ["backbones", "mixrec", "mixrec_recipes", "mixrec_search", "mixrec_headr
          "composed_prompts", "composed_prompts_valid", "dpr_seeds", "grounding",
          "unsure_readings", "latency", "scaling", "load", "load_8_clients", "load_8_clients_varied_prompts",
          "load_sasrec_gru4rec_dpr", "recbole_anchor",
-         "recbole_anchor_dropout0.2"]  # the last: `python -m benchmarks.recbole_anchor --full --dropout 0.2`
+         "recbole_anchor_dropout0.2"]  # the last: `python -m benchmarks.recbole_anchor --full --models sasrec --dropout 0.2`
 
 
 def run(module: str, *args: str):

@@ -58,6 +58,7 @@ def main(argv=None):
     if not args.full:
         smoke_run()
     from core.engine import DEFAULT_CHECKPOINTS
+    from core.errors import SteerRecError
     from core.data import load_dataset
     from core.evaluate import describe_difference, metrics_from_ranks, paired_differences, sequential_ranks
     from core.llm import cpu_has_bf16, load_llm
@@ -74,7 +75,7 @@ def main(argv=None):
                      "train s": cf_config["seconds_to_best"]}]
     try:
         shipped, config = load_mixrec(folder, dataset, cf)
-    except Exception as error:  # noqa: BLE001 - a missing checkpoint is reported, not faked
+    except SteerRecError as error:  # a missing or unusable checkpoint is reported, not faked
         write_results("mixrec", {"machine": machine(), "skipped": str(error)},
                       f"## MixRec ablations\n\nskipped: {error}\n")
         return

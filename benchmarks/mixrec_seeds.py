@@ -6,7 +6,7 @@ paired question once per seed: SASRec is retrained with the seed (`train_backbon
 MixRec is trained over it with the shipped checkpoint's recipe and searched experts (`fit`, batches in the
 recipe's seed-42 order, no new search; its new weights drawn from the random state SASRec's training left)
 and served as the engine serves it, and both are scored on the same test users: MixRec minus its own SASRec,
-with a 95% bootstrap interval. Seed 42 is the shipped pair, read as shipped. 15 to 25 minutes per seed on 2
+with a 95% bootstrap interval. Seed 42 is the shipped pair, read as shipped. 10 to 25 minutes per seed on 2
 CPU cores. Writes benchmarks/results/mixrec_seeds.{json,md}.
 """
 from __future__ import annotations

@@ -90,7 +90,7 @@ def seen_wording(engine, backbone: str, task: str, split: str) -> dict:
     matrix = attribute_matrix(engine.dataset, vocab)
     net, (model, _) = engine.backbones[backbone], engine.dpr[backbone]
     cases = build_prompt_cases(engine.dataset, task, split, matrix, vocab, engine.encoder, "train")
-    scorer = dpr_scorer(model, net, net.item_vectors(), model.item_semantics(engine.item_text))
+    scorer = dpr_scorer(model, net, engine.item_text)
     return evaluate_prompt_task(cases, {"dpr": scorer}, torch.from_numpy(matrix), net.config.max_len)["dpr"]
 
 
@@ -123,7 +123,7 @@ def misreadings(engine, backbones: list[str], split: str) -> tuple[list[dict], l
                   "read right": [u for u, w in zip(cases.users, wrong.tolist()) if not w]}
         for backbone in backbones:
             net, (model, _) = engine.backbones[backbone], engine.dpr[backbone]
-            scorer = dpr_scorer(model, net, net.item_vectors(), model.item_semantics(engine.item_text))
+            scorer = dpr_scorer(model, net, engine.item_text)
             for group, users in groups.items():
                 if users:
                     subset = build_prompt_cases(engine.dataset, task, split, matrix, vocab, engine.encoder,

@@ -85,7 +85,7 @@ def prompt_task(engine: Engine, model: str, backbone: str, task: str, split: str
         from core.train_dpr import dpr_scorer
 
         dpr, _ = engine.dpr[backbone]
-        methods["dpr"] = dpr_scorer(dpr, net, net.item_vectors(), dpr.item_semantics(engine.item_text))
+        methods["dpr"] = dpr_scorer(dpr, net, engine.item_text)
     elif model == "mixrec":
         mixrec, _ = engine.mixrec
         methods["mixrec"] = backbone_scorer(mixrec)

@@ -48,7 +48,7 @@ class DPRTrainConfig:
     rule_share: float = 0.75  # share of prompts chosen by the evaluation rule; the rest random
     both_share: float = 0.35  # share of samples with a want and an avoid prompt at once
     overlap_share: float = 0.5  # of those, the share whose avoid is the genre that most often comes with the want
-    raw_text_share: float = 0.5  # DPRConfig.raw_text_share of the model trained
+    raw_text_share: float = DPRConfig.raw_text_share  # of the model trained
     want_mass_weight: float = 1.0  # weight of the compliance term
     avoid_mass_weight: float = 3.0  # weight of the violation term: an avoid must hold even next to a want
     validation_users: int = 943  # at most this many (ML-100K's all), drawn at random for model selection
@@ -164,8 +164,12 @@ def dpr_scores(model: DPR, backbone, sequences, texts, negative, item_vectors, s
     return model.full_sort_predict(users, texts.to(device), negative.to(device), item_vectors, semantics).cpu()
 
 
-def dpr_scorer(model: DPR, backbone, item_vectors, semantics):
-    """DPR as a core.prompt_tasks scorer: each row steered by its one prompt."""
+def dpr_scorer(model: DPR, backbone, item_text: torch.Tensor):
+    """DPR as a core.prompt_tasks scorer: each row steered by its one prompt. The item side is the same for
+    every batch, so it is computed once here."""
+    with torch.no_grad():
+        item_vectors, semantics = backbone.item_vectors(), model.item_semantics(item_text)
+
     def score(batch):
         negative = torch.full((len(batch), 1), batch.negative)
         return dpr_scores(model, backbone, batch.sequences, batch.texts[:, None], negative, item_vectors, semantics)
@@ -188,10 +192,10 @@ class UnpromptedDPR(torch.nn.Module):
         return dpr_scores(self.model, self.backbone, sequences, texts, none, self.item_vectors, self.semantics)
 
 
-def validate(model, backbone, cases, item_vectors, semantics, carries) -> tuple[dict, float]:
+def validate(model, backbone, cases, item_text, carries) -> tuple[dict, float]:
     results = {}
     for name, batch in cases.items():
-        metrics = evaluate_prompt_task(batch, {"dpr": dpr_scorer(model, backbone, item_vectors, semantics)},
+        metrics = evaluate_prompt_task(batch, {"dpr": dpr_scorer(model, backbone, item_text)},
                                        carries, backbone.config.max_len)["dpr"]
         results[name] = metrics
     return results, prompt_selection_score(results)
@@ -272,8 +276,7 @@ def train_dpr(dataset: Dataset, backbone_name: str, checkpoints: Path, config: D
             total += loss.item() * len(rows)
         model.eval()
         with torch.no_grad():
-            results, score = validate(model, backbone, cases, item_vectors, model.item_semantics(item_text),
-                                      carries.cpu())  # validation ranks on the CPU
+            results, score = validate(model, backbone, cases, item_text, carries.cpu())  # ranks on the CPU
         log.append({"epoch": epoch, "loss": total / len(order), "valid": results, "score": score,
                     "seconds": round(time.perf_counter() - stage_start, 2)})
         if progress:

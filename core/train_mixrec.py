@@ -2,9 +2,9 @@
 
 The same windows as the backbones (every position of windows of `max_len` is a next-item example), AdamW,
 validation NDCG@10 every `eval_every` steps and at each epoch's end, the best state kept, early stopping after
-`patience` validations without a gain. With `search_trials > 0` the per-layer expert
-architecture is first chosen by Bayesian optimisation (core/search.py) and the study goes into the
-checkpoint's config. On a CPU with bfloat16 units (or a GPU) the frozen LLM runs in bfloat16 for training;
+`patience` validations without a gain. With `search_trials > 0` the per-layer expert architecture is first
+chosen by Optuna's TPE search (core/search.py; random for its first trials) and the study goes into the checkpoint's
+config. On a CPU with bfloat16 units (or a GPU) the frozen LLM runs in bfloat16 for training;
 the recorded validation and test metrics are computed the way the engine serves: float32 LLM, float16 cache.
 
 With `prompt_steps > 0` a prompt stage follows: the same synthetic want/avoid tasks DPR's steering stage learns

@@ -5,9 +5,11 @@ import torch
 from core.models.dpr import DPR, DPRConfig
 
 
-def _tiny():
+def _tiny(raw_text_share: float = 0.0):
+    """raw_text_share 0 by default: a grounded prompt is then exactly its prototype, which tests can check."""
     torch.manual_seed(0)
-    model = DPR(DPRConfig(hidden=8, text_dim=12, semantic_dim=4, fusion_hidden=16, attributes=3))
+    model = DPR(DPRConfig(hidden=8, text_dim=12, semantic_dim=4, fusion_hidden=16, attributes=3,
+                          raw_text_share=raw_text_share))
     for parameter in model.parameters():  # experts start at zero; make them do something
         torch.nn.init.normal_(parameter, std=0.3)
     model.prototypes.copy_(torch.nn.functional.normalize(torch.randn(2, 3, 12), dim=-1))
@@ -74,6 +76,18 @@ def test_the_reader_grounds_unseen_phrasings_in_their_own_attribute():
     assert pair_weights.shape == (2, 12) and (pair == truth[:20]).float().mean() >= 0.9
     single_weights, single_biases = fit_reader(blocks[:1])  # one attribute: nothing to tell apart
     assert single_weights.shape == (1, 12) and not single_weights.any() and not single_biases.any()
+
+
+def test_the_shipped_share_keeps_half_of_the_prompt_beside_its_prototype():
+    model = _tiny(raw_text_share=DPRConfig.raw_text_share)
+    assert DPRConfig.raw_text_share == 0.5
+    texts = torch.nn.functional.normalize(torch.randn(1, 4, 12), dim=-1)
+    negative = torch.tensor([[False, True, False, True]])
+    grounded, weights = model.ground(texts, negative)
+    prototypes = model.prototypes[negative.long(), weights.argmax(-1)]
+    expected = torch.nn.functional.normalize(prototypes + texts, dim=-1)  # equal halves, then unit length
+    assert torch.allclose(grounded, expected, atol=1e-6)
+    assert not torch.allclose(grounded, prototypes)
 
 
 @pytest.mark.parametrize("settings, message", [({"steer_schedule": "linear"}, "cosine"),
@@ -167,15 +181,14 @@ def test_the_unsure_rule_labelled_shipped_is_dprs_own_scoring(engine):
 
     net, dpr = engine.backbones["sasrec"], engine.dpr["sasrec"][0]
     matrix = attribute_matrix(engine.dataset, engine.vocabulary)
-    vectors, semantics = net.item_vectors(), dpr.item_semantics(engine.item_text)
     for task in ("negative", "positive"):
         cases = build_prompt_cases(engine.dataset, task, "valid", matrix, engine.vocabulary, engine.encoder,
                                    "eval", list(range(1, 81)))
         cases.sequences = pad_left(cases.histories, net.config.max_len)
         with torch.no_grad():
-            plain = dpr_scorer(dpr, net, vectors, semantics)(cases)
-            ruled = unsure_scorer(dpr, net, vectors, semantics, 0.0)(cases)
-            left_out = unsure_scorer(dpr, net, vectors, semantics, 1.01)(cases)  # every prompt left out
+            plain = dpr_scorer(dpr, net, engine.item_text)(cases)
+            ruled = unsure_scorer(dpr, net, engine.item_text, 0.0)(cases)
+            left_out = unsure_scorer(dpr, net, engine.item_text, 1.01)(cases)  # every prompt left out
             backbone = net.full_sort_predict(cases.sequences)
         assert torch.allclose(ruled, plain)
         assert torch.allclose(left_out[:, 1:], backbone[:, 1:], atol=1e-5)

@@ -43,7 +43,7 @@ class DPRConfig:
     positive_experts: int = 2
     negative_experts: int = 2
     attributes: int = 18  # rows of the grounding prototypes and of the reader
-    raw_text_share: float = 0.0  # share of the prompt's own embedding kept beside the prototype it is grounded to
+    raw_text_share: float = 0.5  # share of the prompt's own embedding kept beside the prototype it is grounded to
 
 
 class Expert(nn.Module):

@@ -16,7 +16,7 @@ chosen layers, the projections that inject the collaborative (SASRec) model, and
   LLM learns a correction.
 - Dynamic adaptive mixture of experts: each layer's adapter is a softmax-gated mixture of experts whose
   kinds ("lora<r>": low-rank linear, "mlp<w>": bottleneck MLP, "none": the zero expert) are chosen per
-  group of contiguous layers by Bayesian optimisation (core/search.py); the config holds one pair per layer.
+  group of contiguous layers by Optuna's TPE search (core/search.py); the config holds one pair per layer.
 """
 from __future__ import annotations
 
