@@ -27,7 +27,7 @@ PAIRINGS = ("usual", "overlapping")
 
 def composed_cases(dataset, part: str, matrix: np.ndarray, pairing: str) -> list[tuple]:
     """(user, history, target, want attribute, avoid attribute) for every user whose target allows both."""
-    from core.prompts import co_occurrence, negative_attribute, overlapping_attributes, positive_attribute
+    from core.prompt_tasks import co_occurrence, negative_attribute, overlapping_attributes, positive_attribute
 
     company = co_occurrence(matrix)
     cases = []

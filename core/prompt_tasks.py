@@ -1,4 +1,5 @@
-"""The prompt-guided evaluation tasks and their baselines, on the same users and the same prompts.
+"""The prompt-guided tasks: how a case's attribute is chosen, the synthetic tasks DPR's steering stage and
+MixRec's prompt stage train on, and the evaluation of every method and baseline on the same users and prompts.
 
 positive: the prompt asks for the target's attribute least present in the history; metrics of the target plus
           compliance@10 (share of the top 10 carrying the attribute).
@@ -18,11 +19,96 @@ import torch
 from core.data import Dataset
 from core.errors import SteerRecError
 from core.evaluate import exclude_history, metrics_from_ranks, pad_left, paired_differences, target_ranks
-from core.prompts import Prompt, instruction, negative_attribute, pick_phrasing, positive_attribute
+from core.prompts import Prompt, instruction, pick_phrasing
 from core.text import TEXT_DIM
 
 RERANK_CANDIDATES = 100
 RERANK_TEXT_WEIGHT = 1.0
+
+
+# ------------------------------------------------------------------------------------- choosing tasks
+
+def history_counts(history: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    """How many history items carry each attribute."""
+    return matrix[:, history].sum(1) if len(history) else np.zeros(len(matrix), dtype=np.int64)
+
+
+def positive_attribute(history: np.ndarray, target: int, matrix: np.ndarray) -> int | None:
+    """The target's attribute least present in the history (first in vocabulary order on ties)."""
+    carried = np.flatnonzero(matrix[:, target])
+    if not len(carried):
+        return None
+    counts = history_counts(history, matrix)[carried]
+    return int(carried[np.argmin(counts)])
+
+
+def co_occurrence(matrix: np.ndarray) -> np.ndarray:
+    """(A, A): the share of the items carrying attribute a that also carry b (Musical next to Animation)."""
+    counts = matrix[:, 1:].astype(np.float64)
+    return (counts @ counts.T) / np.maximum(counts.sum(1, keepdims=True), 1)
+
+
+def negative_attribute(history: np.ndarray, target: int, matrix: np.ndarray) -> int | None:
+    """An attribute the target lacks, the one most present in the history."""
+    lacking = np.flatnonzero(~matrix[:, target])
+    if not len(lacking):
+        return None
+    counts = history_counts(history, matrix)[lacking]
+    return int(lacking[np.argmax(counts)])
+
+
+def choose_attributes(counts: np.ndarray, targets: np.ndarray, matrix: np.ndarray, negative: bool,
+                      rule_share: float, rng: np.random.Generator) -> np.ndarray:
+    """Per sample an attribute the target carries (positive) or lacks (negative): mostly the evaluation rule
+    (least / most present in the history), otherwise a random valid one; -1 where none is valid."""
+    valid = ~matrix[:, targets].T if negative else matrix[:, targets].T  # (B, A)
+    ruled = np.where(valid, counts, -1 if negative else np.iinfo(np.int64).max)
+    rule = ruled.argmax(1) if negative else ruled.argmin(1)
+    noise = np.where(valid, rng.random(valid.shape), -1.0).argmax(1)
+    chosen = np.where(rng.random(len(targets)) < rule_share, rule, noise)
+    return np.where(valid.any(1), chosen, -1)
+
+
+def overlapping_attributes(want: np.ndarray, targets: np.ndarray, matrix: np.ndarray,
+                           company: np.ndarray) -> np.ndarray:
+    """Per sample the attribute the target lacks that most often comes with the wanted one (-1 where there is no
+    want or nothing lacking): the avoid that has to cut into what the want asks for ("animated films" but no
+    musicals)."""
+    lacking = ~matrix[:, targets].T  # (B, A)
+    closeness = np.where(lacking, company[np.maximum(want, 0)], -1.0)
+    return np.where((want >= 0) & lacking.any(1), closeness.argmax(1), -1)
+
+
+def draw_prompt_tasks(counts: np.ndarray, targets: np.ndarray, matrix: np.ndarray, company: np.ndarray,
+                      rule_share: float, both_share: float, overlap_share: float, rng: np.random.Generator):
+    """Synthetic prompt tasks for training positions: (attributes (B, 2), present (B, 2)), column 0 the want and
+    column 1 the avoid. A share `both_share` of the rows gets both (`overlap_share` of those an avoid that cuts
+    into the want), the rest half a want alone and half an avoid alone; a prompt is absent where the target
+    allows none."""
+    kind = rng.random(len(targets))  # < both_share: want + avoid; then half want, half avoid
+    want = choose_attributes(counts, targets, matrix, False, rule_share, rng)
+    avoid = choose_attributes(counts, targets, matrix, True, rule_share, rng)
+    overlapping = overlapping_attributes(want, targets, matrix, company)
+    avoid = np.where((kind < both_share) & (rng.random(len(targets)) < overlap_share) & (overlapping >= 0),
+                     overlapping, avoid)
+    use_want = (kind < both_share) | (kind >= (1 + both_share) / 2)
+    use_avoid = kind < (1 + both_share) / 2
+    attributes = np.stack([np.maximum(want, 0), np.maximum(avoid, 0)], 1)
+    return attributes, np.stack([use_want & (want >= 0), use_avoid & (avoid >= 0)], 1)
+
+
+def training_prefixes(dataset: Dataset) -> tuple[list[np.ndarray], np.ndarray]:
+    """Every (prefix -> next item) of the training split: the prefixes and their next items."""
+    histories, targets = [], []
+    for user in range(1, dataset.num_users + 1):
+        train = dataset.sequences[user][:-2]
+        for t in range(1, len(train)):
+            histories.append(train[:t])
+            targets.append(int(train[t]))
+    return histories, np.array(targets, dtype=np.int64)
+
+
+# ------------------------------------------------------------------------------------ evaluating them
 
 
 @dataclass

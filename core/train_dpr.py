@@ -28,9 +28,9 @@ from core.data import Dataset
 from core.errors import CheckpointError, SteerRecError
 from core.evaluate import pad_left
 from core.models.dpr import DPR, DPRConfig
-from core.prompt_tasks import build_prompt_cases, evaluate_prompt_task, prompt_selection_score
-from core.prompts import (attribute_matrix, co_occurrence, draw_prompt_tasks, history_counts, phrasings,
-                          steerable_vocabulary, training_prefixes, wordings)
+from core.prompt_tasks import (build_prompt_cases, co_occurrence, draw_prompt_tasks, evaluate_prompt_task,
+                               history_counts, prompt_selection_score, training_prefixes)
+from core.prompts import attribute_matrix, phrasings, steerable_vocabulary, wordings
 from core.text import item_text_embeddings, shared_encoder
 from core.train import (backbone_train_config, load_backbone, require_training_pairs, resolve_device, run_record,
                         seed_everything, train_backbone)

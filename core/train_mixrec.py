@@ -8,7 +8,7 @@ config. On a CPU with bfloat16 units (or a GPU) the frozen LLM runs in bfloat16 
 the recorded validation and test metrics are computed the way the engine serves: float32 LLM, float16 cache.
 
 With `prompt_steps > 0` a prompt stage follows: the same synthetic want/avoid tasks DPR's steering stage learns
-(core.prompts.draw_prompt_tasks, training phrasings only), each prompt as text before the history, and the same
+(core.prompt_tasks.draw_prompt_tasks, training phrasings only), each prompt as text before the history, and the same
 loss (next-item cross-entropy plus the prompts' mass penalty), next to a batch of plain windows so that the
 sequential task is kept. Model selection adds DPR's validation score on the prompt tasks to the sequential
 validation NDCG@10. `init` starts from a trained MixRec checkpoint instead of searching and training the
@@ -38,9 +38,9 @@ from core.errors import CheckpointError
 from core.evaluate import evaluate_sequential, pad_left
 from core.llm import gguf_fingerprint, load_llm
 from core.models.mixrec import DEFAULT_EXPERTS, MixRec, MixRecConfig
-from core.prompt_tasks import build_prompt_cases, evaluate_prompt_task, prompt_selection_score, prompted_scorer
-from core.prompts import (Prompt, attribute_matrix, attribute_vocabulary, co_occurrence, draw_prompt_tasks,
-                          history_counts, instruction, phrasings, steerable_vocabulary, training_prefixes)
+from core.prompt_tasks import (build_prompt_cases, co_occurrence, draw_prompt_tasks, evaluate_prompt_task,
+                               history_counts, prompt_selection_score, prompted_scorer, training_prefixes)
+from core.prompts import Prompt, attribute_matrix, attribute_vocabulary, instruction, phrasings, steerable_vocabulary
 from core.text import texts_fingerprint
 from core.train import load_backbone, resolve_device, run_record, seed_everything, training_windows
 

@@ -277,8 +277,7 @@ def test_odd_prompts_still_give_a_ranking(engine, prompt):
 
 
 def test_the_overlapping_avoid_is_the_lacking_genre_that_comes_most_with_the_want():
-    from core.prompts import co_occurrence
-    from core.prompts import overlapping_attributes
+    from core.prompt_tasks import co_occurrence, overlapping_attributes
 
     # attributes: 0 Animation, 1 Musical, 2 Horror; items 1..4 (column 0 is padding)
     matrix = np.array([[0, 1, 1, 1, 0],

@@ -85,7 +85,7 @@ def test_the_prompt_loss_rewards_the_wanted_attribute_and_punishes_the_avoided_o
 
 
 def test_drawn_prompt_tasks_want_what_the_target_carries_and_avoid_what_it_lacks():
-    from core.prompts import co_occurrence, draw_prompt_tasks
+    from core.prompt_tasks import co_occurrence, draw_prompt_tasks
 
     rng = np.random.default_rng(0)
     matrix = rng.random((5, 40)) < 0.3

@@ -2,9 +2,10 @@ import numpy as np
 import pytest
 
 from core.errors import SteerRecError
+from core.prompt_tasks import negative_attribute, positive_attribute
 from core.prompts import (GENRE_WORDS, NEGATIVE_TEMPLATES, POSITIVE_TEMPLATES, attribute_matrix,
-                          attribute_vocabulary, build_prompts, infer_negative, negating_titles, negative_attribute,
-                          phrasings, pick_phrasing, positive_attribute, split_phrases)
+                          attribute_vocabulary, build_prompts, infer_negative, negating_titles, phrasings,
+                          pick_phrasing, split_phrases)
 
 
 @pytest.mark.parametrize("text", ["no horror", "anything but musicals", "not in the mood for romance",
