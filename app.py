@@ -45,6 +45,7 @@ COLUMNS = ("backbone", "dpr", "mixrec")
 DATASET_USER, MADE_UP = "Dataset user", "Build a history"
 RANKING_WIDTHS = {"#": 6, "fit": 10, "title": 26, "year": 12, "genres": 27, "score": 19}  # % of the table's width
 TITLE_MATCHES = 20  # the search box lists at most this many titles
+MARKDOWN_SYNTAX = re.compile(r"[\\`*_\[\]~]")  # what formats text within a line: emphasis, code, links
 TINTS = {"✓": "background-color: #e3f6e3", "⚠": "background-color: #fde2e1", "✓⚠": "background-color: #fff3cd"}
 HISTORY_WIDTHS = {"title": 32, "year": 10, "genres": 24, "date": 20, "rating": 14}  # % of the table's width
 WHY_HEADERS = ["reason", "detail", "similarity"]
@@ -120,6 +121,13 @@ shows_errors = errors_as_messages(as_html=True)  # the page's handlers
 api_errors = errors_as_messages(as_html=False)  # the API endpoints
 
 
+def as_markdown_text(text: str) -> str:
+    """Text for a gr.Markdown that shows exactly as written: a user id or prompt typed as `**x**` or `[a](b)`
+    (which messages and notes quote) is neither bold nor a link, and HTML stays text. Quoted text never starts
+    a line (each message leads with its own words), so the marks that act only there stay as they are."""
+    return MARKDOWN_SYNTAX.sub(r"\\\g<0>", html.escape(text, quote=False))
+
+
 # ------------------------------------------------------------------------------------------ rankings
 
 def source_of(mode: str, user, made_up: list[str]) -> dict:
@@ -160,6 +168,8 @@ def rankings(source: dict, want: str, avoid: str, backbone: str, k, strict_avoid
 
 def api_source(user, history) -> dict:
     """The engine's keyword for an API request: a dataset user, or a made-up history of item ids ("50, 172")."""
+    if isinstance(history, (list, tuple)):  # a JSON list of ids, as well as the text "50, 172"
+        history = ", ".join(str(item) for item in history)
     source = {key: str(value).strip() for key, value in (("user", user), ("history", history))
               if value is not None and str(value).strip()}
     if len(source) != 1:
@@ -260,7 +270,7 @@ def history_view(mode: str, user, made_up: list[str]):
     try:
         return history_outputs(mode, user, made_up)
     except SteerRecError as error:
-        message = html.escape(str(error), quote=False)
+        message = as_markdown_text(str(error))
         return (f"⚠ {message}", pd.DataFrame(columns=history_headers(mode == MADE_UP)),
                 message_figure("no history to show"))
 
@@ -274,7 +284,7 @@ def history_outputs(mode: str, user, made_up: list[str]):
     engine, source, headers = get_engine(), source_of(mode, user, made_up), history_headers(mode == MADE_UP)
     rows = [[r[h] for h in headers] for r in engine.history_rows(**source)]
     chart = genre_figure({"history": engine.resolve(**source)[1]}, "Genres in the history")
-    return (html.escape(engine.profile(**source), quote=False), pd.DataFrame(rows[::-1], columns=headers),
+    return (as_markdown_text(engine.profile(**source)), pd.DataFrame(rows[::-1], columns=headers),
             chart)
 
 
@@ -299,7 +309,9 @@ def genre_figure(lists: dict[str, list[int]], title: str) -> go.Figure:
                         for name, items in lists.items()])
     figure.update_layout(title=title, barmode="group", height=320, yaxis_title="% of items",
                          margin=dict(l=40, r=10, t=80, b=80),
-                         legend=dict(orientation="h", x=0, y=1.02, yanchor="bottom"))
+                         # two entries a row at every width: a phone's narrow chart would wrap them over the title
+                         legend=dict(orientation="h", x=-0.1, y=1.02, yanchor="bottom", entrywidth=0.5,
+                                     entrywidthmode="fraction", font_size=11))
     return figure
 
 
@@ -317,7 +329,7 @@ def overlap_figure(item_lists: dict[str, list[str]]) -> go.Figure:
 def gate_label(gate: dict) -> str:
     """'want: something that makes me la… → Comedy 91%': a prompt and the attribute DPR steers it by (the chart's
     legend has room for one; the command line and the JSON give the runners-up)."""
-    prompt = gate["prompt"] if len(gate["prompt"]) <= 32 else gate["prompt"][:31] + "…"
+    prompt = gate["prompt"] if len(gate["prompt"]) <= 28 else gate["prompt"][:27] + "…"
     return f"{gate['polarity']}: {prompt} → {understood_as(gate)}"
 
 
@@ -344,7 +356,7 @@ def gates_figure(result) -> go.Figure:
     figure.update_layout(title="DPR expert gates<br><sup>a want mixes the want experts, an avoid the avoid ones</sup>",
                          barmode="group", height=300 + legend_height, yaxis_title="gate weight",
                          xaxis_title="expert", margin=dict(l=40, r=10, t=50, b=70 + legend_height), showlegend=True,
-                         legend=dict(orientation="v", yref="container", y=0, yanchor="bottom", x=0))
+                         legend=dict(orientation="v", yref="container", y=0, yanchor="bottom", x=0, font_size=11))
     return figure
 
 
@@ -362,7 +374,26 @@ def compare_view(mode, user, made_up, want, avoid, backbone, k, strict_avoid=Fal
     try:
         return compared_outputs(mode, user, made_up, want, avoid, backbone, k, strict_avoid)
     except SteerRecError as error:
-        return cleared_outputs(backbone, f"**Nothing to compare**: {html.escape(str(error), quote=False)}")
+        return cleared_outputs(backbone, f"**Nothing to compare**: {as_markdown_text(str(error))}")
+
+
+def ask_compare(mode, user, made_up, want, avoid, backbone, k, strict_avoid=False) -> dict:
+    """The page's Compare, first step: compare_view's outputs, kept with the user or history and backbone they
+    answer for. The page can change those while the models run."""
+    return {"subject": subject_of(mode, user, made_up, backbone),
+            "outputs": compare_view(mode, user, made_up, want, avoid, backbone, k, strict_avoid)}
+
+
+def shown_if_current(answer: dict | None, mode, user, made_up, backbone) -> tuple:
+    """Second step: the outputs, unless the page's user, history or backbone changed meanwhile; that change has
+    taken the old lists away, and these would land under the new subject."""
+    if answer is None or answer["subject"] != subject_of(mode, user, made_up, backbone):
+        return tuple(gr.skip() for _ in range(RESULT_COUNT))
+    return answer["outputs"]
+
+
+def subject_of(mode, user, made_up, backbone) -> tuple:
+    return (mode, tuple(made_up or ()) if mode == MADE_UP else str(user).strip(), backbone)
 
 
 def cleared_outputs(backbone, notice: str) -> tuple:
@@ -391,13 +422,13 @@ def compared_outputs(mode, user, made_up, want, avoid, backbone, k, strict_avoid
     for column in COLUMNS:
         result, title = results[column], column_title(column, backbone)
         if isinstance(result, Recommendation):
-            notes = "".join(f"\n\n*Note*: {html.escape(note, quote=False)}" for note in result.notes)
+            notes = "".join(f"\n\n*Note*: {as_markdown_text(note)}" for note in result.notes)
             count = f"{len(result.items)} {'item' if len(result.items) == 1 else 'items'}"
             outputs += [f"### {title}\n{count} in {result.latency_ms:.1f} ms{notes}",
                         gr.Dataframe(ranking_table(result, wanted, avoided), visible=True)]
             lists[title] = [get_engine().dataset.item_index(item.item_id) for item in result.items]
         else:
-            outputs += [f"### {title}\n**Not available**: {html.escape(result, quote=False)}",
+            outputs += [f"### {title}\n**Not available**: {as_markdown_text(result)}",
                         gr.Dataframe(visible=False)]
     ranked = {name: items for name, items in lists.items() if name != "history"}
     overlap = overlap_figure(ranked) if ranked else message_figure("no model is available", "Items the lists share")
@@ -524,7 +555,7 @@ def model_status(engine: Engine) -> str:
     for model, backbone in SERVED:
         reason = engine.unavailable_reason(model, backbone)
         title = column_title("backbone" if model in BACKBONE_NAMES else model, backbone)
-        state = f"not available: {html.escape(reason, quote=False)}" if reason else "loaded"
+        state = f"not available: {as_markdown_text(reason)}" if reason else "loaded"
         lines.append(f"- **{title}**: {state}")
     return "\n".join(lines)
 
@@ -622,9 +653,12 @@ def build_demo() -> gr.Blocks:
         query.change(search, query, found, trigger_mode="always_last", **private)
         add.click(add_title, [made_up, found, query, backbone], [made_up, *subject], **private)
         clear.click(clear_history, backbone, [made_up, *subject], **private)
-        request = [mode, user, made_up, want, avoid, backbone, k, strict]
-        run.click(compare_view, request, results, **private, **MODEL_REQUESTS)
-        examples.load_input_event.then(compare_view, request, results, **private, **MODEL_REQUESTS)  # a request
+        # a comparison is shown only if its user, history and backbone are still the ones on the page
+        request, answer = [mode, user, made_up, want, avoid, backbone, k, strict], gr.State(None)
+        showing = {"show_progress_on": [item for item in results if item is not last], **private}
+        for trigger in (run.click, examples.load_input_event.then):  # the button, and an example: a request
+            trigger(ask_compare, request, answer, **showing, **MODEL_REQUESTS).then(
+                shown_if_current, [answer, mode, user, made_up, backbone], results, **private)
         for column, table in zip(COLUMNS, tables):
             table.select(on_select(column), last, why, **private)
         gr.api(compare, api_name="compare", **MODEL_REQUESTS)

@@ -152,6 +152,19 @@ def test_a_new_user_or_history_takes_the_old_lists_away(engine):
     assert made_up == ["50", "172"] and profile.startswith("made-up history: 2 titles")
 
 
+def test_a_comparison_shows_only_while_its_user_history_and_backbone_are_on_the_page(engine):
+    needs(engine, "sasrec")
+    answer = app.ask_compare(app.DATASET_USER, "196", [], "", "", "sasrec", 3)
+    shown = app.shown_if_current(answer, app.DATASET_USER, " 196 ", ["50"], "sasrec")  # the history is not used
+    assert shown is answer["outputs"] and "3 items" in shown[0]
+    for changed in ((app.DATASET_USER, "405", [], "sasrec"), (app.DATASET_USER, "196", [], "gru4rec"),
+                    (app.MADE_UP, "196", ["50"], "sasrec")):
+        assert all(output == gr.skip() for output in app.shown_if_current(answer, *changed)), changed
+    made_up = app.ask_compare(app.MADE_UP, None, ["50"], "", "", "sasrec", 3)
+    assert app.shown_if_current(made_up, app.MADE_UP, "405", ["50"], "sasrec") is made_up["outputs"]
+    assert app.shown_if_current(made_up, app.MADE_UP, None, ["50", "172"], "sasrec")[0] == gr.skip()
+
+
 def test_a_title_already_in_the_history_is_a_warning_that_changes_nothing(engine):
     with pytest.warns(UserWarning, match="Star Wars .* is already in the history"):
         outputs = app.add_title(["50"], "50", "star")
@@ -227,6 +240,14 @@ def test_prompts_in_plots_are_text_not_html(engine):
     assert figure.data[0].name.startswith("want: &lt;b&gt;funny&lt;/b&gt; → ")
 
 
+def test_typed_text_shows_as_typed_not_as_markdown(engine):
+    typed, shown = "**x** [a](b) <i>", "\\*\\*x\\*\\* \\[a\\](b) &lt;i&gt;"  # an unknown user id
+    profile = app.history_view(app.DATASET_USER, typed, [])[0]
+    assert profile.startswith("⚠ ") and shown in profile
+    notice = app.compare_view(app.DATASET_USER, typed, [], "", "", "sasrec", 3)[-1]
+    assert notice.startswith("**Nothing to compare**: ") and shown in notice
+
+
 def test_about_tab_shows_every_benchmark_table(tmp_path, monkeypatch):
     from urllib.parse import quote
 
@@ -291,8 +312,9 @@ def test_every_event_that_runs_models_shares_one_concurrency_limit(engine):
     demo = app.build_demo()
     groups = {}
     for block_fn in demo.fns.values():
-        groups.setdefault(block_fn.concurrency_id, set()).add(block_fn.fn.__name__)
-    assert groups["models"] == {"compare", "recommend", "compare_view"}  # the button and an example: compare_view
+        if block_fn.fn is not None:  # a cancelling event runs no function
+            groups.setdefault(block_fn.concurrency_id, set()).add(block_fn.fn.__name__)
+    assert groups["models"] == {"compare", "recommend", "ask_compare"}  # the button and an example: ask_compare
     models = next(block_fn for block_fn in demo.fns.values() if block_fn.concurrency_id == "models")
     assert models.concurrency_limit in (app.CONCURRENT_REQUESTS, "default")
 
@@ -356,6 +378,8 @@ def test_api_takes_a_made_up_history_and_a_strict_avoid(client, engine):
     backbone, _, _ = client.predict(history="50, 172, 133", k=5, api_name="/compare")  # no user to give
     assert [item["item_id"] for item in backbone["items"]] == [
         item.item_id for item in engine.recommend("sasrec", history=["50", "172", "133"], k=5).items]
+    as_list, _, _ = app.compare(history=[50, "172", 133], k=5)  # a JSON list of ids reads like the text
+    assert as_list["items"] == backbone["items"]
 
 
 def test_api_strict_avoid_reads_the_words_true_and_false(client):

@@ -6,10 +6,12 @@ assets/screenshot.png, the picture the README shows (so an ordinary test run lea
 """
 import os
 import shutil
+import time
 from pathlib import Path
 
 import pytest
 
+import app
 from test_app import engine, served_app  # noqa: F401  (the same launched app, per module)
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
@@ -37,7 +39,7 @@ def browser(tmp_path):
     driver.quit()
 
 
-def test_compare_in_the_browser(browser, served_app, engine, tmp_path):  # noqa: F811
+def test_compare_in_the_browser(browser, served_app, engine, tmp_path, monkeypatch):  # noqa: F811
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support import expected_conditions as seen
@@ -80,11 +82,24 @@ def test_compare_in_the_browser(browser, served_app, engine, tmp_path):  # noqa:
 
     # an example is a request of its own: its lists replace the old ones, and the old explanation goes
     next(b for b in browser.find_elements(By.TAG_NAME, "button") if "Example prompts" in b.text).click()
-    browser.find_element(By.XPATH, "//div[contains(@class, 'table') and text()='gunslingers in the Wild West']"
-                         ).click()
+    wait.until(seen.element_to_be_clickable(
+        (By.XPATH, "//div[contains(@class, 'table') and text()='gunslingers in the Wild West']"))).click()
     if engine.is_available("dpr", "sasrec"):  # user 405's lists before held no western
         wait.until(seen.text_to_be_present_in_element((By.ID, "dpr-table"), "Western"))
         wait.until(seen.text_to_be_present_in_element((By.ID, "why"), "Why is it there?"))
+
+    # another user picked while a comparison runs (made slow here, as a busy server is): that comparison's
+    # lists never land under the new user
+    compared_outputs = app.compared_outputs
+    monkeypatch.setattr(app, "compared_outputs", lambda *request: time.sleep(2) or compared_outputs(*request))
+    browser.find_element(By.ID, "compare").click()
+    browser.find_element(By.ID, "random-user").click()
+    wait.until_not(seen.text_to_be_present_in_element((By.ID, "profile"), "user 405:"))
+    wait.until(seen.text_to_be_present_in_element((By.ID, "notice"), "Press Compare"))
+    time.sleep(3)  # past the slow comparison's end
+    monkeypatch.undo()
+    assert "Press Compare" in browser.find_element(By.ID, "notice").text
+    assert " ms" not in browser.find_element(By.ID, "backbone-header").text  # "10 items in 30.0 ms": a list
 
     # a made-up history: a title found and added; its table has no date or rating columns to leave empty
     browser.find_element(By.XPATH, "//*[@id='mode']//label[contains(., 'Build a history')]").click()
