@@ -7,6 +7,7 @@ it, and never unpickles anything.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import os
@@ -56,8 +57,11 @@ class BestWeights:
 
 def save_checkpoint(folder, config: dict, tensors: dict[str, torch.Tensor]) -> Path:
     folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    except OSError as error:
+        raise CheckpointError(f"could not save the checkpoint to {folder}: {error.strerror or error}") from None
     try:
         config = {**config, "format_version": FORMAT_VERSION}
         (staging / "config.json").write_text(json.dumps(config, indent=2, sort_keys=False) + "\n")
@@ -192,6 +196,27 @@ def load_checkpoint(folder, model: str | None = None, fingerprint: str | None = 
     return config, tensors
 
 
+SIMPLE_TYPES = {"int": (int,), "float": (int, float), "bool": (bool,), "str": (str,), "list": (list,)}
+
+
+def config_from(config_class, values, folder):
+    """A model's config dataclass from config.json's `model_config`, its fields of simple types checked: a
+    hand-edited `"heads": 2.0` or `"raw_text_share": "0.5"` would build a model that fails only when it runs."""
+    where = Path(folder) / "config.json"
+    if not isinstance(values, dict):
+        raise CheckpointError(f"{where}: model_config is {type(values).__name__}, expected an object of settings")
+    fields = {field.name: field for field in dataclasses.fields(config_class)}
+    for name, value in values.items():
+        kind = getattr(fields[name].type, "__name__", fields[name].type) if name in fields else None  # "int"
+        allowed = SIMPLE_TYPES.get(kind)
+        if allowed and (not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed)):
+            raise CheckpointError(f"{where}: model_config's {name} is {value!r}, expected {kind}")
+    try:
+        return config_class(**values)
+    except (TypeError, ValueError) as error:  # a missing or unknown setting, or one its config refuses
+        raise CheckpointError(f"{where} does not describe this model: {error}") from None
+
+
 def build_model(build, tensors: dict, folder) -> torch.nn.Module:
     """`build()` makes the model from config.json; load the verified tensors into it, or say why not.
     A hand-edited config (with its manifest re-signed) reaches torch, which refuses e.g. a negative size with
@@ -205,6 +230,9 @@ def build_model(build, tensors: dict, folder) -> torch.nn.Module:
     if wrong is not None:  # torch would copy whole numbers into float weights without a word
         raise CheckpointError(f"{Path(folder) / 'model.safetensors'} holds {wrong} as {tensors[wrong].dtype}; "
                               "a model's weights are floating point")
+    wrong = next((name for name, tensor in tensors.items() if not torch.isfinite(tensor).all()), None)
+    if wrong is not None:  # NaN scores would drop items from a ranking without a word
+        raise CheckpointError(f"{Path(folder) / 'model.safetensors'} holds NaN or infinite values in {wrong}")
     try:
         model.load_state_dict(tensors)
     except RuntimeError as error:  # torch's first line only names the model; the mismatches follow it

@@ -10,6 +10,7 @@ import json
 import math
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -220,6 +221,20 @@ def check_train_flags(args) -> None:
                             "--search-trials, --llm-layers and --epochs")
 
 
+def check_output_folder(out: Path) -> None:
+    """Refuse an --out that cannot hold checkpoints before training rather than after it: a file, a folder that
+    cannot be made or written to, or a model's own folder (which would get a model folder inside it)."""
+    if (out / "manifest.json").is_file():
+        raise SteerRecError(f"{out} is a checkpoint itself; --out takes the folder that holds checkpoints "
+                            f"(here {out.parent})")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as error:
+        raise SteerRecError(f"cannot write checkpoints to {out}: {error.strerror or error}") from None
+
+
 def refuse_other_data(folder: Path, dataset) -> None:
     """Training into a folder that holds a model of other data would replace it without a word (a data folder
     named ml-100k would replace the shipped checkpoints)."""
@@ -271,6 +286,7 @@ def run_train(args) -> int:
     torch.set_num_threads(usable_cores())
     dataset = load_dataset(args.data)
     out = Path(args.out) if args.out else Path(__file__).resolve().parent.parent / "checkpoints" / dataset.name
+    check_output_folder(out)
     backbone = chosen_backbone(args) if args.model == "dpr" else None
     refuse_other_data(dpr_folder(out, backbone) if backbone else out / args.model, dataset)
     if args.model in BACKBONE_NAMES and not args.replace:
@@ -343,6 +359,7 @@ def run_evaluate(args) -> int:
 
 def main(argv=None) -> int:
     one_line_warnings()
+    sys.stdout.reconfigure(errors="backslashreplace")  # "Les Misérables" on an ASCII-only terminal: no traceback
     args = parser().parse_args(argv)
     try:
         code = {"recommend": run_recommend, "train": run_train, "evaluate": run_evaluate}[args.command](args)

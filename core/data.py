@@ -191,13 +191,13 @@ class _Source:
     tabs other than the separator), so the line is counted again from the file, and only when there is an error."""
     path: Path
     sep: str = "\t"
-    header: int = 1  # lines before the first row
+    header: int = 1  # lines before the first row, blank lines aside (pandas skips those before a header too)
 
     def line(self, row: int) -> int:
         blank = b" \t\r\n".replace(self.sep.encode(), b"")
         with open(self.path, "rb") as handle:
-            lines = (number for number, text in enumerate(handle, 1) if number > self.header and text.strip(blank))
-            return next(itertools.islice(lines, row, None), None)  # None: the message names the file only
+            lines = (number for number, text in enumerate(handle, 1) if text.strip(blank))
+            return next(itertools.islice(lines, self.header + row, None), None)  # None: names the file only
 
 
 def _has_content(path: Path) -> bool:

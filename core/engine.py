@@ -524,7 +524,7 @@ def check_k(k, dataset: Dataset) -> int:
     if not number.is_integer():
         raise SteerRecError(f"k must be a whole number, got {str(k)[:20]!r}")
     if not 1 <= number <= dataset.num_items:
-        raise SteerRecError(f"k must be from 1 to {dataset.num_items} (the catalogue), got {int(number)}")
+        raise SteerRecError(f"k must be from 1 to {dataset.num_items} (the catalogue), got {str(k).strip()[:20]}")
     return int(number)
 
 

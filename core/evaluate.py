@@ -98,7 +98,10 @@ def split_differences(metrics: dict) -> tuple[dict[str, float], dict[str, dict]]
 
 
 def describe_difference(difference: dict[str, float]) -> str:
-    """'+0.0402 [+0.0250, +0.0550]': a paired difference and its 95% interval, for tables and the CLI."""
+    """'+0.0402 [+0.0250, +0.0550]': a paired difference and its 95% interval, for tables and the CLI; one user
+    gives no interval ('+0.0402 [no interval: one user]')."""
+    if math.isnan(difference["low"]):
+        return f"{difference['difference']:+.4f} [no interval: one user]"
     return f"{difference['difference']:+.4f} [{difference['low']:+.4f}, {difference['high']:+.4f}]"
 
 

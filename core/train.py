@@ -20,7 +20,7 @@ from accelerate import Accelerator
 from torch import nn
 from tqdm import tqdm
 
-from core.checkpoint import build_model, load_checkpoint, save_checkpoint, snapshot, training_command
+from core.checkpoint import build_model, config_from, load_checkpoint, save_checkpoint, snapshot, training_command
 from core.data import MIN_INTERACTIONS, Dataset
 from core.errors import SteerRecError
 from core.evaluate import evaluate_sequential, pad_left
@@ -238,5 +238,6 @@ def load_backbone(folder: Path, name: str, dataset: Dataset):
     config, tensors = load_checkpoint(Path(folder) / name, model=name, fingerprint=dataset.fingerprint,
                                       train_command=training_command(name, folder, dataset))
     model_class, config_class = BACKBONES[name]
-    model = build_model(lambda: model_class(config_class(**config["model_config"])), tensors, Path(folder) / name)
+    model_config = config_from(config_class, config["model_config"], Path(folder) / name)
+    model = build_model(lambda: model_class(model_config), tensors, Path(folder) / name)
     return model, config

@@ -23,7 +23,8 @@ import torch.nn.functional as F
 from sklearn.linear_model import LogisticRegression
 from tqdm import tqdm
 
-from core.checkpoint import BestWeights, build_model, file_sha256, load_checkpoint, save_checkpoint, training_command
+from core.checkpoint import (BestWeights, build_model, config_from, file_sha256, load_checkpoint, save_checkpoint,
+                             training_command)
 from core.data import Dataset
 from core.errors import CheckpointError, SteerRecError
 from core.evaluate import pad_left
@@ -306,11 +307,12 @@ def load_dpr(checkpoints: Path, backbone_name: str, dataset: Dataset) -> tuple[D
     folder = dpr_folder(checkpoints, backbone_name)
     command = training_command("dpr", checkpoints, dataset, backbone_name)
     config, tensors = load_checkpoint(folder, model="dpr", fingerprint=dataset.fingerprint, train_command=command)
+    model_config = config_from(DPRConfig, config.get("model_config"), folder)
     backbone_weights = Path(checkpoints) / backbone_name / "model.safetensors"
     expected = (config.get("backbone") or {}).get("sha256") if isinstance(config.get("backbone"), dict) else None
     if expected is None or "vocabulary" not in config:
         raise CheckpointError(f"{folder / 'config.json'} does not record its backbone and vocabulary")
-    vocabulary, attributes = config["vocabulary"], (config.get("model_config") or {}).get("attributes")
+    vocabulary, attributes = config["vocabulary"], model_config.attributes
     if not (isinstance(vocabulary, list) and all(isinstance(name, str) for name in vocabulary)
             and len(vocabulary) == attributes):
         raise CheckpointError(f"{folder / 'config.json'}: its vocabulary does not name the model's {attributes} "
@@ -318,4 +320,4 @@ def load_dpr(checkpoints: Path, backbone_name: str, dataset: Dataset) -> tuple[D
     if backbone_weights.exists() and file_sha256(backbone_weights) != expected:
         raise SteerRecError(f"{folder} was trained on another {backbone_name} checkpoint than "
                             f"{backbone_weights}; retrain it with `{command}`")
-    return build_model(lambda: DPR(DPRConfig(**config["model_config"])), tensors, folder), config
+    return build_model(lambda: DPR(model_config), tensors, folder), config

@@ -31,8 +31,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 from tqdm import tqdm
 
-from core.checkpoint import (BestWeights, build_model, cache_root, file_sha256, load_checkpoint, save_cache,
-                             save_checkpoint, training_command)
+from core.checkpoint import (BestWeights, build_model, cache_root, config_from, file_sha256, load_checkpoint,
+                             save_cache, save_checkpoint, training_command)
 from core.data import Dataset
 from core.errors import CheckpointError
 from core.evaluate import evaluate_sequential, pad_left
@@ -147,8 +147,9 @@ def fit(model: MixRec, dataset: Dataset, config: MixRecTrainConfig, epochs: int,
                 valid = evaluate_sequential(model, dataset, "valid", valid_users)
             log.append({"epoch": epoch, "step": step, "loss": round(total / seen, 5),
                         "valid_ndcg@10": valid["ndcg@10"], "seconds": round(time.perf_counter() - started, 2)})
-            tqdm.write(f"{label} epoch {epoch} step {step}: loss {total / seen:.4f}  valid ndcg@10 "
-                       f"{valid['ndcg@10']:.4f}  ({log[-1]['seconds']:.0f} s)", file=sys.stderr)
+            if progress:
+                tqdm.write(f"{label} epoch {epoch} step {step}: loss {total / seen:.4f}  valid ndcg@10 "
+                           f"{valid['ndcg@10']:.4f}  ({log[-1]['seconds']:.0f} s)", file=sys.stderr)
             total, seen = 0.0, 0
             if not best.update(valid["ndcg@10"], model.trainable_state_dict()):
                 return best.state, log, best.score
@@ -187,10 +188,11 @@ def fit_prompts(model: MixRec, dataset: Dataset, config: MixRecTrainConfig, prog
         score = prompt_selection_score(results) + results["sequential"]["ndcg@10"]
         log.append({"step": step, "loss": round(total / max(1, counted), 5),
                     "valid": results, "score": score, "seconds": round(time.perf_counter() - started, 2)})
-        tqdm.write(f"prompt stage step {step}: loss {log[-1]['loss']:.4f}  compliance@10 "
-                   f"{results['positive']['compliance@10']:.3f}  violation@10 {results['negative']['violation@10']:.3f}"
-                   f"  sequential ndcg@10 {results['sequential']['ndcg@10']:.4f}  ({log[-1]['seconds']:.0f} s)",
-                   file=sys.stderr)
+        if progress:
+            tqdm.write(f"prompt stage step {step}: loss {log[-1]['loss']:.4f}  compliance@10 "
+                       f"{results['positive']['compliance@10']:.3f}  violation@10 "
+                       f"{results['negative']['violation@10']:.3f}  sequential ndcg@10 "
+                       f"{results['sequential']['ndcg@10']:.4f}  ({log[-1]['seconds']:.0f} s)", file=sys.stderr)
         total, counted = 0.0, 0
         return best.update(score, model.trainable_state_dict())
 
@@ -352,7 +354,7 @@ def read_mixrec_checkpoint(folder: Path, dataset: Dataset, checkpoints: Path) ->
     try:
         llm_record, cf_expected = config["llm"], config["collaborative_model"]["sha256"]
         llm_sha256, llm_layers = llm_record.get("sha256"), int(llm_record["layers"])
-        model_config = MixRecConfig(**config["model_config"])
+        model_config = config_from(MixRecConfig, config["model_config"], folder)
     except (KeyError, TypeError, ValueError, AttributeError) as error:
         raise CheckpointError(f"{folder / 'config.json'} does not describe a MixRec model: {error}") from None
     if llm_sha256 != gguf_fingerprint():

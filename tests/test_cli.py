@@ -179,6 +179,30 @@ def test_training_never_replaces_a_model_of_other_data(tmp_path, capsys):
     assert (shipped / "config.json").exists() and not (shipped / "model.safetensors").exists()
 
 
+def test_an_output_folder_that_cannot_hold_checkpoints_is_refused_before_training(tmp_path, capsys, monkeypatch):
+    import core.train
+    from core.cli import main
+    from tests.conftest import write_csv
+
+    monkeypatch.setattr(core.train, "train_backbone", lambda *a, **k: pytest.fail("training started"))
+    data, a_file = write_csv(tmp_path / "data"), tmp_path / "a-file"
+    a_file.write_text("")
+    (tmp_path / "ckpt" / "sasrec").mkdir(parents=True)
+    (tmp_path / "ckpt" / "sasrec" / "manifest.json").write_text("{}")
+    for out, words in ((a_file, "cannot write checkpoints to"), (tmp_path / "ckpt" / "sasrec", "is a checkpoint itself")):
+        assert main(["train", "--model", "sasrec", "--data", str(data), "--out", str(out), "--quiet"]) == 2
+        assert words in capsys.readouterr().err
+
+
+def test_titles_print_on_a_terminal_that_only_takes_ascii():
+    import os
+
+    done = subprocess.run([sys.executable, "-m", "core", "recommend", "--model", "sasrec", "--history", "1", "-k",
+                           "1682"], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, **ENV, "PYTHONIOENCODING": "ascii"})
+    assert done.returncode == 0 and "Les Mis\\xe9rables" in done.stdout, done.stderr
+
+
 def test_prompts_given_to_a_backbone_are_not_echoed_as_if_used():
     done = run("recommend", "--model", "sasrec", "--user", "196", "--want", "comedies", "-k", "3")
     assert done.returncode == 0 and "the prompts do not change its list" in done.stderr

@@ -217,6 +217,15 @@ def test_malformed_atomic_file_names_file_and_line(tmp_path):
         load_dataset(inter)
 
 
+def test_blank_lines_before_the_header_count_in_the_line_named(tmp_path):
+    inter = write_atomic(tmp_path / "bad")
+    lines = ["", "  ", *inter.read_text().splitlines()]  # pandas skips the blank ones; the file's lines do not
+    lines[6] = "\t".join(lines[6].split("\t")[:3] + ["soon"])
+    inter.write_text("\n".join(lines) + "\n")
+    with pytest.raises(DataFormatError, match=r"tiny\.inter, line 7: expected a finite number in column 'timestamp'"):
+        load_dataset(inter)
+
+
 def test_ragged_line_is_reported(tmp_path):
     folder = write_dat(tmp_path / "ml")
     text = (folder / "ratings.dat").read_text().splitlines()

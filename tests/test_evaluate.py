@@ -90,6 +90,7 @@ def test_paired_difference_refuses_unpaired_ranks_and_gives_no_interval_for_one_
     one = paired_differences(torch.tensor([0.0]), torch.tensor([3.0]))["ndcg@10"]
     assert one["difference"] == pytest.approx(1 - 1 / math.log2(5))
     assert math.isnan(one["low"]) and math.isnan(one["high"])
+    assert describe_difference(one) == "+0.5693 [no interval: one user]"
     with pytest.raises(ValueError, match="unknown metric"):
         paired_differences(torch.tensor([0.0, 1.0]), torch.tensor([0.0, 1.0]), metrics=("hit@10",))
 

@@ -294,6 +294,16 @@ def whole_number_weights(root):
     save_checkpoint(root / "gru4rec", config, {name: tensor.long() for name, tensor in tensors.items()})
 
 
+def a_nan_weight(root):
+    config, tensors = load_checkpoint(root / "gru4rec")
+    tensors["item_embedding.weight"][3, 0] = float("nan")  # item 3's scores would be NaN: the index drops it
+    save_checkpoint(root / "gru4rec", config, tensors)
+
+
+def model_setting(folder: str, name: str, value):
+    return lambda root: edit_config(root / folder, lambda c: {**c, "model_config": {**c["model_config"], name: value}})
+
+
 FAULTS = [  # (damage, unavailable key, file the message names, words in it, a model that must still work)
     pytest.param(truncate, "sasrec", "sasrec/model.safetensors", "corrupt", "gru4rec", id="truncated"),
     pytest.param(flip_bit, "gru4rec", "gru4rec/model.safetensors", "corrupt", "sasrec", id="bit-flip"),
@@ -335,6 +345,15 @@ FAULTS = [  # (damage, unavailable key, file the message names, words in it, a m
                  "sasrec", "sasrec/config.json", "attention heads", "gru4rec", id="heads-do-not-divide"),
     pytest.param(lambda r: edit_config(r / "sasrec", lambda c: {**c, "model_config": {**c["model_config"], "layers": 1}}),
                  "sasrec", "sasrec/model.safetensors", "Unexpected key(s)", "gru4rec", id="fewer-layers-than-weights"),
+    pytest.param(model_setting("sasrec", "heads", 2.0), "sasrec", "sasrec/config.json", "heads is 2.0, expected int",
+                 "gru4rec", id="whole-number-setting-as-float"),
+    pytest.param(model_setting("dpr-gru4rec", "raw_text_share", "0.5"), "dpr-gru4rec", "dpr-gru4rec/config.json",
+                 "expected float", "sasrec", id="dpr-share-as-text"),
+    pytest.param(model_setting("dpr-gru4rec", "negative_experts", 0), "dpr-gru4rec", "dpr-gru4rec/config.json",
+                 "one avoid expert", "sasrec", id="dpr-without-avoid-experts"),
+    pytest.param(lambda r: edit_config(r / "dpr-sasrec", lambda c: {**c, "model_config": [1]}), "dpr-sasrec",
+                 "dpr-sasrec/config.json", "model_config is list", "gru4rec", id="dpr-model-config-a-list"),
+    pytest.param(a_nan_weight, "gru4rec", "gru4rec/model.safetensors", "NaN or infinite", "sasrec", id="nan-weight"),
 ]
 
 

@@ -45,6 +45,10 @@ class DPRConfig:
     attributes: int = 18  # rows of the grounding prototypes and of the reader
     raw_text_share: float = 0.5  # share of the prompt's own embedding kept beside the prototype it is grounded to
 
+    def __post_init__(self):
+        if self.positive_experts < 1 or self.negative_experts < 1:
+            raise ValueError("DPR needs at least one want expert and one avoid expert")
+
 
 class Expert(nn.Module):
     """One candidate steering: from [h, Pt, LayerNorm(h)*Pt] to a shift of the user vector and a semantic query."""
