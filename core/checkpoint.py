@@ -57,6 +57,8 @@ class BestWeights:
 
 def save_checkpoint(folder, config: dict, tensors: dict[str, torch.Tensor]) -> Path:
     folder = Path(folder)
+    if folder.exists() and not folder.is_dir():  # a checkpoint replaces a checkpoint, never another file
+        raise CheckpointError(f"could not save the checkpoint to {folder}: a file is in its place")
     try:
         folder.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))

@@ -142,12 +142,7 @@ class Engine:
         except SteerRecError as error:
             self.unavailable[key] = str(error)
             return
-        if self.vocabulary and config["vocabulary"] != self.vocabulary:  # the engine reads both DPRs alike
-            self.unavailable[key] = (f"{dpr_folder(self.checkpoints, backbone) / 'config.json'} names other "
-                                     "attributes than the DPR loaded before it; retrain it with `python -m core "
-                                     f"train --model dpr --backbone {backbone}`")
-            return
-        self.vocabulary = config["vocabulary"]
+        self.vocabulary = config["vocabulary"]  # the data's attributes, as load_dpr checks: alike in both DPRs
         self.attribute_items = attribute_matrix(self.dataset, self.vocabulary)
         model.requires_grad_(False)
         semantics = model.item_semantics(self.item_text)

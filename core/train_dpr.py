@@ -31,7 +31,7 @@ from core.evaluate import pad_left
 from core.models.dpr import DPR, DPRConfig
 from core.prompt_tasks import (build_prompt_cases, co_occurrence, draw_prompt_tasks, evaluate_prompt_task,
                                history_counts, prompt_selection_score, training_prefixes)
-from core.prompts import attribute_matrix, phrasings, steerable_vocabulary, wordings
+from core.prompts import attribute_matrix, attribute_vocabulary, phrasings, steerable_vocabulary, wordings
 from core.text import item_text_embeddings, shared_encoder
 from core.train import (backbone_train_config, load_backbone, require_training_pairs, resolve_device, run_record,
                         seed_everything, train_backbone)
@@ -317,6 +317,9 @@ def load_dpr(checkpoints: Path, backbone_name: str, dataset: Dataset) -> tuple[D
             and len(vocabulary) == attributes):
         raise CheckpointError(f"{folder / 'config.json'}: its vocabulary does not name the model's {attributes} "
                               "attributes, one string each")
+    if vocabulary != attribute_vocabulary(dataset):  # a renamed genre would make its strict avoid filter nothing
+        raise CheckpointError(f"{folder / 'config.json'}: its vocabulary is not this data's attributes; retrain it "
+                              f"with `{command}`")
     if backbone_weights.exists() and file_sha256(backbone_weights) != expected:
         raise SteerRecError(f"{folder} was trained on another {backbone_name} checkpoint than "
                             f"{backbone_weights}; retrain it with `{command}`")

@@ -332,7 +332,8 @@ FAULTS = [  # (damage, unavailable key, file the message names, words in it, a m
     pytest.param(lambda r: edit_config(r / "dpr-gru4rec", lambda c: {k: v for k, v in c.items() if k != "backbone"}),
                  "dpr-gru4rec", "dpr-gru4rec/config.json", "", "sasrec", id="dpr-config-without-backbone",),
     pytest.param(lambda r: edit_config(r / "dpr-gru4rec", lambda c: {**c, "vocabulary": c["vocabulary"][::-1]}),
-                 "dpr-gru4rec", "dpr-gru4rec/config.json", "other attributes", "sasrec", id="dpr-other-vocabulary"),
+                 "dpr-gru4rec", "dpr-gru4rec/config.json", "not this data's attributes", "sasrec",
+                 id="dpr-other-vocabulary"),
     pytest.param(lambda r: (r / "gru4rec").rename(r / ".gru4rec.old"), "gru4rec", ".gru4rec.old",
                  "interrupted save", "sasrec", id="save-stopped-between-renames"),
     pytest.param(lambda r: (r / "gru4rec" / "manifest.json").write_text('{"files": []}'), "gru4rec",
@@ -452,6 +453,14 @@ def test_a_failed_save_leaves_the_old_checkpoint_intact(tmp_path, monkeypatch, f
     assert sorted(path.name for path in tmp_path.iterdir()) == ["sasrec"]
     assert {path.name: path.read_bytes() for path in folder.iterdir()} == before
     load_checkpoint(folder, model="sasrec")
+
+
+def test_a_checkpoint_never_replaces_a_file(tmp_path):
+    config, tensors = load_checkpoint(CHECKPOINTS / "sasrec", model="sasrec")
+    (tmp_path / "sasrec").write_text("notes")
+    with pytest.raises(CheckpointError, match="a file is in its place"):
+        save_checkpoint(tmp_path / "sasrec", config, tensors)
+    assert [path.name for path in tmp_path.iterdir()] == ["sasrec"] and (tmp_path / "sasrec").read_text() == "notes"
 
 
 def test_a_cache_that_cannot_be_written_leaves_nothing_behind(tmp_path, monkeypatch):
