@@ -464,9 +464,16 @@ def on_select(column: str):
 def new_subject(mode, user, made_up, backbone) -> tuple:
     """Another user or history: its profile and history, and the lists of the previous one taken away."""
     profile, table, chart = history_view(mode, user, made_up)
-    return (profile, history_table(table), chart,
-            *cleared_outputs(backbone, "Press **Compare** to rank for this " + ("history" if mode == MADE_UP
-                                                                                  else "user")))
+    return profile, history_table(table), chart, *cleared_outputs(backbone, next_step(mode, made_up, profile))
+
+
+def next_step(mode, made_up: list[str], profile: str) -> str:
+    """The notice under a new user or history: what to do next, unless its profile line says what is wrong."""
+    if profile.startswith("⚠"):
+        return ""
+    if mode == MADE_UP:
+        return "Press **Compare** to rank for this history" if made_up else "Add a title or more, then **Compare**"
+    return "Press **Compare** to rank for this user"
 
 
 def show_source(mode, user, made_up, backbone):
@@ -617,7 +624,7 @@ def build_demo() -> gr.Blocks:
                     run = gr.Button("Compare", variant="primary", elem_id="compare")
             with gr.Accordion("Example prompts", open=False):
                 examples = gr.Examples(EXAMPLES, inputs=[want, avoid], label=None)
-            notice = gr.Markdown("", elem_id="notice")
+            notice = gr.Markdown(next_step(DATASET_USER, [], profile), elem_id="notice")
             headers, tables = [], []
             with gr.Row(equal_height=False):
                 for column in COLUMNS:
@@ -626,7 +633,7 @@ def build_demo() -> gr.Blocks:
                                                    elem_id=f"{column}-header"))
                         ranking_columns = shown_columns(RANKING_WIDTHS)
                         tables.append(gr.Dataframe(headers=list(ranking_columns), interactive=False, wrap=True,
-                                                   column_widths=css_widths(ranking_columns),
+                                                   column_widths=css_widths(ranking_columns), visible=False,
                                                    elem_id=f"{column}-table", show_label=False))
             with gr.Row():
                 genre_chart, overlap_chart, gates_chart = placeholder_plots()

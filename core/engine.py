@@ -157,7 +157,7 @@ class Engine:
         except SteerRecError as error:
             self.unavailable["mixrec"] = str(error)
             return
-        self.mixrec_read_prompts_in_training = "prompt_stage" in config
+        self.mixrec_read_prompts_in_training = read_prompts_in_training(config)
         model.requires_grad_(False)
         with torch.inference_mode():
             table = model.item_vectors()
@@ -505,6 +505,13 @@ def resolve(dataset: Dataset, user=None, history=None) -> tuple[str | None, np.n
     if len(history) > MAX_HISTORY:
         raise SteerRecError(f"a history may have at most {MAX_HISTORY} items; this one has {len(history)}")
     return None, np.array([dataset.item_index(item) for item in history], dtype=np.int64)
+
+
+def read_prompts_in_training(mixrec_config: dict) -> bool:
+    """Whether a MixRec checkpoint kept weights from its prompt stage: a stage that kept its step 0 kept the
+    weights it started from."""
+    stage = mixrec_config.get("prompt_stage")
+    return isinstance(stage, dict) and stage.get("best_step") != 0
 
 
 def check_k(k, dataset: Dataset) -> int:

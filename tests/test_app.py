@@ -148,6 +148,8 @@ def test_a_new_user_or_history_takes_the_old_lists_away(engine):
     assert "Compare" in results[-1]
     profile, history, _ = app.history_view(app.DATASET_USER, "99999", [])
     assert profile.startswith("⚠ unknown user '99999'") and history.empty
+    assert app.new_subject(app.DATASET_USER, "99999", [], "sasrec")[-1] == ""  # the profile line says what is wrong
+    assert "Add a title" in app.new_subject(app.MADE_UP, None, [], "sasrec")[-1]
     made_up, profile, *_ = app.add_title(["50"], "172", "empire", "sasrec")
     assert made_up == ["50", "172"] and profile.startswith("made-up history: 2 titles")
 

@@ -270,6 +270,14 @@ def test_recipe_study_windows_hold_each_users_latest_training_pairs(tmp_path):
     assert all(layers in (8, 16, 30) for layers, *_ in VARIANTS.values())
 
 
+def test_only_a_prompt_stage_that_moved_the_weights_counts_as_training_on_prompts():
+    from core.engine import read_prompts_in_training
+
+    assert not read_prompts_in_training({"best_step": 60})  # the shipped checkpoint: no prompt stage
+    assert not read_prompts_in_training({"prompt_stage": {"best_step": 0, "log": []}})  # kept what it started from
+    assert read_prompts_in_training({"prompt_stage": {"best_step": 400, "log": []}})
+
+
 def test_the_prompt_stage_starts_from_a_checkpoint_and_records_both_stages(trained, tmp_path):
     dataset, out, _, record, _ = trained
     start = tmp_path / "start"
