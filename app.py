@@ -122,9 +122,9 @@ api_errors = errors_as_messages(as_html=False)  # the API endpoints
 
 
 def as_markdown_text(text: str) -> str:
-    """Text for a gr.Markdown that shows exactly as written: a user id or prompt typed as `**x**` or `[a](b)`
-    (which messages and notes quote) is neither bold nor a link, and HTML stays text. Quoted text never starts
-    a line (each message leads with its own words), so the marks that act only there stay as they are."""
+    """A message or note that quotes what a person typed, for a gr.Markdown: a user id or prompt typed as `**x**`
+    or `[a](b)` is neither bold nor a link, and HTML stays text (those Markdown boxes render no LaTeX either).
+    Quoted text never starts a line (each message leads with its own words), so marks that act only there stay."""
     return MARKDOWN_SYNTAX.sub(r"\\\g<0>", html.escape(text, quote=False))
 
 
@@ -182,7 +182,8 @@ def api_source(user, history) -> dict:
 def compare(user: str = "", want: str = "", avoid: str = "", backbone: str = "sasrec", k: int = 10,
             strict_avoid: bool = False, history: str = "") -> tuple[dict, dict, dict]:
     """The rankings of the backbone, DPR and MixRec for a dataset user, or for a made-up history (item ids
-    separated by commas, with the user empty or left out); this is the API endpoint /compare.
+    separated by commas, or a JSON list of them, with the user empty or left out); this is the API endpoint
+    /compare.
 
     Want and avoid may each hold several phrases separated by commas, semicolons or new lines. Each of the three
     results has `available`, and either `items` (rank, item_id, title, year, genres, score) or a `notice`.
@@ -386,10 +387,10 @@ def ask_compare(mode, user, made_up, want, avoid, backbone, k, strict_avoid=Fals
 
 def shown_if_current(answer: dict | None, mode, user, made_up, backbone) -> tuple:
     """Second step: the outputs, unless the page's user, history or backbone changed meanwhile; that change has
-    taken the old lists away, and these would land under the new subject."""
+    taken the old lists away, and these would land under the new subject. The answer is let go either way."""
     if answer is None or answer["subject"] != subject_of(mode, user, made_up, backbone):
-        return tuple(gr.skip() for _ in range(RESULT_COUNT))
-    return answer["outputs"]
+        return *(gr.skip() for _ in range(RESULT_COUNT)), None
+    return *answer["outputs"], None
 
 
 def subject_of(mode, user, made_up, backbone) -> tuple:
@@ -428,7 +429,7 @@ def compared_outputs(mode, user, made_up, want, avoid, backbone, k, strict_avoid
                         gr.Dataframe(ranking_table(result, wanted, avoided), visible=True)]
             lists[title] = [get_engine().dataset.item_index(item.item_id) for item in result.items]
         else:
-            outputs += [f"### {title}\n**Not available**: {as_markdown_text(result)}",
+            outputs += [f"### {title}\n**Not available**: {html.escape(result, quote=False)}",
                         gr.Dataframe(visible=False)]
     ranked = {name: items for name, items in lists.items() if name != "history"}
     overlap = overlap_figure(ranked) if ranked else message_figure("no model is available", "Items the lists share")
@@ -464,12 +465,14 @@ def on_select(column: str):
 def new_subject(mode, user, made_up, backbone) -> tuple:
     """Another user or history: its profile and history, and the lists of the previous one taken away."""
     profile, table, chart = history_view(mode, user, made_up)
-    return profile, history_table(table), chart, *cleared_outputs(backbone, next_step(mode, made_up, profile))
+    return (profile, history_table(table), chart,
+            *cleared_outputs(backbone, next_step(mode, user, made_up, profile)))
 
 
-def next_step(mode, made_up: list[str], profile: str) -> str:
-    """The notice under a new user or history: what to do next, unless its profile line says what is wrong."""
-    if profile.startswith("⚠"):
+def next_step(mode, user, made_up: list[str], profile: str) -> str:
+    """The notice under a new user or history: what to do next, unless its profile line says what is wrong or
+    asks for a user."""
+    if profile.startswith("⚠") or (mode != MADE_UP and not str(user or "").strip()):
         return ""
     if mode == MADE_UP:
         return "Press **Compare** to rank for this history" if made_up else "Add a title or more, then **Compare**"
@@ -562,7 +565,7 @@ def model_status(engine: Engine) -> str:
     for model, backbone in SERVED:
         reason = engine.unavailable_reason(model, backbone)
         title = column_title("backbone" if model in BACKBONE_NAMES else model, backbone)
-        state = f"not available: {as_markdown_text(reason)}" if reason else "loaded"
+        state = f"not available: {html.escape(reason, quote=False)}" if reason else "loaded"
         lines.append(f"- **{title}**: {state}")
     return "\n".join(lines)
 
@@ -601,7 +604,7 @@ def build_demo() -> gr.Blocks:
                         with gr.Row():
                             add = gr.Button("Add to history", size="sm", elem_id="add-title")
                             clear = gr.Button("Clear history", size="sm", elem_id="clear-history")
-                    profile_box = gr.Markdown(profile, elem_id="profile")
+                    profile_box = gr.Markdown(profile, elem_id="profile", latex_delimiters=[])
                 with gr.Column(scale=3):
                     history_box = gr.Dataframe(history, label="History, newest first", interactive=False,
                                                  wrap=True, max_height=320, elem_id="history",
@@ -624,13 +627,14 @@ def build_demo() -> gr.Blocks:
                     run = gr.Button("Compare", variant="primary", elem_id="compare")
             with gr.Accordion("Example prompts", open=False):
                 examples = gr.Examples(EXAMPLES, inputs=[want, avoid], label=None)
-            notice = gr.Markdown(next_step(DATASET_USER, [], profile), elem_id="notice")
+            notice = gr.Markdown(next_step(DATASET_USER, first_user, [], profile), elem_id="notice",
+                                 latex_delimiters=[])
             headers, tables = [], []
             with gr.Row(equal_height=False):
                 for column in COLUMNS:
                     with gr.Column(min_width=300):
                         headers.append(gr.Markdown(f"### {column_title(column, backbones[0][1])}",
-                                                   elem_id=f"{column}-header"))
+                                                   elem_id=f"{column}-header", latex_delimiters=[]))
                         ranking_columns = shown_columns(RANKING_WIDTHS)
                         tables.append(gr.Dataframe(headers=list(ranking_columns), interactive=False, wrap=True,
                                                    column_widths=css_widths(ranking_columns), visible=False,
@@ -664,8 +668,8 @@ def build_demo() -> gr.Blocks:
         request, answer = [mode, user, made_up, want, avoid, backbone, k, strict], gr.State(None)
         showing = {"show_progress_on": [item for item in results if item is not last], **private}
         for trigger in (run.click, examples.load_input_event.then):  # the button, and an example: a request
-            trigger(ask_compare, request, answer, **showing, **MODEL_REQUESTS).then(
-                shown_if_current, [answer, mode, user, made_up, backbone], results, **private)
+            trigger(ask_compare, request, answer, **showing, **MODEL_REQUESTS).success(  # reads values only
+                shown_if_current, [answer, mode, user, made_up, backbone], [*results, answer], queue=False, **private)
         for column, table in zip(COLUMNS, tables):
             table.select(on_select(column), last, why, **private)
         gr.api(compare, api_name="compare", **MODEL_REQUESTS)

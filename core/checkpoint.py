@@ -55,10 +55,20 @@ class BestWeights:
         return self.patience is None or self.stale < self.patience
 
 
+def not_finite(tensors: dict[str, torch.Tensor]) -> str | None:
+    """The first tensor holding NaN or an infinity: such weights rank some items by NaN, which the index drops
+    without a word."""
+    return next((name for name, tensor in tensors.items()
+                 if tensor.is_floating_point() and not torch.isfinite(tensor).all()), None)
+
+
 def save_checkpoint(folder, config: dict, tensors: dict[str, torch.Tensor]) -> Path:
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():  # a checkpoint replaces a checkpoint, never another file
         raise CheckpointError(f"could not save the checkpoint to {folder}: a file is in its place")
+    if (wrong := not_finite(tensors)) is not None:  # it could not be loaded: keep the one that is there
+        raise CheckpointError(f"not saving the checkpoint to {folder}: {wrong} holds NaN or infinite values "
+                              "(the training diverged)")
     try:
         folder.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
@@ -232,8 +242,7 @@ def build_model(build, tensors: dict, folder) -> torch.nn.Module:
     if wrong is not None:  # torch would copy whole numbers into float weights without a word
         raise CheckpointError(f"{Path(folder) / 'model.safetensors'} holds {wrong} as {tensors[wrong].dtype}; "
                               "a model's weights are floating point")
-    wrong = next((name for name, tensor in tensors.items() if not torch.isfinite(tensor).all()), None)
-    if wrong is not None:  # NaN scores would drop items from a ranking without a word
+    if (wrong := not_finite(tensors)) is not None:
         raise CheckpointError(f"{Path(folder) / 'model.safetensors'} holds NaN or infinite values in {wrong}")
     try:
         model.load_state_dict(tensors)

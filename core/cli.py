@@ -286,11 +286,11 @@ def run_train(args) -> int:
     torch.set_num_threads(usable_cores())
     dataset = load_dataset(args.data)
     out = Path(args.out) if args.out else Path(__file__).resolve().parent.parent / "checkpoints" / dataset.name
-    check_output_folder(out)
     backbone = chosen_backbone(args) if args.model == "dpr" else None
     refuse_other_data(dpr_folder(out, backbone) if backbone else out / args.model, dataset)
     if args.model in BACKBONE_NAMES and not args.replace:
         refuse_orphaning(out, args.model)
+    check_output_folder(out)
     progress = not args.quiet
     if args.model in BACKBONE_NAMES:
         config = backbone_train_config(args.model, device=args.device, seed=args.seed,
@@ -359,7 +359,8 @@ def run_evaluate(args) -> int:
 
 def main(argv=None) -> int:
     one_line_warnings()
-    sys.stdout.reconfigure(errors="backslashreplace")  # "Les Misérables" on an ASCII-only terminal: no traceback
+    if hasattr(sys.stdout, "reconfigure"):  # "Les Misérables" on an ASCII-only terminal: no traceback
+        sys.stdout.reconfigure(errors="backslashreplace")
     args = parser().parse_args(argv)
     try:
         code = {"recommend": run_recommend, "train": run_train, "evaluate": run_evaluate}[args.command](args)

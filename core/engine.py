@@ -85,7 +85,7 @@ class Engine:
         self.index_kind = index_kind
         self.backbones, self.indexes, self.dpr, self.unavailable = {}, {}, {}, {}
         self.mixrec = None  # (model, index over its item table)
-        self.mixrec_read_prompts_in_training = False  # whether its checkpoint ran the prompt stage
+        self.mixrec_read_prompts_in_training = False  # whether its weights learnt from prompts
         self.item_text, self.vocabulary = None, []  # DPR's item-text embeddings and attribute names
         self.attribute_items = None  # (attributes, items + 1) booleans: which item carries which attribute
         self._encoder = None
@@ -150,7 +150,7 @@ class Engine:
         self.dpr[backbone] = (model, ItemIndex(vectors.numpy(), self.index_kind))
 
     def _load_mixrec(self):
-        from core.train_mixrec import load_mixrec
+        from core.train_mixrec import load_mixrec, read_prompts_in_training
 
         try:
             model, config = load_mixrec(self.checkpoints, self.dataset, cf=self.backbones.get("sasrec"))
@@ -505,13 +505,6 @@ def resolve(dataset: Dataset, user=None, history=None) -> tuple[str | None, np.n
     if len(history) > MAX_HISTORY:
         raise SteerRecError(f"a history may have at most {MAX_HISTORY} items; this one has {len(history)}")
     return None, np.array([dataset.item_index(item) for item in history], dtype=np.int64)
-
-
-def read_prompts_in_training(mixrec_config: dict) -> bool:
-    """Whether a MixRec checkpoint kept weights from its prompt stage: a stage that kept its step 0 kept the
-    weights it started from."""
-    stage = mixrec_config.get("prompt_stage")
-    return isinstance(stage, dict) and stage.get("best_step") != 0
 
 
 def check_k(k, dataset: Dataset) -> int:

@@ -307,7 +307,10 @@ def load_dpr(checkpoints: Path, backbone_name: str, dataset: Dataset) -> tuple[D
     folder = dpr_folder(checkpoints, backbone_name)
     command = training_command("dpr", checkpoints, dataset, backbone_name)
     config, tensors = load_checkpoint(folder, model="dpr", fingerprint=dataset.fingerprint, train_command=command)
-    model_config = config_from(DPRConfig, config.get("model_config"), folder)
+    values = config.get("model_config")
+    if isinstance(values, dict):  # saved before the raw text share existed: DPR then kept none
+        values = {"raw_text_share": 0.0, **values}
+    model_config = config_from(DPRConfig, values, folder)
     backbone_weights = Path(checkpoints) / backbone_name / "model.safetensors"
     expected = (config.get("backbone") or {}).get("sha256") if isinstance(config.get("backbone"), dict) else None
     if expected is None or "vocabulary" not in config:

@@ -314,7 +314,8 @@ def initial_state(init: Path, dataset: Dataset, out: Path, config: MixRecTrainCo
                               f"{error!r}") from None
     prompt_fields = {name: getattr(config, name) for name in PROMPT_STAGE_FIELDS}
     summary = {key: record.get(key) for key in ("command", "device", "seconds_total", "valid", "test")}
-    summary.update(folder=str(init), sha256=file_sha256(Path(init) / "model.safetensors"))
+    summary.update(folder=str(init), sha256=file_sha256(Path(init) / "model.safetensors"),
+                   read_prompts=read_prompts_in_training(record))
     return {"config": replace(recipe, device=config.device, bf16=config.bf16, seed=config.seed, **prompt_fields),
             "model_config": model_config, "weights": weights, "log": log, "search": search, "summary": summary}
 
@@ -343,6 +344,15 @@ def attach_item_cache(model: MixRec, dataset: Dataset, llm_fingerprint: str) -> 
     model.build_cache(dtype=SERVING_CACHE_DTYPE)
     save_cache(model.cache, path)
     return model
+
+
+def read_prompts_in_training(record: dict) -> bool:
+    """Whether a MixRec checkpoint's weights learnt from prompts: its prompt stage moved them, or kept its step 0
+    and so the weights of an --init checkpoint that had."""
+    stage = record.get("prompt_stage")
+    if not isinstance(stage, dict):
+        return False
+    return stage.get("best_step") != 0 or bool((record.get("init") or {}).get("read_prompts"))
 
 
 def read_mixrec_checkpoint(folder: Path, dataset: Dataset, checkpoints: Path) -> tuple[dict, dict, MixRecConfig]:

@@ -157,13 +157,14 @@ def test_a_new_user_or_history_takes_the_old_lists_away(engine):
 def test_a_comparison_shows_only_while_its_user_history_and_backbone_are_on_the_page(engine):
     needs(engine, "sasrec")
     answer = app.ask_compare(app.DATASET_USER, "196", [], "", "", "sasrec", 3)
-    shown = app.shown_if_current(answer, app.DATASET_USER, " 196 ", ["50"], "sasrec")  # the history is not used
-    assert shown is answer["outputs"] and "3 items" in shown[0]
+    *shown, kept = app.shown_if_current(answer, app.DATASET_USER, " 196 ", ["50"], "sasrec")  # history unused
+    assert tuple(shown) == answer["outputs"] and "3 items" in shown[0] and kept is None  # the answer let go
     for changed in ((app.DATASET_USER, "405", [], "sasrec"), (app.DATASET_USER, "196", [], "gru4rec"),
                     (app.MADE_UP, "196", ["50"], "sasrec")):
-        assert all(output == gr.skip() for output in app.shown_if_current(answer, *changed)), changed
+        *shown, kept = app.shown_if_current(answer, *changed)
+        assert all(output == gr.skip() for output in shown) and kept is None, changed
     made_up = app.ask_compare(app.MADE_UP, None, ["50"], "", "", "sasrec", 3)
-    assert app.shown_if_current(made_up, app.MADE_UP, "405", ["50"], "sasrec") is made_up["outputs"]
+    assert app.shown_if_current(made_up, app.MADE_UP, "405", ["50"], "sasrec")[:-1] == made_up["outputs"]
     assert app.shown_if_current(made_up, app.MADE_UP, None, ["50", "172"], "sasrec")[0] == gr.skip()
 
 

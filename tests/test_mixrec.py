@@ -271,10 +271,12 @@ def test_recipe_study_windows_hold_each_users_latest_training_pairs(tmp_path):
 
 
 def test_only_a_prompt_stage_that_moved_the_weights_counts_as_training_on_prompts():
-    from core.engine import read_prompts_in_training
+    from core.train_mixrec import read_prompts_in_training
 
     assert not read_prompts_in_training({"best_step": 60})  # the shipped checkpoint: no prompt stage
-    assert not read_prompts_in_training({"prompt_stage": {"best_step": 0, "log": []}})  # kept what it started from
+    kept = {"prompt_stage": {"best_step": 0, "log": []}}  # kept what it started from
+    assert not read_prompts_in_training(kept) and not read_prompts_in_training({**kept, "init": {"read_prompts": False}})
+    assert read_prompts_in_training({**kept, "init": {"read_prompts": True}})  # started from a prompt-trained one
     assert read_prompts_in_training({"prompt_stage": {"best_step": 400, "log": []}})
 
 
@@ -294,6 +296,7 @@ def test_the_prompt_stage_starts_from_a_checkpoint_and_records_both_stages(train
     assert prompted["train_config"]["prompt_steps"] == 4 and prompted["train_config"]["prompt_batch_size"] == 8
     assert prompted["train_config"]["rule_share"] == 0.0 and prompted["train_config"]["prompt_patience"] == 7
     assert prompted["init"]["valid"] == record["valid"] and prompted["init"]["folder"] == str(start)
+    assert prompted["init"]["read_prompts"] is False  # the checkpoint it started from had no prompt stage
     loaded, _ = load_mixrec(out, dataset)
     with torch.no_grad():
         assert torch.allclose(loaded.full_sort_predict(SEQUENCES, "funny"), model.full_sort_predict(SEQUENCES, "funny"),

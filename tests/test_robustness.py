@@ -295,9 +295,13 @@ def whole_number_weights(root):
 
 
 def a_nan_weight(root):
-    config, tensors = load_checkpoint(root / "gru4rec")
+    """Written past save_checkpoint, which refuses it."""
+    from safetensors.torch import save_file
+
+    _, tensors = load_checkpoint(root / "gru4rec")
     tensors["item_embedding.weight"][3, 0] = float("nan")  # item 3's scores would be NaN: the index drops it
-    save_checkpoint(root / "gru4rec", config, tensors)
+    save_file(tensors, root / "gru4rec" / "model.safetensors")
+    resign(root / "gru4rec")
 
 
 def model_setting(folder: str, name: str, value):
@@ -455,12 +459,16 @@ def test_a_failed_save_leaves_the_old_checkpoint_intact(tmp_path, monkeypatch, f
     load_checkpoint(folder, model="sasrec")
 
 
-def test_a_checkpoint_never_replaces_a_file(tmp_path):
+def test_a_checkpoint_never_replaces_a_file_nor_saves_weights_it_could_not_load(tmp_path):
     config, tensors = load_checkpoint(CHECKPOINTS / "sasrec", model="sasrec")
     (tmp_path / "sasrec").write_text("notes")
     with pytest.raises(CheckpointError, match="a file is in its place"):
         save_checkpoint(tmp_path / "sasrec", config, tensors)
     assert [path.name for path in tmp_path.iterdir()] == ["sasrec"] and (tmp_path / "sasrec").read_text() == "notes"
+    tensors["item_embedding.weight"][1, 1] = float("inf")
+    with pytest.raises(CheckpointError, match="item_embedding.weight holds NaN or infinite values"):
+        save_checkpoint(tmp_path / "diverged", config, tensors)
+    assert not (tmp_path / "diverged").exists()
 
 
 def test_a_cache_that_cannot_be_written_leaves_nothing_behind(tmp_path, monkeypatch):
