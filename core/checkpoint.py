@@ -188,7 +188,7 @@ def load_checkpoint(folder, model: str | None = None, fingerprint: str | None = 
     if not isinstance(config, dict) or not isinstance(config.get("data", {}), dict):
         raise CheckpointError(f"{folder / 'config.json'} is not a checkpoint config (an object with a 'data' "
                               "object)")
-    if config.get("format_version") != FORMAT_VERSION:
+    if type(config.get("format_version")) is not int or config["format_version"] != FORMAT_VERSION:  # not 1.0
         raise CheckpointError(f"{folder / 'config.json'} has format version {config.get('format_version')!r}, "
                               f"this code reads version {FORMAT_VERSION!r}")
     if model is not None and config.get("model") != model:

@@ -439,6 +439,9 @@ def load_grouplens(folder: Path) -> Dataset:
             if len(parts) != 5 + len(names):
                 raise DataFormatError(item_path, number, f"{5 + len(names)} fields 'id|title|release date|video "
                                       f"release date|URL|{len(names)} genre flags'", f"{len(parts)} fields")
+            flag = next((flag.strip() for flag in parts[5:] if flag.strip() not in ("0", "1")), None)
+            if flag is not None:  # read as "no", it would drop a genre without a word
+                raise DataFormatError(item_path, number, "genre flags of 0 or 1", flag)
             ids.append(parts[0].strip()); titles.append(parts[1])
             release = re.search(r"(\d{4})\s*$", parts[2])
             years.append(release.group(1) if release else "")

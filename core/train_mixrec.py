@@ -363,7 +363,9 @@ def read_mixrec_checkpoint(folder: Path, dataset: Dataset, checkpoints: Path) ->
     config, tensors = load_checkpoint(folder, model="mixrec", fingerprint=dataset.fingerprint, train_command=command)
     try:
         llm_record, cf_expected = config["llm"], config["collaborative_model"]["sha256"]
-        llm_sha256, llm_layers = llm_record.get("sha256"), int(llm_record["layers"])
+        llm_sha256, llm_layers = llm_record.get("sha256"), llm_record["layers"]
+        if type(llm_layers) is not int:  # 16.7 is no number of layers
+            raise TypeError(f"llm layers is {llm_layers!r}, expected a whole number")
         model_config = config_from(MixRecConfig, config["model_config"], folder)
     except (KeyError, TypeError, ValueError, AttributeError) as error:
         raise CheckpointError(f"{folder / 'config.json'} does not describe a MixRec model: {error}") from None

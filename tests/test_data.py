@@ -273,6 +273,11 @@ def test_a_bad_grouplens_item_line_is_reported(tmp_path):
         f.write("31|A title|01-Jan-1995|0|1\n")
     with pytest.raises(DataFormatError, match=r"u\.item, line 31: expected 11 fields .* found '5 fields'"):
         load_dataset(folder)
+    lines = (folder / "u.item").read_text(encoding="latin-1").splitlines()[:-1]
+    lines[4] = lines[4][:-1] + "x"  # a genre flag that is neither 0 nor 1
+    (folder / "u.item").write_text("\n".join(lines) + "\n", encoding="latin-1")
+    with pytest.raises(DataFormatError, match=r"u\.item, line 5: expected genre flags of 0 or 1, found 'x'"):
+        load_dataset(folder)
 
 
 def test_grouplens_own_ml_100k_files_are_the_shipped_dataset(real_dataset, tmp_path):

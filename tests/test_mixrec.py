@@ -321,8 +321,13 @@ def no_training_log(config):
     del config["log"]
 
 
+def fractional_llm_layers(config):
+    config["llm"]["layers"] += 0.7
+
+
 @pytest.mark.parametrize("edit, message", [(another_sasrec, "another SASRec"),
-                                           (no_training_log, "no MixRec training recipe and log")])
+                                           (no_training_log, "no MixRec training recipe and log"),
+                                           (fractional_llm_layers, "expected a whole number")])
 def test_a_prompt_stage_refuses_a_checkpoint_it_cannot_start_from(trained, tmp_path, edit, message):
     dataset, out, _, _, _ = trained
     start = tmp_path / "start"

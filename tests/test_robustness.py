@@ -318,6 +318,8 @@ FAULTS = [  # (damage, unavailable key, file the message names, words in it, a m
                  "dpr-sasrec", "dpr-sasrec/config.json", "format version 99", "sasrec", id="future-format"),
     pytest.param(lambda r: edit_config(r / "dpr-sasrec", lambda c: {**c, "format_version": "1"}),
                  "dpr-sasrec", "dpr-sasrec/config.json", "format version '1'", "sasrec", id="format-as-text"),
+    pytest.param(lambda r: edit_config(r / "dpr-sasrec", lambda c: {**c, "format_version": True}),
+                 "dpr-sasrec", "dpr-sasrec/config.json", "format version True", "sasrec", id="format-as-true"),
     pytest.param(lambda r: (r / "gru4rec" / "manifest.json").unlink(), "gru4rec", "gru4rec/manifest.json",
                  "verified", "dpr", id="no-manifest"),
     pytest.param(whole_number_weights, "gru4rec", "gru4rec/model.safetensors", "as torch.int64", "sasrec",
