@@ -370,7 +370,9 @@ def main(argv=None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        resumable = args.command == "train" and args.model in BACKBONE_NAMES
+        print("interrupted" + ("; the last completed epoch is kept: run the command again with --resume to go on"
+                               if resumable else ""), file=sys.stderr)
         return 130
     except BrokenPipeError:  # the output went into e.g. `head`, which has read enough: stop quietly, as ls does
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing more reaches the closed pipe

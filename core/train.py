@@ -11,6 +11,7 @@ import shlex
 import shutil
 import sys
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -183,6 +184,8 @@ def train_backbone(name: str, dataset: Dataset, out: Path, config: TrainConfig =
     checkpoint_state = resume_folder(out, name)
     if resume and (checkpoint_state / "config.json").exists():
         state, best_state = load_training_state(checkpoint_state, model, optimizer, generator, settings)
+    elif resume:
+        warnings.warn(f"nothing to resume in {checkpoint_state}: this run starts afresh")
     started = time.perf_counter() - state["seconds"]
     log = state["log"]
     bar = tqdm(range(state["epoch"] + 1, config.epochs + 1), desc=f"train {name}", disable=not progress,

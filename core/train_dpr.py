@@ -13,6 +13,7 @@ Model selection on validation users with *training* phrasings; evaluation phrasi
 """
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -211,7 +212,10 @@ def train_dpr(dataset: Dataset, backbone_name: str, checkpoints: Path, config: D
     started = time.perf_counter()
     stages = {}
     backbone_folder = Path(checkpoints) / backbone_name
-    if not (backbone_folder / "config.json").exists():
+    if not (backbone_folder / "config.json").exists():  # stage 1: DPR is trained over a backbone of its folder
+        if progress:
+            tqdm.write(f"no {backbone_name} in {checkpoints}: training it first (stage 1), with its own settings",
+                       file=sys.stderr)
         train_backbone(backbone_name, dataset, checkpoints,
                        backbone_train_config(backbone_name, device=config.device), data_path=data_path,
                        progress=progress)

@@ -194,6 +194,18 @@ def test_an_output_folder_that_cannot_hold_checkpoints_is_refused_before_trainin
         assert words in capsys.readouterr().err
 
 
+def test_an_interrupted_backbone_training_says_how_to_go_on(monkeypatch, capsys):
+    import core.cli
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(core.cli, "run_train", interrupted)
+    assert core.cli.main(["train", "--model", "gru4rec", "--quiet"]) == 130
+    assert "run the command again with --resume" in capsys.readouterr().err
+    assert core.cli.main(["train", "--model", "mixrec", "--quiet"]) == 130  # no state to resume from
+    assert capsys.readouterr().err == "interrupted\n"
+
+
 def test_titles_print_on_a_terminal_that_only_takes_ascii():
     import os
 

@@ -175,7 +175,9 @@ def test_interrupted_training_resumes_to_the_same_result(tmp_path, tiny_atomic, 
 
     dataset = load_dataset(tiny_atomic)
     config = TrainConfig(epochs=6, patience=6)
-    _, uninterrupted = train_backbone("sasrec", dataset, tmp_path / "a", config, max_len=10, progress=False)
+    with pytest.warns(UserWarning, match="nothing to resume in .*: this run starts afresh"):
+        _, uninterrupted = train_backbone("sasrec", dataset, tmp_path / "a", config, max_len=10, progress=False,
+                                          resume=True)
 
     real_evaluate, calls = train.evaluate_sequential, {"n": 0}
 
