@@ -23,7 +23,8 @@ ORDER = ["backbones", "mixrec", "mixrec_recipes", "mixrec_search", "mixrec_headr
          "composed_prompts", "composed_prompts_valid", "dpr_seeds", "grounding",
          "unsure_readings", "latency", "scaling", "load", "load_8_clients", "load_8_clients_varied_prompts",
          "load_sasrec_gru4rec_dpr", "recbole_anchor",
-         "recbole_anchor_dropout0.2"]  # the last: `python -m benchmarks.recbole_anchor --full --models sasrec --dropout 0.2`
+         "recbole_anchor_dropout0.2"]
+# the last one's command: `python -m benchmarks.recbole_anchor --full --models sasrec --dropout 0.2`
 
 
 def run(module: str, *args: str):

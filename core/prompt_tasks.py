@@ -110,7 +110,6 @@ def training_prefixes(dataset: Dataset) -> tuple[list[np.ndarray], np.ndarray]:
 
 # ------------------------------------------------------------------------------------ evaluating them
 
-
 @dataclass
 class PromptBatch:
     users: list[int]

@@ -315,8 +315,7 @@ def test_every_event_that_runs_models_shares_one_concurrency_limit(engine):
     demo = app.build_demo()
     groups = {}
     for block_fn in demo.fns.values():
-        if block_fn.fn is not None:  # a cancelling event runs no function
-            groups.setdefault(block_fn.concurrency_id, set()).add(block_fn.fn.__name__)
+        groups.setdefault(block_fn.concurrency_id, set()).add(block_fn.fn.__name__)
     assert groups["models"] == {"compare", "recommend", "ask_compare"}  # the button and an example: ask_compare
     models = next(block_fn for block_fn in demo.fns.values() if block_fn.concurrency_id == "models")
     assert models.concurrency_limit in (app.CONCURRENT_REQUESTS, "default")
