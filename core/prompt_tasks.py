@@ -49,7 +49,7 @@ def co_occurrence(matrix: np.ndarray) -> np.ndarray:
 
 
 def negative_attribute(history: np.ndarray, target: int, matrix: np.ndarray) -> int | None:
-    """An attribute the target lacks, the one most present in the history."""
+    """An attribute the target lacks, the one most present in the history (first in vocabulary order on ties)."""
     lacking = np.flatnonzero(~matrix[:, target])
     if not len(lacking):
         return None
