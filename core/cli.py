@@ -82,7 +82,8 @@ def parser() -> argparse.ArgumentParser:
     rec.add_argument("--model", choices=MODEL_NAMES, required=True, help=MODEL_HELP)
     who = rec.add_mutually_exclusive_group(required=True)
     who.add_argument("--user", help="the dataset's own user id (this or --history)")
-    who.add_argument("--history", help="comma-separated item ids, oldest first (this or --user)")
+    who.add_argument("--history", help="item ids (the dataset's own, as each list line ends: 'id 50'), "
+                     "comma-separated or a JSON list, oldest first (this or --user)")
     rec.add_argument("--want", action="append", default=[], help="what to see more of " + PROMPT_HELP)
     rec.add_argument("--avoid", action="append", default=[], help="what to leave out " + PROMPT_HELP)
     rec.add_argument("--strict-avoid", action="store_true",
@@ -179,7 +180,7 @@ def run_recommend(args) -> int:
           f"({result.latency_ms:.1f} ms)\n{steering}", end="")
     for item in result.items:
         year = f" ({item.year})" if item.year else ""
-        print(f"{item.rank:3d}. {item.title}{year}  [{', '.join(item.genres)}]  {item.score:.3f}")
+        print(f"{item.rank:3d}. {item.title}{year}  [{', '.join(item.genres)}]  {item.score:.3f}  id {item.item_id}")
     return 0
 
 

@@ -130,6 +130,11 @@ class Dataset:
                           "genres (they show as 'Item <id>'); DPR, the prompt tasks and the genre views need genres",
                           stacklevel=2)
         else:
+            repeated_items = pd.unique(items.loc[items["item"].duplicated(), "item"])
+            if len(repeated_items):
+                warnings.warn(f"{name}: {len(repeated_items)} item {'id is' if len(repeated_items) == 1 else 'ids are'}"
+                              f" listed more than once in the item file (e.g. {repeated_items[0]!r}); the first row "
+                              "of each is kept", stacklevel=2)
             unlisted = pd.unique(inter.loc[~inter["item"].isin(items["item"]), "item"])
             if len(unlisted):
                 warnings.warn(f"{name}: {len(unlisted)} of {inter['item'].nunique()} rated items are not in the "
@@ -327,6 +332,8 @@ NO_GENRE = {"", "unknown", "(no genres listed)"}  # placeholders the formats wri
 def _genres(text: str, separator: str | None = "|") -> tuple[str, ...]:
     """The genre names of one field, stripped, placeholders left out. separator None: '|' where the field has
     one (MovieLens's own, "Science Fiction|Horror"), else whitespace (a RecBole token_seq)."""
+    if text.strip() in NO_GENRE:  # before splitting: "(no genres listed)" is one placeholder, not three genres
+        return ()
     if separator is None and "|" in text:
         separator = "|"
     return tuple(g.strip() for g in text.split(separator) if g.strip() not in NO_GENRE)
@@ -361,6 +368,11 @@ def _interactions(frame: pd.DataFrame, source: _Source, user: str, item: str) ->
     })
 
 
+# the .item columns RecBole's datasets and its conversion tools write (ML-100K's, ML-1M's, ML-10M/20M's)
+TITLE_COLUMNS = ("movie_title", "movie_name", "title")
+GENRE_COLUMNS = ("class", "genre", "genres", "type")
+
+
 def load_atomic(inter_path: Path) -> Dataset:
     """RecBole atomic files: NAME.inter (user_id, item_id, timestamp[, rating]) + NAME.item beside it."""
     inter_path = Path(inter_path)
@@ -371,9 +383,13 @@ def load_atomic(inter_path: Path) -> Dataset:
     if _has_content(item_path):
         meta = _read_table(item_path, typed=True)
         _require_columns(meta, item_path, ["item_id"])
-        title_col = next((c for c in ("movie_title", "title") if c in meta), None)
+        title_col = next((c for c in TITLE_COLUMNS if c in meta), None)
         year_col = next((c for c in ("release_year", "year") if c in meta), None)
-        genre_col = next((c for c in ("class", "genre", "genres") if c in meta), None)
+        genre_col = next((c for c in GENRE_COLUMNS if c in meta), None)
+        for found, kind, names in ((title_col, "title", TITLE_COLUMNS), (genre_col, "genre", GENRE_COLUMNS)):
+            if found is None:
+                warnings.warn(f"{item_path.name} has no {kind} column ({', '.join(names)}), so items have no "
+                              f"{kind}s", stacklevel=2)
         ids = _ids(meta, "item_id", _Source(item_path))
         titles = meta[title_col] if title_col else "Item " + ids
         years = meta[year_col].where(meta[year_col].str.fullmatch(r"\d{4}"), "") if year_col else [""] * len(ids)
@@ -418,6 +434,24 @@ GROUPLENS_GENRES = ("unknown", "Action", "Adventure", "Animation", "Children's",
                     "War", "Western")
 
 
+def grouplens_genre_names(path: Path) -> tuple[str, ...]:
+    """u.genre's 'name|index' lines: the genre each of u.item's flags stands for, by the index the line gives
+    (not by the line's place in the file)."""
+    named = {}
+    for number, line in enumerate(_read_text(path).splitlines(), start=1):
+        if not line.strip():
+            continue
+        name, _, index = line.rpartition("|")
+        if not name.strip() or not index.strip().isdigit():
+            raise DataFormatError(path, number, "'genre name|flag index'", line.strip()[:60])
+        if int(index) in named:
+            raise DataFormatError(path, number, "one genre per flag index", f"index {int(index)} again")
+        named[int(index)] = name.strip()
+    if sorted(named) != list(range(len(named))):
+        raise DataFormatError(path, None, f"flag indices 0 to {len(named) - 1}, one each", f"{sorted(named)}")
+    return tuple(named[index] for index in range(len(named)))
+
+
 def load_grouplens(folder: Path) -> Dataset:
     """ML-100K as GroupLens distributes it: u.data 'user<TAB>item<TAB>rating<TAB>time' + u.item
     'id|title|release date|video release date|URL|one 0/1 flag per genre' (the genres named by u.genre)."""
@@ -427,9 +461,7 @@ def load_grouplens(folder: Path) -> Dataset:
     frame = _read_table(data_path, names=["user", "item", "rating", "timestamp"], text=text)
     source = _Source(data_path, header=0)
     inter = _interactions(frame, source, "user", "item")
-    names = GROUPLENS_GENRES
-    if _has_content(genre_path):
-        names = tuple(line.split("|")[0].strip() for line in _read_text(genre_path).splitlines() if line.strip())
+    names = grouplens_genre_names(genre_path) if _has_content(genre_path) else GROUPLENS_GENRES
     ids, titles, years, genres = [], [], [], []
     if _has_content(item_path):
         for number, line in enumerate(_read_text(item_path).splitlines(), start=1):

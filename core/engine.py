@@ -8,6 +8,7 @@ model whose checkpoint is missing or broken is reported by `unavailable`, never 
 from __future__ import annotations
 
 import functools
+import json
 import math
 import os
 import re
@@ -493,7 +494,9 @@ def resolve(dataset: Dataset, user=None, history=None) -> tuple[str | None, np.n
     if user is not None:
         index = dataset.user_index(user)
         return dataset.user_ids[index], dataset.sequences[index]
-    if isinstance(history, str):  # "1, 2; 3" or "1 2 3"
+    if isinstance(history, str) and history.strip().startswith("["):  # a JSON list: '[50, 172]', '["i7", "i9"]'
+        history = json_list(history)
+    elif isinstance(history, str):  # "1, 2; 3" or "1 2 3"
         history = [h for h in re.split(r"[,;\s]+", history) if h]
     elif isinstance(history, (int, np.integer)):
         history = [history]
@@ -505,6 +508,19 @@ def resolve(dataset: Dataset, user=None, history=None) -> tuple[str | None, np.n
     if len(history) > MAX_HISTORY:
         raise SteerRecError(f"a history may have at most {MAX_HISTORY} items; this one has {len(history)}")
     return None, np.array([dataset.item_index(item) for item in history], dtype=np.int64)
+
+
+def json_list(text: str) -> list:
+    """A history written as a JSON list of item ids; anything else in brackets is refused by name."""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        value = None
+    if not isinstance(value, list) or not all(isinstance(item, (str, int)) and not isinstance(item, bool)
+                                              for item in value):
+        raise SteerRecError(f"a history in brackets must be a JSON list of item ids, e.g. [50, 172] or "
+                            f'["50", "172"], got {text.strip()[:40]!r}')
+    return value
 
 
 def check_k(k, dataset: Dataset) -> int:

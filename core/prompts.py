@@ -274,12 +274,19 @@ def instruction(prompts: list[Prompt]) -> str | None:
 
 # ------------------------------------------------------------------------------------------- vocabulary
 
+def spelling_key(name: str) -> str:
+    """What is left of a genre or tag name without case and punctuation: 'sci-fi', 'Sci-Fi' and 'scifi' agree."""
+    return re.sub(r"[^0-9a-z]", "", name.lower())
+
+
 def attribute_vocabulary(dataset: Dataset) -> list[str]:
-    """Genres, plus tags carried by at least MIN_TAG_ITEMS items."""
+    """Genres, plus tags carried by at least MIN_TAG_ITEMS items that are not a genre spelt otherwise (tags are
+    lower-cased: a 'horror' tag beside the Horror genre would split every reading of "horror" in two)."""
     genres = Counter(g for item in dataset.genres for g in item)
     tags = Counter(t for item in dataset.tags for t in item)
     vocab = sorted(g for g in genres if g != "unknown")
-    vocab += sorted(t for t, n in tags.items() if n >= MIN_TAG_ITEMS and t not in genres)
+    genre_keys = {spelling_key(g) for g in genres}
+    vocab += sorted(t for t, n in tags.items() if n >= MIN_TAG_ITEMS and spelling_key(t) not in genre_keys)
     if not vocab:
         rare = f", and none of its {len(tags)} tags is on {MIN_TAG_ITEMS} or more items" if tags else " or tags"
         raise SteerRecError(f"{dataset.name} has no genres{rare}: prompts need item attributes")

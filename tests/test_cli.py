@@ -46,6 +46,10 @@ def test_a_want_and_an_avoid_of_the_same_genre_are_noted():
     done = run("recommend", "--model", "dpr", "--user", "196", "--want", "scary movies", "--avoid", "horror", "-k", "3")
     assert done.returncode == 0, done.stderr
     assert "both read as Horror" in done.stderr and len(done.stdout.strip().splitlines()) == 6  # header, 2 prompts, 3
+    listed = json.loads(run("recommend", "--model", "dpr", "--user", "196", "--want", "scary movies", "--avoid",
+                            "horror", "-k", "3", "--json").stdout)["items"]
+    assert [line.rsplit(" id ", 1)[1] for line in done.stdout.strip().splitlines()[3:]] == \
+        [item["item_id"] for item in listed]  # each line ends with the id that --history takes
 
 
 def test_a_film_title_with_a_negation_is_read_as_the_engine_reads_it():

@@ -280,6 +280,49 @@ def test_a_bad_grouplens_item_line_is_reported(tmp_path):
         load_dataset(folder)
 
 
+def test_grouplens_flags_follow_the_index_u_genre_gives(tmp_path):
+    """u.genre names each flag by its index: the same lines in another order mean the same genres."""
+    folder = write_grouplens(tmp_path / "ml-100k", synthetic_interactions(), synthetic_items(), ["unknown", *GENRES])
+    lines = (folder / "u.genre").read_text().splitlines()
+    (folder / "u.genre").write_text("\n".join(sorted(lines)) + "\n")  # Action|1 first, unknown|0 last
+    dataset = load_dataset(folder)
+    assert set(dataset.genres[dataset.item_index("3")]) == {"Horror", "Action"}
+    (folder / "u.genre").write_text("\n".join(lines[:2] + ["Comedy"] + lines[3:]) + "\n")
+    with pytest.raises(DataFormatError, match=r"u\.genre, line 3: expected 'genre name\|flag index', found 'Comedy'"):
+        load_dataset(folder)
+    (folder / "u.genre").write_text("\n".join(lines[:-1] + ["Romance|9"]) + "\n")
+    with pytest.raises(DataFormatError, match=r"u\.genre: expected flag indices 0 to 5, one each"):
+        load_dataset(folder)
+
+
+def test_recbole_conversion_columns_and_placeholders(tmp_path):
+    """The .item columns RecBole's conversion tools write for ML-10M/20M (movie_name, type) are read, a
+    '(no genres listed)' field is no genre at all, and an item file without titles or genres says so."""
+    inter = write_atomic(tmp_path / "a")
+    item_file = inter.with_suffix(".item")
+    lines = item_file.read_text().splitlines()
+    lines[0] = "item_id:token\tmovie_name:token_seq\trelease_year:token\ttype:token_seq"
+    lines[3] = lines[3].rsplit("\t", 1)[0] + "\t(no genres listed)"
+    item_file.write_text("\n".join(lines) + "\n")
+    dataset = load_dataset(inter)
+    assert dataset.titles[dataset.item_index("1")] == "Movie 1" and dataset.genres[dataset.item_index("1")]
+    assert dataset.genres[dataset.item_index("3")] == ()
+    item_file.write_text("\n".join(["item_id:token\tname:token_seq\tgenre:token_seq"]
+                                   + [f"{i}\tMovie {i}\tDrama" for i in range(1, 31)]) + "\n")
+    with pytest.warns(UserWarning, match=r"tiny\.item has no title column \(movie_title, movie_name, title\)"):
+        dataset = load_dataset(inter)
+    assert dataset.titles[1] == f"Item {dataset.item_ids[1]}" and dataset.genres[1] == ("Drama",)
+
+
+def test_an_item_listed_twice_keeps_its_first_row_and_says_so(tmp_path):
+    folder = write_csv(tmp_path / "c", tags=False)
+    with open(folder / "movies.csv", "a") as f:
+        f.write("3,Other Title (1999),Comedy\n")
+    with pytest.warns(UserWarning, match=r"1 item id is listed more than once in the item file \(e\.g\. '3'\)"):
+        dataset = load_dataset(folder)
+    assert dataset.titles[dataset.item_index("3")] == "The Movie 3"
+
+
 def test_grouplens_own_ml_100k_files_are_the_shipped_dataset(real_dataset, tmp_path):
     """The same ratings in GroupLens's layout give the very dataset the checkpoints were trained on (the same
     fingerprint), so the shipped checkpoints serve a u.data download as they are. The item texts agree but for

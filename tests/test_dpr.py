@@ -126,6 +126,20 @@ def test_data_with_one_attribute_or_only_rare_tags_is_refused_before_training(tm
         attribute_vocabulary(load_dataset(folder))
 
 
+def test_a_tag_that_spells_a_genre_otherwise_is_not_a_second_attribute(tmp_path):
+    """Tags are lower-cased: 'horror' or 'sci fi' beside the Horror and Sci-Fi genres would split the reading of
+    an avoid between two attributes, and a strict avoid of one would keep the other's items."""
+    from core.data import load_dataset
+    from core.prompts import attribute_vocabulary
+    from tests.conftest import GENRES, write_csv
+
+    folder = write_csv(tmp_path / "c")
+    with open(folder / "tags.csv", "a") as f:
+        f.writelines(f"3,{i},{tag},1002\n" for i in range(1, 31) for tag in ("horror", "ACTION!", "thriller"))
+    vocabulary = attribute_vocabulary(load_dataset(folder))
+    assert vocabulary == [*GENRES, "dark", "thriller"]
+
+
 def test_training_runs_on_the_chosen_device_and_unprompted_dpr_ranks_like_its_backbone(tmp_path):
     """Tiny data, one steering epoch, through the same code path as `python -m core train --model dpr`."""
     from core.data import load_dataset

@@ -31,6 +31,7 @@ def test_user_ids_as_int_or_str_and_made_up_histories(engine):
     assert engine.recommend("sasrec", history="50,172,133").items
     spaced = engine.recommend("sasrec", history="50 172  133")
     assert spaced.items == engine.recommend("sasrec", history="50;172,133").items
+    assert spaced.items == engine.recommend("sasrec", history=' [50, "172", 133] ').items  # a JSON list as text
 
 
 def test_the_default_length_is_ten_or_the_whole_catalogue(engine, tmp_path):
@@ -89,6 +90,8 @@ def test_dpr_without_its_backbone_names_both_trainings_at_once(tmp_path):
     (dict(model="sasrec", user="abc"), "unknown user"),
     (dict(model="sasrec", history=["50", "999999"]), "unknown item"),
     (dict(model="sasrec", history=[]), "history is empty"),
+    (dict(model="sasrec", history="[50, 172"), r"must be a JSON list of item ids.*got '\[50, 172'"),
+    (dict(model="sasrec", history='[50, [172]]'), "must be a JSON list of item ids"),
     (dict(model="sasrec", user=196, k=0), "from 1 to"),
     (dict(model="sasrec", user=196, k=-3), "from 1 to"),
     (dict(model="sasrec", user=196, k="many"), "whole number"),
