@@ -186,7 +186,7 @@ def compare(user: str = "", want: str = "", avoid: str = "", backbone: str = "sa
     /compare.
 
     Want and avoid may each hold several phrases separated by commas, semicolons or new lines. Each of the three
-    results has `available`, and either `items` (rank, item_id, title, year, genres, score) or a `notice`.
+    results has `available`, and either `items` (rank, item_id, title, year, genres, tags, score) or a `notice`.
     """
     _, results = rankings(api_source(user, history), want, avoid, backbone, k, strict_avoid)
     return tuple(as_json(column, results[column], backbone) for column in COLUMNS)

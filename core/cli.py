@@ -180,7 +180,8 @@ def run_recommend(args) -> int:
           f"({result.latency_ms:.1f} ms)\n{steering}", end="")
     for item in result.items:
         year = f" ({item.year})" if item.year else ""
-        print(f"{item.rank:3d}. {item.title}{year}  [{', '.join(item.genres)}]  {item.score:.3f}  id {item.item_id}")
+        tags = f" tags: {', '.join(item.tags)}" if item.tags else ""
+        print(f"{item.rank:3d}. {item.title}{year}  [{', '.join(item.genres)}]{tags}  {item.score:.3f}  id {item.item_id}")
     return 0
 
 

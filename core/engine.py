@@ -47,10 +47,11 @@ class RankedItem:
     genres: tuple[str, ...]
     score: float
     prompt_similarity: list[float] = field(default_factory=list)  # cosine to each prompt, in prompt order
+    tags: tuple[str, ...] = ()  # the item's most used tags, where the data has tags (DPR may read a prompt as one)
 
     def to_dict(self) -> dict:
         return {"rank": self.rank, "item_id": self.item_id, "title": self.title, "year": self.year,
-                "genres": list(self.genres), "score": round(self.score, 6)}
+                "genres": list(self.genres), "tags": list(self.tags), "score": round(self.score, 6)}
 
 
 @dataclass
@@ -247,7 +248,7 @@ class Engine:
         similarity = self._prompt_similarity(ids, vectors) if vectors is not None else None
         ranked = [RankedItem(rank + 1, self.dataset.item_ids[i], self.dataset.titles[i], self.dataset.years[i],
                              self.dataset.genres[i], float(s),
-                             similarity[rank].tolist() if similarity is not None else [])
+                             similarity[rank].tolist() if similarity is not None else [], self.dataset.tags[i])
                   for rank, (i, s) in enumerate(zip(ids, scores))]
         return Recommendation(model, user_id, [p.text for p in prompts if not p.negative],
                               [p.text for p in prompts if p.negative], ranked,

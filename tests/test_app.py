@@ -365,7 +365,7 @@ def test_api_compare_returns_three_rankings(client, engine):
     assert backbone == app.compare("196", "something funny", AVOID, "sasrec", 10)[0] | {
         "latency_ms": backbone["latency_ms"]}
     assert len(dpr["items"]) == 10 and dpr["want"] == ["something funny"] and dpr["avoid"] == [AVOID]
-    assert {"rank", "item_id", "title", "year", "genres", "score"} == set(dpr["items"][0])
+    assert {"rank", "item_id", "title", "year", "genres", "tags", "score"} == set(dpr["items"][0])
     assert mixrec["available"] or mixrec["notice"]
 
 

@@ -21,7 +21,7 @@ def test_recommend_json():
     result = json.loads(done.stdout)
     assert set(result) == {"model", "backbone", "user", "want", "avoid", "latency_ms", "items", "gates", "notes"}
     assert result["user"] == "196" and result["backbone"] == "sasrec" and len(result["items"]) == 10
-    assert set(result["items"][0]) == {"rank", "item_id", "title", "year", "genres", "score"}
+    assert set(result["items"][0]) == {"rank", "item_id", "title", "year", "genres", "tags", "score"}
 
 
 def test_recommend_dpr_with_prompts_and_a_made_up_history():

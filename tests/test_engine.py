@@ -73,6 +73,21 @@ def test_dpr_on_data_without_genres_says_what_is_missing_not_to_train_it(tmp_pat
     assert "one item attribute (Drama): DPR needs two or more" in one.unavailable_reason("dpr", "sasrec")
 
 
+def test_listed_items_carry_their_tags(tmp_path):
+    """On tagged data a prompt may be read as a tag, so the lists say which items carry which."""
+    from core.data import load_dataset
+    from core.engine import Engine
+    from core.train import TrainConfig, train_backbone
+    from tests.conftest import write_csv
+
+    dataset = load_dataset(write_csv(tmp_path / "data"))
+    train_backbone("sasrec", dataset, tmp_path / "checkpoints", TrainConfig(epochs=1), progress=False)
+    engine = Engine(data=dataset, checkpoints=tmp_path / "checkpoints", models=["sasrec"])
+    items = engine.recommend("sasrec", user="1", k=5).to_dict()["items"]
+    odd = {"1": ["dark", "twist ending"], "0": ["dark", "feel good"]}  # write_csv's tags
+    assert [item["tags"] for item in items] == [odd[str(int(item["item_id"]) % 2)] for item in items]
+
+
 def test_dpr_without_its_backbone_names_both_trainings_at_once(tmp_path):
     from core.engine import Engine
     from tests.conftest import write_csv
