@@ -382,6 +382,12 @@ def test_fingerprint_is_stable_and_sensitive(tmp_path):
     b = load_dataset(write_atomic(tmp_path / "b"))
     c = load_dataset(write_atomic(tmp_path / "c", seed=1))
     assert a.fingerprint == b.fingerprint != c.fingerprint
+    inter = write_atomic(tmp_path / "d")  # the same users and times, one rating's item another
+    lines = inter.read_text().splitlines()
+    user, item, rating, time = lines[5].split("\t")
+    lines[5] = "\t".join([user, str(int(item) % 30 + 1), rating, time])
+    inter.write_text("\n".join(lines) + "\n")
+    assert load_dataset(inter).fingerprint != a.fingerprint
 
 
 @pytest.mark.parametrize("name, header, good, bad, found", [

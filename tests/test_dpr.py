@@ -140,8 +140,9 @@ def test_a_tag_that_spells_a_genre_otherwise_is_not_a_second_attribute(tmp_path)
     assert vocabulary == [*GENRES, "dark", "thriller"]
 
 
-def test_training_runs_on_the_chosen_device_and_unprompted_dpr_ranks_like_its_backbone(tmp_path):
+def test_training_runs_on_the_chosen_device_and_unprompted_dpr_ranks_like_its_backbone(tmp_path, monkeypatch):
     """Tiny data, one steering epoch, through the same code path as `python -m core train --model dpr`."""
+    import core.train_dpr
     from core.data import load_dataset
     from core.evaluate import sequential_ranks
     from core.train import TrainConfig, load_backbone, train_backbone
@@ -152,7 +153,12 @@ def test_training_runs_on_the_chosen_device_and_unprompted_dpr_ranks_like_its_ba
     out = tmp_path / "checkpoints"
     train_backbone("sasrec", dataset, out, TrainConfig(epochs=1), max_len=8, progress=False, hidden=16)
     config = DPRTrainConfig(align_epochs=2, steer_epochs=1, validation_users=8, device="cpu")
+    built = []  # the prompt cases DPR selects its epoch on: validation users, training phrasings
+    real_build = core.train_dpr.build_prompt_cases
+    monkeypatch.setattr(core.train_dpr, "build_prompt_cases",
+                        lambda *args: built.append((args[2], args[6])) or real_build(*args))
     _, record = train_dpr(dataset, "sasrec", out, config, progress=False)
+    assert built and set(built) == {("valid", "train")}
     assert record["device"] == "cpu" and record["stages"]["steer"]["best_epoch"] == 1
     loaded, _ = load_dpr(out, "sasrec", dataset)
     backbone, _ = load_backbone(out, "sasrec", dataset)
@@ -176,10 +182,16 @@ def test_sequential_evaluation_of_dpr_runs_dpr_and_matches_its_backbone(engine, 
     assert dpr["methods"]["dpr"] == plain["methods"][backbone]
 
 
-def test_a_backbone_on_a_prompt_task_is_its_own_backbone_row(engine):
+def test_a_backbone_on_a_prompt_task_is_its_own_backbone_row(engine, monkeypatch):
+    import core.run_evaluation
     from core.run_evaluation import evaluate_model
 
+    built = []  # the evaluation asks for wordings no training saw
+    real_build = core.run_evaluation.build_prompt_cases
+    monkeypatch.setattr(core.run_evaluation, "build_prompt_cases",
+                        lambda *args: built.append((args[2], args[6])) or real_build(*args))
     result = evaluate_model("gru4rec", "negative", engine=engine, users=range(1, 201))
+    assert built == [("test", "eval")]
     assert result["backbone"] == "gru4rec" and result["methods"]["gru4rec"] == result["methods"]["backbone"]
     assert {"filter", "filter@100", "rerank"} <= set(result["methods"])
 

@@ -4,9 +4,10 @@ import numpy as np
 import pytest
 import torch
 
+from core.data import load_dataset
 from core.errors import SteerRecError
 from core.evaluate import (describe_difference, evaluate_sequential, exclude_history, metrics_from_ranks, pad_left,
-                           paired_differences, target_ranks)
+                           paired_differences, per_user, sequential_ranks, target_ranks)
 from core.models import SASRec, SASRecConfig
 
 
@@ -36,6 +37,8 @@ def test_metric_values():
     assert metrics["ndcg@10"] == pytest.approx((1 + 1 / math.log2(3)) / 4)
     assert metrics["mrr@10"] == pytest.approx((1 + 0.5) / 4)
     assert metrics["mrr@20"] == pytest.approx((1 + 0.5 + 1 / 16) / 4)
+    edges = metrics_from_ranks(torch.tensor([9.0, 10.0, 19.0, 20.0]))  # 0-based: rank 10 is the 11th item
+    assert edges["recall@10"] == 0.25 and edges["recall@20"] == 0.75
 
 
 def test_history_is_excluded_but_the_target_keeps_its_score():
@@ -82,6 +85,41 @@ def test_a_model_no_better_than_its_baseline_gets_an_interval_around_zero():
     a, b = (torch.randint(0, 30, (943,), generator=generator).double() for _ in range(2))
     found = paired_differences(a, b)["ndcg@10"]
     assert found["low"] < 0 < found["high"]
+
+
+def test_the_interval_is_a_95_percent_one():
+    """On 2,000 users the bootstrap interval is close to the normal one: 1.96 standard errors either side."""
+    generator = torch.Generator().manual_seed(2)
+    a, b = (torch.randint(0, 12, (2000,), generator=generator).double() for _ in range(2))
+    found = paired_differences(a, b)["ndcg@10"]
+    differences = (per_user(a, "ndcg@10") - per_user(b, "ndcg@10")).numpy()
+    normal_width = 2 * 1.96 * differences.std() / math.sqrt(len(differences))
+    assert found["high"] - found["low"] == pytest.approx(normal_width, rel=0.1)
+
+
+def test_a_test_target_seen_earlier_in_the_history_is_ranked_not_excluded(tmp_path):
+    """Repeat consumption (the user's own data may have it): the target keeps its score though it is history."""
+    from tests.conftest import write_atomic
+
+    inter = write_atomic(tmp_path / "a", users=3, items=6)
+    lines = inter.read_text().splitlines()
+    inter.write_text("\n".join(lines + ["9\t2\t5\t1", "9\t4\t5\t2", "9\t5\t5\t3", "9\t2\t5\t4"]) + "\n")
+    dataset = load_dataset(inter)
+    user = dataset.user_index("9")
+
+    class ItemTwoFirst(torch.nn.Module):
+        config = SASRecConfig(num_items=dataset.num_items, max_len=8)
+
+        def __init__(self):
+            super().__init__()
+            self.unused = torch.nn.Parameter(torch.zeros(1))  # where the evaluator looks for the device
+
+        def full_sort_predict(self, sequences):
+            scores = torch.zeros(len(sequences), dataset.num_items + 1)
+            scores[:, dataset.item_index("2")] = 1.0
+            return scores
+
+    assert sequential_ranks(ItemTwoFirst(), dataset, "test", users=[user]).tolist() == [0.0]
 
 
 def test_paired_difference_refuses_unpaired_ranks_and_gives_no_interval_for_one_user():

@@ -43,3 +43,10 @@ def test_hnsw_agrees_with_exact_search():
     approx = ItemIndex(vectors, "hnsw").search(queries, 10)
     overlap = np.mean([len(set(a[0]) & set(b[0])) / 10 for a, b in zip(exact, approx)])
     assert overlap >= 0.9
+
+
+def test_a_long_excluded_history_at_the_top_still_leaves_k_items():
+    vectors = np.zeros((101, 2), dtype=np.float32)
+    vectors[:, 0] = np.arange(101, 0, -1)  # item 1 best, then 2, ...
+    ((ids, _),) = ItemIndex(vectors).search(np.array([1.0, 0.0], dtype=np.float32), 5, [np.arange(1, 41)])
+    assert list(ids) == [41, 42, 43, 44, 45]

@@ -280,13 +280,20 @@ def test_only_a_prompt_stage_that_moved_the_weights_counts_as_training_on_prompt
     assert read_prompts_in_training({"prompt_stage": {"best_step": 400, "log": []}})
 
 
-def test_the_prompt_stage_starts_from_a_checkpoint_and_records_both_stages(trained, tmp_path):
+def test_the_prompt_stage_starts_from_a_checkpoint_and_records_both_stages(trained, tmp_path, monkeypatch):
+    import core.train_mixrec
+
     dataset, out, _, record, _ = trained
     start = tmp_path / "start"
     shutil.copytree(out / "mixrec", start)
     config = MixRecTrainConfig(prompt_steps=4, prompt_eval_every=2, prompt_batch_size=8, bf16=False, rule_share=0.0,
                                prompt_patience=7)
+    built = []  # the prompt cases the stage selects its step on: validation users, training phrasings
+    real_build = core.train_mixrec.build_prompt_cases
+    monkeypatch.setattr(core.train_mixrec, "build_prompt_cases",
+                        lambda *args: built.append((args[2], args[6])) or real_build(*args))
     model, prompted = train_mixrec(dataset, out, config, progress=False, init=start)
+    assert built and set(built) == {("valid", "train")}
     stage = prompted["prompt_stage"]
     assert [row["step"] for row in stage["log"]] == [0, 2, 4]
     assert stage["log"][0]["valid"]["sequential"]["ndcg@10"] == pytest.approx(record["valid"]["ndcg@10"], abs=0.02)
