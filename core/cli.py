@@ -108,6 +108,9 @@ def parser() -> argparse.ArgumentParser:
     train.add_argument("--epochs", type=positive_int,
                        help="maximum epochs (backbones: 200, stopping after 10 without a gain; MixRec: 4) or "
                             "steering epochs (DPR: 15)")
+    train.add_argument("--max-len", type=positive_int,
+                       help="backbones: how many of a user's latest items the model reads (default 50, and 200 "
+                            "for ML-1M as in SASRec's paper); DPR and MixRec take their backbone's")
     train.add_argument("--seed", type=seed_value, default=42, help="random seed (default 42)")
     train.add_argument("--quiet", action="store_true", help="no progress bars")
     train.add_argument("--resume", action="store_true",
@@ -164,7 +167,7 @@ def run_recommend(args) -> int:
                               avoid=args.avoid, k=args.k, backbone=chosen_backbone(args),
                               strict_avoid=args.strict_avoid)
     if args.json:
-        print(json.dumps(result.to_dict(), ensure_ascii=False))
+        print(json.dumps(result.to_dict()))  # \u escapes: valid JSON on any terminal encoding
         return 0
     for note in result.notes:
         print(f"note: {note}", file=sys.stderr)
@@ -198,6 +201,9 @@ def check_train_flags(args) -> None:
     if args.backbone and args.model != "dpr":
         raise SteerRecError(f"--backbone applies to --model dpr only (to train {args.backbone}, use --model "
                             f"{args.backbone})")
+    if args.max_len and args.model not in BACKBONE_NAMES:
+        raise SteerRecError(f"--max-len applies to the backbones (sasrec, gru4rec) only: {args.model} reads as many "
+                            "items as its backbone")
     if args.replace and args.model not in BACKBONE_NAMES:
         raise SteerRecError("--replace applies to the backbones (sasrec, gru4rec) only")
     if args.resume and args.model not in BACKBONE_NAMES:
@@ -297,8 +303,8 @@ def run_train(args) -> int:
     if args.model in BACKBONE_NAMES:
         config = backbone_train_config(args.model, device=args.device, seed=args.seed,
                                        **({"epochs": args.epochs} if args.epochs else {}))
-        _, record = train_backbone(args.model, dataset, out, config, data_path=args.data, progress=progress,
-                                   resume=args.resume)
+        _, record = train_backbone(args.model, dataset, out, config, data_path=args.data, max_len=args.max_len,
+                                   progress=progress, resume=args.resume)
         if os.environ.get("RANK", "0") == "0":  # one line, also under a multi-process launcher
             print(f"{args.model}: best epoch {record['best_epoch']} after {record['seconds_to_best']} s; "
                   f"test ndcg@10 {record['test']['ndcg@10']:.4f} recall@10 {record['test']['recall@10']:.4f}; "

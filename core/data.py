@@ -66,7 +66,9 @@ class Dataset:
 
     @property
     def default_max_len(self) -> int:
-        return 200 if self.name.startswith("ml-1m") else 50
+        """200 for ML-1M (its folder named ml-1m, ML-1M, movielens-1m, ...), as in SASRec's paper; else 50."""
+        name = re.sub(r"[^0-9a-z]", "", self.name.lower())
+        return 200 if name.startswith(("ml1m", "movielens1m")) else 50
 
     def user_index(self, user) -> int:
         """Internal id of an external user id (int or str)."""

@@ -61,7 +61,10 @@ GENRE_WORDS = {
             ["combat films", "stories of soldiers at the front", "movies about wartime"]),
     "Western": (["westerns", "western films", "cowboys", "cowboy movies", "ranchers and outlaws", "wild west movies"],
                 ["gunslingers in the Wild West", "frontier cowboy tales", "the old West"]),
+    "IMAX": (["IMAX", "IMAX films", "IMAX movies", "films shot for IMAX", "IMAX releases", "movies in IMAX"],
+             ["something for the giant screen", "big-format spectacles", "films made for huge screens"]),
 }
+GENRE_WORDS["Children"] = GENRE_WORDS["Children's"]  # ML-10M and later spell it so
 
 POSITIVE_TEMPLATES = (
     ["I want {x}", "show me {x}", "give me {x}", "I'm in the mood for {x}", "looking for {x}", "{x}",

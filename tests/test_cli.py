@@ -136,6 +136,8 @@ def test_the_training_hint_for_a_dataset_of_ones_own_names_its_path(tmp_path):
     (["--model", "dpr", "--seed", str(2 ** 32)], "from 0 to 4294967295"),
     (["--model", "sasrec", "--backbone", "gru4rec"], "--backbone applies to --model dpr only"),
     (["--model", "dpr", "--replace"], "--replace applies to the backbones"),
+    (["--model", "mixrec", "--max-len", "20"], "--max-len applies to the backbones"),
+    (["--model", "sasrec", "--max-len", "0"], "expected 1 or more"),
     (["--model", "sasrec", "--out", ""], "expected a path, got an empty one"),
     (["--model", "sasrec", "--users", "5"], "unrecognized arguments: --users 5 (see `python -m core train --help`)"),
 ])
@@ -168,6 +170,15 @@ def test_train_passes_the_prompt_stage_flags_to_mixrecs_recipe(monkeypatch, tmp_
                  "--prompt-patience", "7", "--out", str(tmp_path), "--quiet"]) == 0
     config = given["config"]
     assert (config.prompt_steps, config.rule_share, config.prompt_patience) == (9, 0.0, 7)
+
+
+def test_max_len_reaches_the_backbone(tmp_path):
+    from core.cli import main
+    from tests.conftest import write_csv
+
+    assert main(["train", "--model", "gru4rec", "--data", str(write_csv(tmp_path / "data")), "--out",
+                 str(tmp_path / "ckpt"), "--epochs", "1", "--max-len", "7", "--quiet"]) == 0
+    assert json.loads((tmp_path / "ckpt" / "gru4rec" / "config.json").read_text())["model_config"]["max_len"] == 7
 
 
 def test_training_never_replaces_a_model_of_other_data(tmp_path, capsys):
@@ -217,6 +228,10 @@ def test_titles_print_on_a_terminal_that_only_takes_ascii():
                            "1682"], capture_output=True, text=True, timeout=300,
                           env={**os.environ, **ENV, "PYTHONIOENCODING": "ascii"})
     assert done.returncode == 0 and "Les Mis\\xe9rables" in done.stdout, done.stderr
+    done = subprocess.run([sys.executable, "-m", "core", "recommend", "--model", "sasrec", "--history", "1", "-k",
+                           "1682", "--json"], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, **ENV, "PYTHONIOENCODING": "ascii"})
+    assert "Les Mis\u00e9rables" in [item["title"] for item in json.loads(done.stdout)["items"]]  # valid JSON
 
 
 def test_prompts_given_to_a_backbone_are_not_echoed_as_if_used():

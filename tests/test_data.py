@@ -484,3 +484,9 @@ def test_the_item_text_cache_is_used_only_while_texts_and_encoder_match(tiny_ato
     unwritable = tmp_path / "file-not-folder"
     unwritable.write_text("")
     assert np.array_equal(item_text_embeddings(dataset, unwritable / "ck", encoder), built)  # no cache, no error
+
+
+@pytest.mark.parametrize("name, length", [("ml-1m", 200), ("ML-1M", 200), ("movielens-1m", 200), ("ml_1m", 200),
+                                          ("ml-100k", 50), ("ml-10m", 50), ("my-data", 50)])
+def test_ml_1m_reads_200_items_whatever_its_folder_is_called(tmp_path, name, length):
+    assert load_dataset(write_dat(tmp_path / name)).default_max_len == length

@@ -5,7 +5,7 @@ from core.errors import SteerRecError
 from core.prompt_tasks import negative_attribute, positive_attribute
 from core.prompts import (GENRE_WORDS, NEGATIVE_TEMPLATES, POSITIVE_TEMPLATES, attribute_matrix,
                           attribute_vocabulary, build_prompts, infer_negative, negating_titles, phrasings,
-                          pick_phrasing, split_phrases)
+                          pick_phrasing, split_phrases, wordings)
 
 
 @pytest.mark.parametrize("text", ["no horror", "anything but musicals", "not in the mood for romance",
@@ -132,6 +132,13 @@ def test_training_and_evaluation_phrasings_are_disjoint():
     for templates in (POSITIVE_TEMPLATES, NEGATIVE_TEMPLATES):
         assert not set(templates[0]) & set(templates[1])
     assert pick_phrasing("Comedy", False, "eval", 7) == pick_phrasing("Comedy", False, "eval", 7)
+
+
+def test_every_movielens_genre_has_wordings_of_its_own():
+    """ML-10M and later spell Children's as Children and add IMAX: neither falls back to 'films that are imax'."""
+    later = ["Action", "Adventure", "Animation", "Children", "Comedy", "Crime", "Documentary", "Drama", "Fantasy",
+             "Film-Noir", "Horror", "IMAX", "Musical", "Mystery", "Romance", "Sci-Fi", "Thriller", "War", "Western"]
+    assert set(later) <= set(GENRE_WORDS) and "family films" in wordings("Children", "train")
 
 
 def test_task_construction_follows_the_protocol(real_dataset):
