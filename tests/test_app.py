@@ -249,6 +249,28 @@ def test_typed_text_shows_as_typed_not_as_markdown(engine):
     assert profile.startswith("⚠ ") and shown in profile
     notice = app.compare_view(app.DATASET_USER, typed, [], "", "", "sasrec", 3)[-1]
     assert notice.startswith("**Nothing to compare**: ") and shown in notice
+    assert app.as_markdown_text("_x_ __y__") == "\\_x\\_ \\_\\_y\\_\\_"
+
+
+def test_a_column_note_quoting_a_prompt_shows_it_as_typed(engine):
+    needs(engine, "sasrec", "dpr")
+    dpr_header = app.compare_view(app.DATASET_USER, "196", [], "comedies", "*none*", "sasrec", 3)[2]
+    assert "'\\*none\\*' says nothing to steer by" in dpr_header
+
+
+def test_why_a_model_is_unavailable_is_shown_as_text(engine, monkeypatch):
+    needs(engine, "sasrec")
+    monkeypatch.setitem(engine.unavailable, "dpr-sasrec", "<b>retraining</b>")
+    dpr_header = app.compare_view(app.DATASET_USER, "196", [], "comedies", "", "sasrec", 3)[2]
+    assert "&lt;b&gt;retraining&lt;/b&gt;" in dpr_header and "<b>" not in dpr_header
+
+
+def test_the_strict_avoid_box_reaches_the_dpr_column_only(engine):
+    needs(engine, "sasrec", "dpr")
+    _, results = app.rankings({"user": "196"}, "", "horror", "sasrec", 3, strict_avoid=True)
+    for column in ("backbone", "mixrec"):
+        if not isinstance(results[column], str):  # a reason where the model is not served
+            assert not any("strict avoid" in note for note in results[column].notes), column
 
 
 def test_about_tab_shows_every_benchmark_table(tmp_path, monkeypatch):

@@ -88,6 +88,8 @@ def test_the_shipped_share_keeps_half_of_the_prompt_beside_its_prototype():
     expected = torch.nn.functional.normalize(prototypes + texts, dim=-1)  # equal halves, then unit length
     assert torch.allclose(grounded, expected, atol=1e-6)
     assert not torch.allclose(grounded, prototypes)
+    grounded, _ = _tiny(raw_text_share=0.25).ground(texts, negative)  # a quarter of the prompt, not of the prototype
+    assert torch.allclose(grounded, torch.nn.functional.normalize(0.75 * prototypes + 0.25 * texts, dim=-1), atol=1e-6)
 
 
 @pytest.mark.parametrize("settings, message", [({"steer_schedule": "linear"}, "cosine"),

@@ -304,8 +304,34 @@ def test_requests_served_at_once_share_the_usable_cores(monkeypatch):
         monkeypatch.setattr(joblib, "cpu_count", lambda: 2)  # a container allowed 2 of the machine's 8 cores
         torch.set_num_threads(8)
         assert usable_cores() == 2 and share_cores(2) == 1
+        monkeypatch.setattr(joblib, "cpu_count", lambda: 8)  # torch told to use 2 (OMP_NUM_THREADS=2)
+        torch.set_num_threads(2)
+        assert usable_cores() == 2
     finally:
         torch.set_num_threads(before)
+
+
+def test_forgetting_prompts_makes_dpr_encode_them_anew(engine, monkeypatch):
+    """The latency benchmark times prompts never typed before by forgetting the kept ones first."""
+    encoder = engine.encoder
+    encoder.encode_prompts(["a prompt kept before forgetting"])
+    engine.forget_prompts()
+    encoded = []
+    real_encode = encoder.encode
+    monkeypatch.setattr(encoder, "encode", lambda batch: encoded.append(list(batch)) or real_encode(batch))
+    encoder.encode_prompts(["a prompt kept before forgetting"])
+    assert encoded == [["a prompt kept before forgetting"]]
+
+
+def test_a_strict_avoid_asked_of_a_backbone_says_it_filters_nothing(engine):
+    assert engine.recommend("sasrec", user=196, k=3, strict_avoid=True).notes == \
+        ["a strict avoid applies to DPR only: SASRec's list is not filtered"]
+    assert engine.recommend("dpr", user=196, avoid="horror", k=3, strict_avoid=True).notes == []
+
+
+def test_the_explanation_names_a_repeated_history_item_once(engine):
+    near = engine.nearest_history("100", history=["50", "50", "50", "172"], count=3)
+    assert len(near) == len({label for label, _ in near}) == 2
 
 
 def test_an_unknown_model_name_is_a_clear_error():

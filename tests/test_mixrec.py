@@ -6,6 +6,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 import core.llm
 import core.train_mixrec
@@ -65,6 +66,34 @@ def test_one_prompt_per_row_scores_each_row_as_if_it_were_alone():
     assert torch.allclose(together[:, 1:], full[:, 1:], atol=1e-4)
     assert torch.allclose(shared[:, 1:], repeated[:, 1:], atol=1e-5)
     assert model.encode_prompt([None, ""]) is None
+
+
+def test_per_row_prompts_on_the_token_path_keep_their_rows_in_chunks(monkeypatch):
+    """Without masking, rows go through the LLM in chunks of TOKEN_ROWS: each chunk must take its rows' prompts."""
+    import core.models.mixrec
+
+    model = _model(masking=False)
+    sequences = SEQUENCES.repeat(2, 1)
+    prompts = ["something funny", None, "no horror please", "westerns", None, "scary"]
+    with torch.no_grad():
+        whole = model.full_sort_predict(sequences, prompts)
+        monkeypatch.setattr(core.models.mixrec, "TOKEN_ROWS", 2)
+        chunked = model.full_sort_predict(sequences, prompts)
+    assert torch.allclose(whole[:, 1:], chunked[:, 1:], atol=1e-5)
+
+
+def test_the_loss_is_next_item_plus_the_alignment_task_on_the_current_item():
+    model = _model()
+    targets = torch.roll(SEQUENCES, -1, 1)
+    with torch.no_grad():
+        loss = model.calculate_loss(SEQUENCES, targets)
+        states, vectors = model._states_and_vectors(SEQUENCES)
+        table = model.item_vectors()
+        following, current = targets > 0, SEQUENCES > 0
+        expected = (F.cross_entropy(model.logits(vectors[following], table), targets[following])
+                    + model.config.align_weight * F.cross_entropy(model.logits(model.align(states[current]), table),
+                                                                   SEQUENCES[current]))
+    assert torch.allclose(loss, expected, atol=1e-5)
 
 
 def test_the_prompt_loss_rewards_the_wanted_attribute_and_punishes_the_avoided_one():
@@ -281,8 +310,6 @@ def test_only_a_prompt_stage_that_moved_the_weights_counts_as_training_on_prompt
 
 
 def test_the_prompt_stage_starts_from_a_checkpoint_and_records_both_stages(trained, tmp_path, monkeypatch):
-    import core.train_mixrec
-
     dataset, out, _, record, _ = trained
     start = tmp_path / "start"
     shutil.copytree(out / "mixrec", start)

@@ -6,7 +6,7 @@ import torch
 
 from core.checkpoint import load_checkpoint, save_checkpoint
 from core.data import load_dataset
-from core.errors import CheckpointError
+from core.errors import CheckpointError, SteerRecError
 from core.evaluate import evaluate_sequential, pad_left
 import core.train
 from core.models import GRU4Rec, GRU4RecConfig, SASRec, SASRecConfig
@@ -55,6 +55,43 @@ def test_backbone_default_runs(monkeypatch):
     monkeypatch.setattr(core.train, "cpu_has_bf16", lambda: True)
     assert backbone_train_config("sasrec").bf16
     assert backbone_train_config("gru4rec") == TrainConfig()
+
+
+def test_sasrec_is_causal_a_later_item_never_changes_an_earlier_state():
+    """Training predicts every position's next item: a state that saw later items would learn from the answer."""
+    torch.manual_seed(0)
+    model = SASRec(SASRecConfig(num_items=20, max_len=6)).eval()
+    with torch.no_grad():
+        a, b = model(torch.tensor([[0, 3, 4, 5, 6, 7]])), model(torch.tensor([[0, 3, 4, 5, 9, 11]]))
+    assert torch.allclose(a[:, :4], b[:, :4], atol=1e-6) and not torch.allclose(a[:, 4:], b[:, 4:])
+
+
+def test_training_stops_patience_epochs_after_the_first_best(tmp_path, tiny_atomic):
+    _, record = train_backbone("sasrec", load_dataset(tiny_atomic), tmp_path, TrainConfig(epochs=30, patience=2),
+                               max_len=10, progress=False)
+    scores = [row["valid_ndcg@10"] for row in record["log"]]
+    first_best = scores.index(max(scores)) + 1
+    assert record["best_epoch"] == first_best  # a tie is no gain: the earlier epoch is kept
+    assert len(scores) == min(30, first_best + 2)
+
+
+def test_the_shipped_backbones_score_what_their_checkpoints_recorded(engine):
+    """Positions, masks and the position a backbone ranks from all move the test metrics its training recorded."""
+    for name in ("sasrec", "gru4rec"):
+        recorded = json.loads((engine.checkpoints / name / "config.json").read_text())["test"]
+        measured = evaluate_sequential(engine.backbones[name], engine.dataset, "test")
+        assert measured["ndcg@10"] == pytest.approx(recorded["ndcg@10"], abs=1e-4), name
+        assert measured["recall@10"] == pytest.approx(recorded["recall@10"], abs=1e-4), name
+
+
+def test_the_avoid_penalty_stays_finite_when_all_mass_is_on_banned_items():
+    from core.models.base import prompt_mass_penalty
+
+    log_probs = torch.log_softmax(torch.tensor([[-1e4, 50.0, 50.0, -50.0]]), -1)
+    carries = torch.tensor([[False, True, True, False]])
+    loss = prompt_mass_penalty(log_probs, torch.tensor([[0]]), torch.tensor([[True]]), torch.tensor([[True]]),
+                               carries, 1.0, 1.0)
+    assert torch.isfinite(loss) and loss > 10
 
 
 def test_sasrec_state_ignores_padding_and_other_rows():
@@ -192,6 +229,9 @@ def test_interrupted_training_resumes_to_the_same_result(tmp_path, tiny_atomic, 
         train_backbone("sasrec", dataset, tmp_path / "b", config, max_len=10, progress=False)
     monkeypatch.setattr(train, "evaluate_sequential", real_evaluate)
     assert not (tmp_path / "b" / "sasrec").exists()  # nothing half-written
+    with pytest.raises(SteerRecError, match="saved by a run with other settings"):  # would mix two recipes
+        train_backbone("sasrec", dataset, tmp_path / "b", TrainConfig(epochs=6, patience=6, lr=5e-3), max_len=10,
+                       progress=False, resume=True)
     _, resumed = train_backbone("sasrec", dataset, tmp_path / "b", config, max_len=10, progress=False, resume=True)
     assert resumed["test"] == uninterrupted["test"]
     assert [r["loss"] for r in resumed["log"]] == [r["loss"] for r in uninterrupted["log"]]

@@ -169,3 +169,12 @@ def test_a_title_that_holds_a_negation_names_a_film_and_negates_nothing():
         ("westerns like Rebel Without a Cause", False), ("no horror", True)]
     assert read("I hate horror") == [("I hate horror", True)]
     assert read("no Tomorrow Never Dies please") == [("no Tomorrow Never Dies please", True)]  # the cue is outside
+
+
+def test_a_prompt_as_long_as_the_limit_and_as_many_as_the_limit_are_read():
+    from core.prompts import MAX_PROMPT_CHARS, MAX_PROMPTS
+
+    full_box = ("comedies " * 40)[:MAX_PROMPT_CHARS - 1] + "s"  # what the app's box holds at most
+    assert [p.text for p in build_prompts(want=full_box)] == [full_box]
+    genres = ["comedy", "drama", "war", "crime", "mystery", "westerns", "musicals", "horror"][:MAX_PROMPTS]
+    assert len(build_prompts(want=genres)) == MAX_PROMPTS
