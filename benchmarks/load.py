@@ -36,11 +36,14 @@ PROMPTS = [("something that makes me laugh", "horror"), ("space and aliens", "")
 
 
 def varied_prompts() -> list[tuple[str, str]]:
-    """A want and an avoid for each of 270 requests: the evaluation wordings of every genre (270 of each)."""
-    from core.prompts import GENRE_WORDS, phrasings
+    """A want and an avoid for each of 270 requests: the evaluation wordings of ML-100K's 18 genres (270 of
+    each)."""
+    from core.data import GROUPLENS_GENRES
+    from core.prompts import phrasings
 
-    wants = [text for genre in GENRE_WORDS for text in phrasings(genre, False, "eval")]
-    avoids = [text for genre in GENRE_WORDS for text in phrasings(genre, True, "eval")]
+    genres = [genre for genre in GROUPLENS_GENRES if genre != "unknown"]
+    wants = [text for genre in genres for text in phrasings(genre, False, "eval")]
+    avoids = [text for genre in genres for text in phrasings(genre, True, "eval")]
     return [(want, avoids[(97 * n + 135) % len(avoids)]) for n, want in enumerate(wants)]  # avoids in another order
 
 

@@ -184,7 +184,8 @@ def run_recommend(args) -> int:
     for item in result.items:
         year = f" ({item.year})" if item.year else ""
         tags = f" tags: {', '.join(item.tags)}" if item.tags else ""
-        print(f"{item.rank:3d}. {item.title}{year}  [{', '.join(item.genres)}]{tags}  {item.score:.3f}  id {item.item_id}")
+        print(f"{item.rank:3d}. {item.title}{year}  [{', '.join(item.genres)}]{tags}  {item.score:.3f}  "
+              f"id {item.item_id}")
     return 0
 
 

@@ -29,6 +29,12 @@ MIN_INTERACTIONS = 3  # a user needs a training item, a validation target and a 
 TAGS_PER_ITEM = 10
 
 
+def spelling_key(name: str) -> str:
+    """A name without case, spaces or punctuation, letters of any script kept: 'sci-fi', 'Sci-Fi' and 'scifi'
+    agree, as do 'ML-1M' and 'ml_1m'."""
+    return re.sub(r"[\W_]+", "", name.casefold())
+
+
 @dataclass
 class Dataset:
     name: str
@@ -67,8 +73,7 @@ class Dataset:
     @property
     def default_max_len(self) -> int:
         """200 for ML-1M (its folder named ml-1m, ML-1M, movielens-1m, ...), as in SASRec's paper; else 50."""
-        name = re.sub(r"[^0-9a-z]", "", self.name.lower())
-        return 200 if name.startswith(("ml1m", "movielens1m")) else 50
+        return 200 if spelling_key(self.name).startswith(("ml1m", "movielens1m")) else 50
 
     def user_index(self, user) -> int:
         """Internal id of an external user id (int or str)."""
@@ -444,7 +449,7 @@ def grouplens_genre_names(path: Path) -> tuple[str, ...]:
         if not line.strip():
             continue
         name, _, index = line.rpartition("|")
-        if not name.strip() or not index.strip().isdigit():
+        if not name.strip() or not re.fullmatch(r"[0-9]+", index.strip()):
             raise DataFormatError(path, number, "'genre name|flag index'", line.strip()[:60])
         if int(index) in named:
             raise DataFormatError(path, number, "one genre per flag index", f"index {int(index)} again")

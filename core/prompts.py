@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from core.data import Dataset
+from core.data import Dataset, spelling_key
 from core.errors import SteerRecError
 
 MAX_PROMPT_CHARS = 300
@@ -64,7 +64,7 @@ GENRE_WORDS = {
     "IMAX": (["IMAX", "IMAX films", "IMAX movies", "films shot for IMAX", "IMAX releases", "movies in IMAX"],
              ["something for the giant screen", "big-format spectacles", "films made for huge screens"]),
 }
-GENRE_WORDS["Children"] = GENRE_WORDS["Children's"]  # ML-10M and later spell it so
+GENRE_ALIASES = {"Children": "Children's"}  # ML-10M and later spell it so
 
 POSITIVE_TEMPLATES = (
     ["I want {x}", "show me {x}", "give me {x}", "I'm in the mood for {x}", "looking for {x}", "{x}",
@@ -277,11 +277,6 @@ def instruction(prompts: list[Prompt]) -> str | None:
 
 # ------------------------------------------------------------------------------------------- vocabulary
 
-def spelling_key(name: str) -> str:
-    """What is left of a genre or tag name without case and punctuation: 'sci-fi', 'Sci-Fi' and 'scifi' agree."""
-    return re.sub(r"[^0-9a-z]", "", name.lower())
-
-
 def attribute_vocabulary(dataset: Dataset) -> list[str]:
     """Genres, plus tags carried by at least MIN_TAG_ITEMS items that are not a genre spelt otherwise (tags are
     lower-cased: a 'horror' tag beside the Horror genre would split every reading of "horror" in two)."""
@@ -289,7 +284,8 @@ def attribute_vocabulary(dataset: Dataset) -> list[str]:
     tags = Counter(t for item in dataset.tags for t in item)
     vocab = sorted(g for g in genres if g != "unknown")
     genre_keys = {spelling_key(g) for g in genres}
-    vocab += sorted(t for t, n in tags.items() if n >= MIN_TAG_ITEMS and spelling_key(t) not in genre_keys)
+    vocab += sorted(t for t, n in tags.items()
+                    if n >= MIN_TAG_ITEMS and spelling_key(t) and spelling_key(t) not in genre_keys)
     if not vocab:
         rare = f", and none of its {len(tags)} tags is on {MIN_TAG_ITEMS} or more items" if tags else " or tags"
         raise SteerRecError(f"{dataset.name} has no genres{rare}: prompts need item attributes")
@@ -318,6 +314,7 @@ def attribute_matrix(dataset: Dataset, vocab: list[str]) -> np.ndarray:
 
 
 def wordings(attribute: str, part: str) -> list[str]:
+    attribute = GENRE_ALIASES.get(attribute, attribute)
     train, evaluation = GENRE_WORDS.get(attribute, ([attribute.lower(), f"{attribute.lower()} movies"],
                                                     [f"films that are {attribute.lower()}"]))
     return train if part == "train" else evaluation

@@ -290,6 +290,9 @@ def test_grouplens_flags_follow_the_index_u_genre_gives(tmp_path):
     (folder / "u.genre").write_text("\n".join(lines[:2] + ["Comedy"] + lines[3:]) + "\n")
     with pytest.raises(DataFormatError, match=r"u\.genre, line 3: expected 'genre name\|flag index', found 'Comedy'"):
         load_dataset(folder)
+    (folder / "u.genre").write_text("\n".join(lines[:2] + ["Comedy|\u00b9"] + lines[3:]) + "\n")  # Latin-1's 0xB9
+    with pytest.raises(DataFormatError, match=r"u\.genre, line 3: expected 'genre name\|flag index'"):
+        load_dataset(folder)
     (folder / "u.genre").write_text("\n".join(lines[:-1] + ["Romance|9"]) + "\n")
     with pytest.raises(DataFormatError, match=r"u\.genre: expected flag indices 0 to 5, one each"):
         load_dataset(folder)

@@ -138,8 +138,10 @@ def test_a_tag_that_spells_a_genre_otherwise_is_not_a_second_attribute(tmp_path)
     folder = write_csv(tmp_path / "c")
     with open(folder / "tags.csv", "a") as f:
         f.writelines(f"3,{i},{tag},1002\n" for i in range(1, 31) for tag in ("horror", "ACTION!", "thriller"))
+    with open(folder / "tags.csv", "a") as f:  # tags in other scripts are their own attributes, however spelt
+        f.writelines(f"3,{i},{tag},1003\n" for i in range(1, 31) for tag in ("經典", "科幻", "Ação", "?!"))
     vocabulary = attribute_vocabulary(load_dataset(folder))
-    assert vocabulary == [*GENRES, "dark", "thriller"]
+    assert vocabulary == [*GENRES, "ação", "dark", "thriller", "科幻", "經典"]
 
 
 def test_training_runs_on_the_chosen_device_and_unprompted_dpr_ranks_like_its_backbone(tmp_path, monkeypatch):
