@@ -419,3 +419,30 @@ def test_api_bad_input_is_a_clean_error(client, capfd):
     with pytest.raises(Exception, match="at most 300 characters"):
         client.predict("196", "x" * 400, "", "sasrec", 10, api_name="/compare")
     assert "Traceback" not in capfd.readouterr().err  # a caller's mistake fills no server log
+
+
+def test_the_genre_chart_shows_the_share_of_items_per_genre(monkeypatch):
+    class FourItemsThreeDramas:
+        @staticmethod
+        def genre_counts(items):  # an item may carry two genres: the shares need not add up to 100
+            return {"Drama": 3, "Comedy": 2} if len(items) == 4 else {"Comedy": 1}
+
+    monkeypatch.setattr(app, "get_engine", lambda: FourItemsThreeDramas())
+    figure = app.genre_figure({"history": [1, 2, 3, 4], "dpr": [5, 6]}, "t")
+    assert list(figure.data[0].x) == ["Drama", "Comedy"] and list(figure.data[0].y) == [75.0, 50.0]
+    assert list(figure.data[1].y) == [0.0, 50.0]
+
+
+def test_the_overlap_chart_counts_shared_items():
+    figure = app.overlap_figure({"a": ["1", "2", "3"], "b": ["3", "4"], "c": ["9"]})
+    assert [list(row) for row in figure.data[0].z] == [[3, 1, 0], [1, 2, 0], [0, 0, 1]]
+
+
+def test_the_gate_chart_keeps_each_expert_with_its_weight():
+    from core.engine import Recommendation
+
+    experts = {"want 2": 0.6, "want 0": 0.3, "want 1": 0.1}
+    gate = {"prompt": "comedy", "polarity": "want", "experts": experts, "understood_as": {"Comedy": 0.9},
+            "unsure": False}
+    figure = app.gates_figure(Recommendation("dpr", "1", ["comedy"], [], [], 1.0, "sasrec", gates=[gate]))
+    assert dict(zip(figure.data[0].x, figure.data[0].y)) == experts

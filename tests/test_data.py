@@ -476,10 +476,15 @@ def test_the_item_text_cache_is_used_only_while_texts_and_encoder_match(tiny_ato
     assert other_encoder.encoded == dataset.num_items  # another encoder: rebuilt, never the stale cache
     item_text_embeddings(dataset, folder, other_encoder)
     assert other_encoder.encoded == dataset.num_items  # ... and kept under cache/, keyed by its fingerprint
-    renamed = dataclasses.replace(dataset, titles=[t + " II" for t in dataset.titles])
-    encoder.encoded = 0
-    item_text_embeddings(renamed, folder, encoder)
-    assert encoder.encoded == dataset.num_items  # other texts: rebuilt
+    third_encoder = CountingEncoder("enc-c")
+    item_text_embeddings(dataset, folder, third_encoder)
+    item_text_embeddings(dataset, folder, other_encoder)
+    assert other_encoder.encoded == dataset.num_items  # a third encoder's cache sits beside, not over, enc-b's
+    for changed in (dataclasses.replace(dataset, titles=[t + " II" for t in dataset.titles]),
+                    dataclasses.replace(dataset, genres=[g + ("Western",) if g else g for g in dataset.genres])):
+        encoder.encoded = 0
+        item_text_embeddings(changed, folder, encoder)
+        assert encoder.encoded == dataset.num_items  # other texts (titles or genres): rebuilt
     assert (folder / CACHE_FILE).read_bytes() == shipped  # the cache beside the checkpoints is never overwritten
     (folder / CACHE_FILE).write_bytes(b"not a safetensors file")
     encoder.encoded = 0
@@ -493,3 +498,51 @@ def test_the_item_text_cache_is_used_only_while_texts_and_encoder_match(tiny_ato
                                           ("ml-100k", 50), ("ml-10m", 50), ("my-data", 50)])
 def test_ml_1m_reads_200_items_whatever_its_folder_is_called(tmp_path, name, length):
     assert load_dataset(write_dat(tmp_path / name)).default_max_len == length
+
+
+def test_titles_keep_their_article_and_only_a_final_year():
+    from core.data import _display_title
+
+    assert _display_title("Appartement, L' (1996)") == ("L'Appartement", "1996")
+    assert _display_title("The Year (2000) Remade (2010)") == ("The Year (2000) Remade", "2010")
+    assert _display_title("Anna (1996) Remastered") == ("Anna (1996) Remastered", "")
+
+
+def test_an_item_keeps_its_most_used_tags_up_to_the_limit(tmp_path):
+    from core.data import TAGS_PER_ITEM
+
+    folder = write_csv(tmp_path / "c", tags=False)
+    names = [f"tag{n:02d}" for n in range(TAGS_PER_ITEM + 3)]
+    rows = [f"{user},1,{name},1000" for rank, name in enumerate(names) for user in range(1, len(names) - rank + 2)]
+    (folder / "tags.csv").write_text("\n".join(["userId,movieId,tag,timestamp", *rows]) + "\n")
+    dataset = load_dataset(folder)
+    assert dataset.tags[dataset.item_index("1")] == tuple(names[:TAGS_PER_ITEM])
+
+
+def test_ids_with_spaces_around_them_match_the_item_file(tmp_path):
+    folder = write_csv(tmp_path / "c", tags=False)
+    header, *lines = (folder / "ratings.csv").read_text().splitlines()
+    spaced = [",".join(f" {value}" if column < 2 else value for column, value in enumerate(line.split(",")))
+              for line in lines]
+    (folder / "ratings.csv").write_text("\n".join([header, *spaced]) + "\n")
+    dataset = load_dataset(folder)
+    assert " 1" not in dataset.item_ids and " 1" not in dataset.user_ids
+    assert dataset.num_items == 30 and not any(title.startswith("Item ") for title in dataset.titles[1:])
+
+
+def test_a_user_with_two_interactions_is_left_out(tmp_path):
+    (tmp_path / "d.inter").write_text("user_id:token\titem_id:token\ttimestamp:float\n"
+                                      + "".join(f"1\t{i}\t{i}\n" for i in range(1, 6)) + "2\t1\t1\n2\t2\t2\n")
+    with pytest.warns(UserWarning, match="fewer than 3"), pytest.warns(UserWarning, match="no item file"):
+        dataset = load_dataset(tmp_path / "d.inter")
+    assert dataset.dropped_users == frozenset({"2"}) and dataset.user_ids == ["<pad>", "1"]
+
+
+def test_a_recbole_year_column_counts_only_where_it_holds_a_year(tmp_path):
+    (tmp_path / "d.inter").write_text("user_id:token\titem_id:token\ttimestamp:float\n1\t1\t1\n1\t2\t2\n1\t3\t3\n")
+    (tmp_path / "d.item").write_text("item_id:token\tmovie_title:token_seq\trelease_year:token\tclass:token_seq\n"
+                                     "1\tHeat (1995)\t1995-12-15\tAction\n"  # not a year: the title's
+                                     "2\tCasino (1995)\t1996\tDrama\n"  # the column's year comes first
+                                     "3\tFargo\t1996\tCrime\n")
+    dataset = load_dataset(tmp_path / "d.inter")
+    assert {dataset.item_ids[i]: dataset.years[i] for i in range(1, 4)} == {"1": "1995", "2": "1996", "3": "1996"}

@@ -277,6 +277,21 @@ def test_a_checkpoint_refuses_another_llm_or_another_sasrec(trained, tmp_path):
         load_mixrec(damaged, dataset)
 
 
+def test_the_llm_conversion_is_kept_under_its_gguf_files_hash(tmp_path, monkeypatch):
+    """Another GGUF file (a new package version) never reuses the old file's conversion."""
+    from core.checkpoint import file_sha256
+
+    monkeypatch.setenv("STEERREC_CACHE", str(tmp_path / "cache"))
+    gguf = tmp_path / "model.gguf"
+    gguf.write_bytes(b"not really a gguf file")
+    monkeypatch.setattr(core.llm, "gguf_path", lambda: gguf)
+    folder = tmp_path / "cache" / "llm" / file_sha256(gguf)[:16]
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text("{}")
+    (folder / "model.safetensors").write_bytes(b"")
+    assert core.llm.converted_folder() == folder
+
+
 def test_the_real_llm_loads_offline_and_runs_a_forward_pass():
     llm = core.llm.load_llm(2)
     assert llm.config.hidden_size == 576 and len(llm.model.layers) == 2

@@ -199,6 +199,14 @@ def test_a_config_torch_refuses_is_a_checkpoint_error(tmp_path, tiny_atomic, cha
         load_backbone(tmp_path, "sasrec", dataset)
 
 
+def test_a_setting_of_true_is_not_a_whole_number(tmp_path):
+    from core.checkpoint import config_from
+
+    assert config_from(SASRecConfig, {"num_items": 5, "heads": 2}, tmp_path).heads == 2
+    with pytest.raises(CheckpointError, match="heads is True, expected int"):  # bool is an int to Python
+        config_from(SASRecConfig, {"num_items": 5, "heads": True}, tmp_path)
+
+
 def test_saving_replaces_atomically(tmp_path):
     folder = _saved(tmp_path)
     save_checkpoint(folder, {"model": "sasrec"}, {"weight": torch.zeros(3)})

@@ -179,3 +179,10 @@ def test_a_prompt_as_long_as_the_limit_and_as_many_as_the_limit_are_read():
     assert [p.text for p in build_prompts(want=full_box)] == [full_box]
     genres = ["comedy", "drama", "war", "crime", "mystery", "westerns", "musicals", "horror"][:MAX_PROMPTS]
     assert len(build_prompts(want=genres)) == MAX_PROMPTS
+
+
+@pytest.mark.parametrize("text", ["I'm fed up with musicals", "I dislike horror", "I'm tired of westerns",
+                                  "I'd rather not see horror", "less horror", "I never watch horror",
+                                  "exclude westerns", "I'm sick of horror", "skip musicals"])
+def test_more_ways_of_saying_no_are_avoids(text):
+    assert infer_negative(text)
