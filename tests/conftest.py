@@ -119,6 +119,16 @@ def write_csv(folder, users=12, items=30, tags=True):
     return folder
 
 
+def record_prompt_cases(monkeypatch, module) -> list[tuple[str, str]]:
+    """(split, phrasing set) of every `build_prompt_cases` call `module` makes: which users and which wordings a
+    model is selected or evaluated on."""
+    calls = []
+    real_build = module.build_prompt_cases
+    monkeypatch.setattr(module, "build_prompt_cases",
+                        lambda *args: calls.append((args[2], args[6])) or real_build(*args))
+    return calls
+
+
 def tiny_llm(seed: int = 0, layers: int = 2, hidden: int = 32, vocab: int = 257):
     """A random Llama of SmolLM2's architecture at toy size, with a byte tokenizer: MixRec's tests run in
     seconds without the real LLM."""

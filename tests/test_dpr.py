@@ -151,16 +151,13 @@ def test_training_runs_on_the_chosen_device_and_unprompted_dpr_ranks_like_its_ba
     from core.evaluate import sequential_ranks
     from core.train import TrainConfig, load_backbone, train_backbone
     from core.train_dpr import DPRTrainConfig, UnpromptedDPR, load_dpr, train_dpr
-    from tests.conftest import write_atomic
+    from tests.conftest import record_prompt_cases, write_atomic
 
     dataset = load_dataset(write_atomic(tmp_path / "data", users=16, items=30))
     out = tmp_path / "checkpoints"
     train_backbone("sasrec", dataset, out, TrainConfig(epochs=1), max_len=8, progress=False, hidden=16)
     config = DPRTrainConfig(align_epochs=2, steer_epochs=1, validation_users=8, device="cpu")
-    built = []  # the prompt cases DPR selects its epoch on: validation users, training phrasings
-    real_build = core.train_dpr.build_prompt_cases
-    monkeypatch.setattr(core.train_dpr, "build_prompt_cases",
-                        lambda *args: built.append((args[2], args[6])) or real_build(*args))
+    built = record_prompt_cases(monkeypatch, core.train_dpr)  # DPR selects its epoch on validation users
     _, record = train_dpr(dataset, "sasrec", out, config, progress=False)
     assert built and set(built) == {("valid", "train")}
     assert record["device"] == "cpu" and record["stages"]["steer"]["best_epoch"] == 1
@@ -189,11 +186,9 @@ def test_sequential_evaluation_of_dpr_runs_dpr_and_matches_its_backbone(engine, 
 def test_a_backbone_on_a_prompt_task_is_its_own_backbone_row(engine, monkeypatch):
     import core.run_evaluation
     from core.run_evaluation import evaluate_model
+    from tests.conftest import record_prompt_cases
 
-    built = []  # the evaluation asks for wordings no training saw
-    real_build = core.run_evaluation.build_prompt_cases
-    monkeypatch.setattr(core.run_evaluation, "build_prompt_cases",
-                        lambda *args: built.append((args[2], args[6])) or real_build(*args))
+    built = record_prompt_cases(monkeypatch, core.run_evaluation)  # wordings no training saw
     result = evaluate_model("gru4rec", "negative", engine=engine, users=range(1, 201))
     assert built == [("test", "eval")]
     assert result["backbone"] == "gru4rec" and result["methods"]["gru4rec"] == result["methods"]["backbone"]

@@ -17,7 +17,7 @@ from core.models.sasrec import SASRec, SASRecConfig
 from core.search import layer_experts
 from core.train import TrainConfig, train_backbone
 from core.train_mixrec import MixRecTrainConfig, load_mixrec, train_mixrec
-from tests.conftest import tiny_llm, write_atomic
+from tests.conftest import record_prompt_cases, tiny_llm, write_atomic
 
 ITEMS = 30
 TEXTS = [""] + [f"Movie {i} ({1990 + i % 10}). Genres: {'Comedy' if i % 2 else 'Horror'}" + " x" * (i % 5)
@@ -330,10 +330,7 @@ def test_the_prompt_stage_starts_from_a_checkpoint_and_records_both_stages(train
     shutil.copytree(out / "mixrec", start)
     config = MixRecTrainConfig(prompt_steps=4, prompt_eval_every=2, prompt_batch_size=8, bf16=False, rule_share=0.0,
                                prompt_patience=7)
-    built = []  # the prompt cases the stage selects its step on: validation users, training phrasings
-    real_build = core.train_mixrec.build_prompt_cases
-    monkeypatch.setattr(core.train_mixrec, "build_prompt_cases",
-                        lambda *args: built.append((args[2], args[6])) or real_build(*args))
+    built = record_prompt_cases(monkeypatch, core.train_mixrec)  # the stage selects its step on validation users
     model, prompted = train_mixrec(dataset, out, config, progress=False, init=start)
     assert built and set(built) == {("valid", "train")}
     stage = prompted["prompt_stage"]
