@@ -6,7 +6,11 @@ so the app, the CLI and the benchmarks always agree. `compare`, `recommend` and 
 `/compare`, `/recommend` and `/status`.
 """
 import os
+import sys
 
+PORT = os.environ.get("GRADIO_SERVER_PORT", "7860")
+if not (PORT.isascii() and PORT.isdigit() and 0 < int(PORT) < 65536):  # Gradio's own import would fail on it
+    sys.exit(f"error: GRADIO_SERVER_PORT must be a port number from 1 to 65535, got {PORT!r}")
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
 # Gradio's queue recomputes a pandas summary of its last 10,000 events after every event (for its monitoring
@@ -16,9 +20,9 @@ os.environ.setdefault("GRADIO_ANALYTICS_MAX_EVENTS", "1000")
 
 import functools  # noqa: E402
 import html  # noqa: E402
+import math  # noqa: E402
 import random  # noqa: E402
 import re  # noqa: E402
-import sys  # noqa: E402
 import urllib.parse  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -45,11 +49,19 @@ COLUMNS = ("backbone", "dpr", "mixrec")
 DATASET_USER, MADE_UP = "Dataset user", "Build a history"
 RANKING_WIDTHS = {"#": 6, "fit": 10, "title": 26, "year": 12, "genres": 27, "score": 19}  # % of the table's width
 TITLE_MATCHES = 20  # the search box lists at most this many titles
-MARKDOWN_SYNTAX = re.compile(r"[\\`*_\[\]~]")  # what formats text within a line: emphasis, code, links
+# what formats text within a line (emphasis, code, links) or turns it into a link by itself (a URL, www., an e-mail)
+MARKDOWN_SYNTAX = re.compile(r"[\\`*_\[\]~@]|:(?=//)|(?<=[wW]{3})\.")
 TINTS = {"✓": "background-color: #e3f6e3", "⚠": "background-color: #fde2e1", "✓⚠": "background-color: #fff3cd"}
 HISTORY_WIDTHS = {"title": 32, "year": 10, "genres": 24, "date": 20, "rating": 14}  # % of the table's width
 WHY_HEADERS = ["reason", "detail", "similarity"]
 WHY_LABEL = "Why is it there? Select a row of a list"
+TABLES = ("history", *(f"{column}-table" for column in COLUMNS), "why")
+# below a phone's width a table keeps the room its columns need and scrolls sideways, instead of breaking every
+# word and number into pieces (the column widths are shares of the table's width)
+CSS = ("@media (max-width: 640px) { "
+       + ", ".join(f"#{table}" for table in TABLES) + " { overflow-x: auto; } "
+       + ", ".join(f"#{table} .table-container" for table in TABLES) + " { min-width: 560px; } }")
+LAUNCH_STYLE = {"theme": THEME, "css": CSS}  # what launch() takes for the page's look
 RESULT_COUNT = 2 * len(COLUMNS) + 6  # compare_view's outputs: a header and a table per column, 3 plots, state,
 # the explanation and the notice line
 EXAMPLES = [
@@ -382,7 +394,13 @@ def ask_compare(mode, user, made_up, want, avoid, backbone, k, strict_avoid=Fals
     """The page's Compare, first step: compare_view's outputs, kept with the user or history and backbone they
     answer for. The page can change those while the models run."""
     return {"subject": subject_of(mode, user, made_up, backbone),
-            "outputs": compare_view(mode, user, made_up, want, avoid, backbone, k, strict_avoid)}
+            "outputs": compare_view(mode, user, made_up, want, avoid, backbone, as_slider_shows(k), strict_avoid)}
+
+
+def as_slider_shows(k):
+    """The number box beside the k slider takes any number (2.5) while the slider's thumb snaps to a whole one
+    (3): the page asks for the k that the thumb shows."""
+    return math.floor(k + 0.5) if isinstance(k, float) and math.isfinite(k) else k
 
 
 def shown_if_current(answer: dict | None, mode, user, made_up, backbone) -> tuple:
@@ -639,14 +657,14 @@ def build_demo() -> gr.Blocks:
                         tables.append(gr.Dataframe(headers=list(ranking_columns), interactive=False, wrap=True,
                                                    column_widths=css_widths(ranking_columns), visible=False,
                                                    elem_id=f"{column}-table", show_label=False))
+            # right under the lists, where the row that asks for it was selected
+            why = gr.Dataframe(headers=WHY_HEADERS, label=WHY_LABEL, interactive=False, elem_id="why")
             with gr.Row():
                 genre_chart, overlap_chart, gates_chart = placeholder_plots()
                 # each at least a phone's width, so that on a phone they stack instead of squeezing three in a row
                 genre_plot = gr.Plot(genre_chart, label="Genre mix", elem_id="genre-plot", min_width=340)
                 overlap_plot = gr.Plot(overlap_chart, label="Overlap", elem_id="overlap-plot", min_width=340)
                 gates_plot = gr.Plot(gates_chart, label="DPR gates", elem_id="gates-plot", min_width=340)
-            why = gr.Dataframe(headers=WHY_HEADERS, label=WHY_LABEL,
-                               interactive=False, elem_id="why")
         with gr.Tab("About"):
             gr.Markdown(ABOUT + "\n" + data_line(engine))
             gr.Markdown("## Models loaded\n" + model_status(engine))
@@ -687,5 +705,5 @@ if __name__ == "__main__":
         sys.exit(f"error: {error}")
     share_cores(CONCURRENT_REQUESTS)  # after loading, which builds MixRec's item cache on every core
     demo.launch(server_name=os.environ.get("GRADIO_SERVER_NAME", "0.0.0.0" if SPACE else "127.0.0.1"),
-                server_port=int(os.environ.get("GRADIO_SERVER_PORT", 7860)), allowed_paths=[str(ROOT / "assets")],
-                theme=THEME)
+                server_port=int(PORT), allowed_paths=[str(ROOT / "assets")],
+                **LAUNCH_STYLE)

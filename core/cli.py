@@ -90,7 +90,8 @@ def parser() -> argparse.ArgumentParser:
                      help="DPR: also drop every item of the genre it read in an avoid phrase")
     rec.add_argument("--backbone", choices=BACKBONE_NAMES, help="DPR: the backbone it steers (default sasrec)")
     rec.add_argument("-k", type=positive_int,
-                     help="how many items (default 10, or the whole catalogue where it is smaller)")
+                     help="how many items, at most the catalogue's size (default 10, or the whole catalogue where "
+                          "it holds fewer)")
     rec.add_argument("--data", type=path_text, help=DATA_HELP)
     rec.add_argument("--checkpoints", type=path_text, help=CHECKPOINTS_HELP)
     rec.add_argument("--json", action="store_true", help="print one JSON object")
@@ -356,8 +357,10 @@ def run_evaluate(args) -> int:
     if args.json:
         print(json.dumps(without_nan(result)))  # NaN (no interval from one user) is not JSON: null instead
         return 0
-    print(f"{result['task']} task, {result['split']} split, {result['users']} users")
+    print(f"{result['task']} task, {result['split']} split, {result['users']} users, {result['backbone']} backbone")
     for method, metrics in result["methods"].items():
+        if method == result["backbone"] and "backbone" in result["methods"]:  # the same row under its own name
+            continue
         plain, compared = split_differences(metrics)
         print(f"  {method:12s} " + "  ".join(f"{k} {v:.4f}" for k, v in plain.items()))
         for reference, differences in compared.items():

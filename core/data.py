@@ -237,6 +237,10 @@ def _read_text(path: Path) -> str:
 SEPARATOR_NAMES = {"\t": "tabs", ",": "commas"}
 
 
+def fields(count) -> str:
+    return f"{count} field{'' if int(count) == 1 else 's'}"
+
+
 def _require_separator(path: Path, separator: str, described: str) -> str:
     """The text of a headerless ratings file whose first line holds `separator`; otherwise a DataFormatError
     naming that line (a file split by something else would read as one field a line)."""
@@ -244,7 +248,7 @@ def _require_separator(path: Path, separator: str, described: str) -> str:
     for number, line in enumerate(text.splitlines(), start=1):
         if line.strip():
             if separator not in line:
-                raise DataFormatError(path, number, f"fields separated by {described}", line[:80])
+                raise DataFormatError(path, number, f"fields separated by {described}", repr(line[:80]))
             break
     return text
 
@@ -253,7 +257,7 @@ def _refuse_one_column_header(path: Path, sep: str, header: str, typed: bool) ->
     """A header read as one column that holds another separator: the file was written with that one. (No header
     of these formats holds these characters; a RecBole one holds no space either.)"""
     if re.search(r"[,;\t| ]" if typed else r"[,;\t|]", header):
-        raise DataFormatError(path, 1, f"columns separated by {SEPARATOR_NAMES.get(sep, repr(sep))}", header[:80])
+        raise DataFormatError(path, 1, f"columns separated by {SEPARATOR_NAMES.get(sep, repr(sep))}", repr(header[:80]))
 
 
 def _read_table(path: Path, names=None, sep="\t", text=None, quoting=csv.QUOTE_NONE, typed=False) -> pd.DataFrame:
@@ -272,8 +276,7 @@ def _read_table(path: Path, names=None, sep="\t", text=None, quoting=csv.QUOTE_N
             header = (text if text is not None else path.read_text(encoding="utf-8", errors="replace")).lstrip()
             _refuse_one_column_header(path, sep, header.splitlines()[0], typed)
         if match:
-            raise DataFormatError(path, match.group(2), f"{match.group(1)} fields",
-                                  f"{match.group(3)} fields") from None
+            raise DataFormatError(path, match.group(2), fields(match.group(1)), fields(match.group(3))) from None
         raise DataFormatError(path, None, "a delimited text table", str(error)[:80]) from None
     except pd.errors.EmptyDataError:
         raise DataFormatError(path, 1, "a header line and data", "an empty file") from None
@@ -286,12 +289,12 @@ def _read_table(path: Path, names=None, sep="\t", text=None, quoting=csv.QUOTE_N
         columns = [c.split(":")[0] for c in header] if typed else header
         repeated = [h for h, c in zip(header, columns) if columns.count(c) > 1]
         if repeated:
-            raise DataFormatError(path, 1, "distinct column names", ", ".join(repeated))
+            raise DataFormatError(path, 1, "distinct column names", ", ".join(map(repr, repeated)))
     if len(frame) and (frame.iloc[:, -1] == "").any():  # pandas fills a short line's missing fields with ''
         short = _short_line(text if text is not None else path.read_text(encoding="utf-8"), sep, quoting,
                             frame.shape[1])
         if short:
-            raise DataFormatError(path, short[0], f"{frame.shape[1]} fields", f"{short[1]} fields")
+            raise DataFormatError(path, short[0], fields(frame.shape[1]), fields(short[1]))
     return frame if names else frame.iloc[1:].set_axis(columns, axis=1)
 
 
@@ -320,7 +323,8 @@ def _numbers(frame: pd.DataFrame, column: str, source: _Source, optional=False) 
     bad = ~np.isfinite(values) & (raw != "" if optional else True)
     if bad.any():
         row = int(np.flatnonzero(bad.to_numpy())[0])
-        raise DataFormatError(source.path, source.line(row), f"a finite number in column {column!r}", raw.iloc[row])
+        raise DataFormatError(source.path, source.line(row), f"a finite number in column {column!r}",
+                              repr(raw.iloc[row]))
     return values
 
 
@@ -329,7 +333,7 @@ def _ids(frame: pd.DataFrame, column: str, source: _Source) -> pd.Series:
     empty = values == ""
     if empty.any():
         row = int(np.flatnonzero(empty.to_numpy())[0])
-        raise DataFormatError(source.path, source.line(row), f"an id in column {column!r}", "")
+        raise DataFormatError(source.path, source.line(row), f"an id in column {column!r}", "an empty field")
     return values
 
 
@@ -423,7 +427,7 @@ def load_dat(folder: Path) -> Dataset:
             parts = line.split("::")
             if len(parts) != 3:
                 raise DataFormatError(movies_path, number, "3 fields 'id::title::genre|genre'",
-                                      f"{len(parts)} fields")
+                                      fields(len(parts)))
             ids.append(parts[0].strip()); titles.append(parts[1])
             genres.append(_genres(parts[2]))
     tags = None
@@ -450,7 +454,7 @@ def grouplens_genre_names(path: Path) -> tuple[str, ...]:
             continue
         name, _, index = line.rpartition("|")
         if not name.strip() or not re.fullmatch(r"[0-9]+", index.strip()):
-            raise DataFormatError(path, number, "'genre name|flag index'", line.strip()[:60])
+            raise DataFormatError(path, number, "'genre name|flag index'", repr(line.strip()[:60]))
         if int(index) in named:
             raise DataFormatError(path, number, "one genre per flag index", f"index {int(index)} again")
         named[int(index)] = name.strip()
@@ -477,10 +481,10 @@ def load_grouplens(folder: Path) -> Dataset:
             parts = line.split("|")
             if len(parts) != 5 + len(names):
                 raise DataFormatError(item_path, number, f"{5 + len(names)} fields 'id|title|release date|video "
-                                      f"release date|URL|{len(names)} genre flags'", f"{len(parts)} fields")
+                                      f"release date|URL|{len(names)} genre flags'", fields(len(parts)))
             flag = next((flag.strip() for flag in parts[5:] if flag.strip() not in ("0", "1")), None)
             if flag is not None:  # read as "no", it would drop a genre without a word
-                raise DataFormatError(item_path, number, "genre flags of 0 or 1", flag)
+                raise DataFormatError(item_path, number, "genre flags of 0 or 1", repr(flag))
             ids.append(parts[0].strip()); titles.append(parts[1])
             release = re.search(r"(\d{4})\s*$", parts[2])
             years.append(release.group(1) if release else "")

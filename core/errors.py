@@ -11,10 +11,12 @@ class DataFormatError(SteerRecError):
     """A dataset file that does not have the expected format; names the file and the line."""
 
     def __init__(self, path, line, expected, found=None):
+        """found: what the file holds there, as the message shows it (quoted by the caller where it is the file's
+        own text, as a description where it is not: '2 fields', 'byte 0xe9')."""
         where = f"{path}, line {line}" if line else str(path)
         message = f"{where}: expected {expected}"
         if found is not None:
-            message += f", found {found!r}"
+            message += f", found {found}"
         super().__init__(message)
 
 

@@ -141,6 +141,14 @@ def test_a_bad_compare_empties_the_results_and_says_why(engine, mode, user, made
     assert expected in notice and notice.startswith("**Nothing to compare**")
 
 
+def test_the_page_asks_for_the_k_its_slider_shows(engine):
+    """The number box beside the slider takes 2.5 and the slider shows 3; an API caller's 2.5 is an error."""
+    needs(engine, "sasrec")
+    assert "3 items" in app.ask_compare(app.DATASET_USER, "196", [], "", "", "sasrec", 2.5)["outputs"][0]
+    assert "2 items" in app.ask_compare(app.DATASET_USER, "196", [], "", "", "sasrec", 2.4)["outputs"][0]
+    assert app.as_slider_shows(7) == 7 and app.as_slider_shows("7") == "7"  # anything else is check_k's to judge
+
+
 def test_a_new_user_or_history_takes_the_old_lists_away(engine):
     profile, history, _, *results = app.new_subject(app.DATASET_USER, "405", [], "sasrec")
     assert profile.startswith("user 405:") and len(history.value["data"]) and len(results) == app.RESULT_COUNT
@@ -250,6 +258,9 @@ def test_typed_text_shows_as_typed_not_as_markdown(engine):
     notice = app.compare_view(app.DATASET_USER, typed, [], "", "", "sasrec", 3)[-1]
     assert notice.startswith("**Nothing to compare**: ") and shown in notice
     assert app.as_markdown_text("_x_ __y__") == "\\_x\\_ \\_\\_y\\_\\_"
+    # a URL, www. or an e-mail address is made a link by the Markdown renderer without any mark
+    assert (app.as_markdown_text("see http://x.example/a, WWW.y.example or me@z.example")
+            == "see http\\://x.example/a, WWW\\.y.example or me\\@z.example")
 
 
 def test_a_column_note_quoting_a_prompt_shows_it_as_typed(engine):
@@ -349,7 +360,7 @@ def test_every_event_that_runs_models_shares_one_concurrency_limit(engine):
 def served_app(engine) -> str:
     """The app on a free local port, for this module's tests; its URL."""
     demo = app.build_demo()
-    _, url, _ = demo.launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True, theme=app.THEME)
+    _, url, _ = demo.launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True, **app.LAUNCH_STYLE)
     yield url
     demo.close()
 

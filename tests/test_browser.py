@@ -69,6 +69,8 @@ def test_compare_in_the_browser(browser, served_app, engine, tmp_path, monkeypat
     if engine.is_available("dpr", "sasrec"):
         browser.find_element(By.CSS_SELECTOR, "#dpr-table [data-testid=cell-1-0]").click()  # row 2, its rank
         wait.until(seen.text_to_be_present_in_element((By.ID, "why"), "you watched"))
+        below = [browser.find_element(By.ID, name).location["y"] for name in ("dpr-table", "why", "genre-plot")]
+        assert below == sorted(below), below  # the explanation lands right under the lists, above the charts
 
     for _ in range(3):  # a taller window lets the page grow; stop once all of it fits
         height = browser.execute_script("return document.documentElement.scrollHeight")
@@ -117,3 +119,28 @@ def test_compare_in_the_browser(browser, served_app, engine, tmp_path, monkeypat
     charts = wait.until(lambda driver: driver.find_elements(By.CSS_SELECTOR, "#benchmarks img"))
     wait.until(lambda driver: all(driver.execute_script("return arguments[0].naturalWidth", img) > 0
                                   for img in charts))
+
+
+def test_the_page_on_a_phone(browser, served_app, engine):  # noqa: F811
+    """At a phone's width the tables scroll sideways instead of breaking words, and what a person types into a
+    message (here a user id that is a URL) stays text, not a link."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support import expected_conditions as seen
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.set_window_size(390, 844)
+    wait = WebDriverWait(browser, 60)
+    browser.get(served_app)
+    user = wait.until(seen.element_to_be_clickable((By.CSS_SELECTOR, "#user input")))
+    for typed, shown in (("http://evil.example/x", "unknown user 'http://evil.example/x'"), ("405", "user 405:")):
+        user.click()
+        user.send_keys(Keys.CONTROL, "a")
+        user.send_keys(typed, Keys.ENTER)
+        wait.until(seen.text_to_be_present_in_element((By.ID, "profile"), shown))
+        assert not browser.find_elements(By.CSS_SELECTOR, "#profile a")
+    browser.find_element(By.ID, "compare").click()
+    wait.until(lambda driver: len(driver.find_elements(By.CSS_SELECTOR, "#backbone-table [role=row].virtual-row")) >= 5)
+    for table in ("history", "backbone-table"):
+        year = next(cell for cell in browser.find_elements(By.CSS_SELECTOR, f"#{table} th") if cell.text == "year")
+        assert year.size["width"] >= 50, (table, year.size)  # room for "1997" on one line

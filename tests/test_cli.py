@@ -93,6 +93,22 @@ def test_evaluate_prompt_task_reports_the_difference_from_the_filter():
     assert "vs filter" not in methods["filter"]
 
 
+def test_evaluate_prints_the_backbone_asked_for_once(monkeypatch, capsys):
+    """A backbone on a prompt task is its own baseline: JSON names its row twice (as `backbone` and by name), the
+    printout once."""
+    import core.run_evaluation
+    from core import cli
+
+    row, filtered = {"ndcg@10": 0.1}, {"ndcg@10": 0.3}
+    monkeypatch.setattr(core.run_evaluation, "evaluate_model", lambda *args, **kwargs: {
+        "task": "positive", "split": "test", "users": 3, "backbone": "gru4rec",
+        "methods": {"backbone": row, "filter": filtered, "gru4rec": row}})
+    assert cli.main(["evaluate", "--model", "gru4rec", "--task", "positive"]) == 0
+    first, *rows = capsys.readouterr().out.splitlines()
+    assert first == "positive task, test split, 3 users, gru4rec backbone"
+    assert [line.split()[0] for line in rows] == ["backbone", "filter"]
+
+
 def test_mixrec_recommend_and_a_missing_checkpoint(tmp_path):
     done = run("recommend", "--model", "mixrec", "--user", "196", "--want", "something funny", "-k", "3", "--json")
     assert done.returncode == 0, done.stderr

