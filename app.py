@@ -503,10 +503,17 @@ def show_source(mode, user, made_up, backbone):
         mode, user, made_up, backbone)
 
 
+def new_visit() -> int:
+    """Where a visit's pseudo-random users start, so that each visitor gets a sequence of their own."""
+    return random.randrange(2**32)
+
+
 @shows_errors
-def random_user(draws: int):
-    """The next user of a fixed pseudo-random sequence: the same clicks give the same users."""
-    return random.Random(draws).choice(get_engine().dataset.user_ids[1:]), draws + 1
+def random_user(draws: int, current=None):
+    """The next user of the visit's pseudo-random sequence (the same draws give the same user), never the one
+    on the page: the button always changes the user."""
+    others = [user for user in get_engine().dataset.user_ids[1:] if user != str(current or "").strip()]
+    return random.Random(draws).choice(others), draws + 1
 
 
 @shows_errors
@@ -678,7 +685,8 @@ def build_demo() -> gr.Blocks:
         mode.change(show_source, [mode, user, made_up, backbone], [user_group, build_group, *subject], **private)
         user.change(new_subject, [mode, user, made_up, backbone], subject, **private)
         backbone.change(new_subject, [mode, user, made_up, backbone], subject, **private)  # lists of the other one go
-        lucky.click(random_user, draws, [user, draws], **private)
+        demo.load(new_visit, None, draws, queue=False, **private)
+        lucky.click(random_user, [draws, user], [user, draws], **private)
         query.change(search, query, found, trigger_mode="always_last", **private)
         add.click(add_title, [made_up, found, query, backbone], [made_up, *subject], **private)
         clear.click(clear_history, backbone, [made_up, *subject], **private)

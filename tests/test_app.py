@@ -224,9 +224,11 @@ def test_history_view_and_the_made_up_history(engine):
     assert user_table.value["headers"] == list(app.HISTORY_WIDTHS) and len(user_table.column_widths) == 5
 
 
-def test_random_user_is_reproducible(engine):
+def test_random_user_is_reproducible_and_changes_the_user(engine):
     first, draws = app.random_user(0)
     assert draws == 1 and app.random_user(0)[0] == first and first in engine.dataset.user_ids
+    assert app.random_user(0, first)[0] != first and app.random_user(0, f" {first} ")[0] != first
+    assert len({app.new_visit() for _ in range(5)}) > 1  # each visit starts its sequence elsewhere
 
 
 def test_markers_follow_what_dpr_read(engine):
