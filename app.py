@@ -32,7 +32,7 @@ import plotly.graph_objects as go  # noqa: E402
 
 from core import BACKBONE_NAMES, DISPLAY_NAMES, SERVED  # noqa: E402
 from core.assets import ensure_assets  # noqa: E402
-from core.engine import Engine, Recommendation, as_flag, percent, share_cores  # noqa: E402
+from core.engine import Engine, Recommendation, as_flag, best_reading, percent, readings, share_cores  # noqa: E402
 from core.errors import SteerRecError, one_line_warnings  # noqa: E402
 from core.prompts import MAX_PROMPT_CHARS, split_phrases  # noqa: E402
 
@@ -213,16 +213,14 @@ def recommend(model: str, user: str = "", want: str = "", avoid: str = "", backb
     `model` is sasrec, gru4rec, dpr or mixrec (`backbone` picks DPR's); the answer is the object that
     `python -m core recommend --json` prints."""
     return get_engine().recommend(model, want=split_phrases(want), avoid=split_phrases(avoid), k=k,
-                                  backbone=str(backbone).strip().lower(), strict_avoid=strict_avoid,
-                                  **api_source(user, history)).to_dict()
+                                  backbone=backbone, strict_avoid=strict_avoid, **api_source(user, history)).to_dict()
 
 
 def as_json(column: str, result, backbone: str) -> dict:
     if isinstance(result, Recommendation):
         return result.to_dict() | {"available": True, "notice": None}
-    return {"model": model_of(column, str(backbone).lower()), "backbone": None, "user": None, "want": [],
-            "avoid": [], "latency_ms": None, "items": [], "gates": [], "notes": [], "available": False,
-            "notice": result}
+    unanswered = Recommendation(model_of(column, str(backbone).lower()), None, [], [], [], latency_ms=0.0)
+    return unanswered.to_dict() | {"latency_ms": None, "available": False, "notice": result}
 
 
 # --------------------------------------------------------------------------- genre markers (presentation)
@@ -231,14 +229,11 @@ def fit_marker(attributes, wanted: set[str], avoided: set[str]) -> str:
     return ("✓" if wanted.intersection(attributes) else "") + ("⚠" if avoided.intersection(attributes) else "")
 
 
-def steering_genres(dpr_result) -> tuple[set[str], set[str]]:
-    """The genres DPR read in the want and avoid prompts (its likeliest reading of each, unless it is unsure), so
-    the markers say what the gate chart says; nothing when DPR is not available."""
-    wanted, avoided = set(), set()
-    for gate in dpr_result.gates if isinstance(dpr_result, Recommendation) else []:
-        if gate["reading"]:
-            (avoided if gate["polarity"] == "avoid" else wanted).add(gate["reading"])
-    return wanted, avoided
+def steering_attributes(dpr_result) -> tuple[set[str], set[str]]:
+    """The genres (or tags) DPR read in the want and avoid prompts (its likeliest reading of each, unless it is
+    unsure), so the markers say what the gate chart says; nothing when DPR is not available."""
+    read = readings(dpr_result.gates if isinstance(dpr_result, Recommendation) else [])
+    return set(read["want"]), set(read["avoid"])
 
 
 # ----------------------------------------------------------------------------------------------- tables
@@ -349,7 +344,7 @@ def gate_label(gate: dict) -> str:
 def understood_as(gate: dict) -> str:
     """The attribute DPR steers a prompt by, with its reader's probability ('Comedy 91%'); 'Action? (only 14%
     sure)' when it barely prefers one."""
-    name, probability = next(iter(gate["understood_as"].items()), (None, 0.0))
+    name, probability = best_reading(gate)
     if name is None:
         return "nothing it knows"
     return f"{name}? (only {percent(probability)} sure)" if gate["unsure"] else f"{name} {percent(probability)}"
@@ -436,7 +431,7 @@ def no_explanation() -> gr.Dataframe:
 def compared_outputs(mode, user, made_up, want, avoid, backbone, k, strict_avoid):
     source = source_of(mode, user, made_up)
     history, results = rankings(source, want, avoid, backbone, k, strict_avoid)
-    wanted, avoided = steering_genres(results["dpr"])
+    wanted, avoided = steering_attributes(results["dpr"])
     outputs, lists = [], {"history": history}
     for column in COLUMNS:
         result, title = results[column], column_title(column, backbone)

@@ -27,16 +27,16 @@ PAIRINGS = ("usual", "overlapping")
 
 def composed_cases(dataset, part: str, matrix: np.ndarray, pairing: str) -> list[tuple]:
     """(user, history, target, want attribute, avoid attribute) for every user whose target allows both."""
-    from core.prompt_tasks import co_occurrence, negative_attribute, overlapping_attributes, positive_attribute
+    from core.prompt_tasks import co_occurrence, overlapping_attributes, rule_attribute
 
     company = co_occurrence(matrix)
     cases = []
     for user in range(1, dataset.num_users + 1):
         history, target = dataset.split(user, part)
-        want = positive_attribute(history, target, matrix)
+        want = rule_attribute(history, target, matrix, negative=False)
         if want is None or matrix[:, target].all():
             continue
-        avoid = (negative_attribute(history, target, matrix) if pairing == "usual"
+        avoid = (rule_attribute(history, target, matrix, negative=True) if pairing == "usual"
                  else int(overlapping_attributes(np.array([want]), np.array([target]), matrix, company)[0]))
         cases.append((user, history, target, want, avoid))
     return cases

@@ -288,14 +288,14 @@ def run_train(args) -> int:
     import torch
 
     from core.data import load_dataset
-    from core.engine import usable_cores
+    from core.engine import DEFAULT_CHECKPOINTS, usable_cores
     from core.train import backbone_train_config, train_backbone
     from core.train_dpr import dpr_folder
 
     check_train_flags(args)
     torch.set_num_threads(usable_cores())
     dataset = load_dataset(args.data)
-    out = Path(args.out) if args.out else Path(__file__).resolve().parent.parent / "checkpoints" / dataset.name
+    out = Path(args.out) if args.out else DEFAULT_CHECKPOINTS / dataset.name
     backbone = chosen_backbone(args) if args.model == "dpr" else None
     refuse_other_data(dpr_folder(out, backbone) if backbone else out / args.model, dataset)
     if args.model in BACKBONE_NAMES and not args.replace:

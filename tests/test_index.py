@@ -43,6 +43,8 @@ def test_hnsw_agrees_with_exact_search():
     approx = ItemIndex(vectors, "hnsw").search(queries, 10)
     overlap = np.mean([len(set(a[0]) & set(b[0])) / 10 for a, b in zip(exact, approx)])
     assert overlap >= 0.9
+    for query, (ids, scores) in zip(queries, approx):  # its scores are the inner products, as the exact index's
+        np.testing.assert_allclose(scores, vectors[ids] @ query, rtol=1e-4, atol=1e-3)
 
 
 def test_a_long_excluded_history_at_the_top_still_leaves_k_items():

@@ -294,7 +294,7 @@ def test_the_llm_conversion_is_kept_under_its_gguf_files_hash(tmp_path, monkeypa
 
 def test_the_real_llm_loads_offline_and_runs_a_forward_pass():
     llm = core.llm.load_llm(2)
-    assert llm.config.hidden_size == 576 and len(llm.model.layers) == 2
+    assert llm.model.config.hidden_size == 576 and len(llm.model.layers) == 2
     ids = llm.tokenize(["Toy Story (1995). Genres: Animation"])[0]
     assert 5 < len(ids) < 30
     with torch.no_grad():

@@ -2,8 +2,8 @@
 import numpy as np
 import torch
 
-from core.prompt_tasks import (PromptBatch, backbone_scorer, evaluate_prompt_task, filter_scorer, negative_attribute,
-                               positive_attribute, rerank_scorer, top_share, training_prefixes)
+from core.prompt_tasks import (PromptBatch, backbone_scorer, evaluate_prompt_task, filter_scorer, rerank_scorer,
+                               rule_attribute, top_share, training_prefixes)
 
 
 class FixedScores(torch.nn.Module):
@@ -50,9 +50,13 @@ def test_the_evaluation_rule_picks_the_least_present_want_and_the_most_present_a
     matrix = np.zeros((3, 6), dtype=bool)  # attributes 0, 1, 2 over items 1..5
     matrix[0, [1, 2, 3, 4, 5]] = matrix[1, [1, 5]] = matrix[2, [2, 3, 5]] = True
     history = np.array([1, 2, 3, 4])  # attribute 0 on 4 of them, 1 on 1, 2 on 2
-    assert positive_attribute(history, 5, matrix) == 1  # the target carries all three
+    assert rule_attribute(history, 5, matrix, negative=False) == 1  # the target carries all three
+    assert rule_attribute(history, 5, matrix, negative=True) is None  # ... and lacks none
     matrix[:2, 5] = False  # now the target lacks 0 and 1
-    assert negative_attribute(history, 5, matrix) == 0
+    assert rule_attribute(history, 5, matrix, negative=True) == 0
+    assert rule_attribute(np.array([], dtype=np.int64), 5, matrix, negative=True) == 0  # no history: a tie, the first
+    matrix[2, 5] = False
+    assert rule_attribute(history, 5, matrix, negative=False) is None
 
 
 def test_rerank_moves_a_prompted_item_up_for_a_want_and_down_for_an_avoid():

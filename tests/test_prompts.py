@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from core.errors import SteerRecError
-from core.prompt_tasks import negative_attribute, positive_attribute
+from core.prompt_tasks import rule_attribute
 from core.prompts import (GENRE_WORDS, NEGATIVE_TEMPLATES, POSITIVE_TEMPLATES, attribute_matrix,
                           attribute_vocabulary, build_prompts, infer_negative, negating_titles, phrasings,
                           pick_phrasing, split_phrases, wordings)
@@ -71,6 +71,10 @@ def test_split_phrases():
     assert split_phrases("nah, no horror thanks") == ["no horror thanks"]
     assert split_phrases("comedies, 😂") == ["comedies"]  # a piece with no words is dropped beside one with words
     assert split_phrases("action comedies, not too long") == ["action comedies"]  # no genre is a matter of degree
+    # the app splits a box before the engine does: splitting twice reads it as splitting once
+    for box in ("and but comedies", "comedies, and or no horror", "yet and, but westerns", "and", "or maybe"):
+        assert split_phrases(split_phrases(box)) == split_phrases(box), box
+    assert split_phrases("and but comedies") == ["comedies"]
 
 
 @pytest.mark.parametrize("box", ["none", "nothing", "no", "thanks", "I don't know", "no idea", "n/a", "idk",
@@ -149,10 +153,10 @@ def test_task_construction_follows_the_protocol(real_dataset):
     for user in range(1, 60):
         history, target = real_dataset.split(user, "test")
         counts = matrix[:, history].sum(1)
-        positive = positive_attribute(history, target, matrix)
+        positive = rule_attribute(history, target, matrix, negative=False)
         carried = np.flatnonzero(matrix[:, target])
         assert matrix[positive, target] and counts[positive] == counts[carried].min()
-        negative = negative_attribute(history, target, matrix)
+        negative = rule_attribute(history, target, matrix, negative=True)
         lacking = np.flatnonzero(~matrix[:, target])
         assert not matrix[negative, target] and counts[negative] == counts[lacking].max()
 

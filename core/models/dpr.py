@@ -117,10 +117,11 @@ class DPR(nn.Module):
         """The steering: the backbone's user vectors moved by the prompts. user (B, d); texts (B, P, 384);
         negative, present (B, P) booleans.
 
-        Returns (h' (B, d), q (B, semantic_dim), gates (B, P, experts), attribute weights (B, P, A)) with
-        absent prompts contributing nothing, so a row without prompts gives exactly (h, 0)."""
+        Returns (h' (B, d), q (B, semantic_dim), gates (B, P, experts), readings (B, P, A): how likely each
+        prompt names each attribute), absent prompts contributing nothing, so a row without prompts gives exactly
+        (h, 0)."""
         prompts = texts.shape[1]
-        texts, attributes = self.ground(texts, negative)
+        texts, readings = self.ground(texts, negative)
         users = user.unsqueeze(1).expand(-1, prompts, -1)
         projected = self.prompt_to_collaborative(texts)
         fused = torch.cat([users, projected, self.norm(users) * projected], -1)
@@ -135,7 +136,7 @@ class DPR(nn.Module):
         steered_user = user + (weight * shift[..., :hidden]).sum(1)
         query = (weight * (shift[..., hidden:] + semantic)).sum(1)
         gates = torch.cat([want_gates * (~is_negative), avoid_gates * is_negative], -1) * weight
-        return steered_user, query, gates, attributes
+        return steered_user, query, gates, readings
 
     @staticmethod
     def banned_items(readings: torch.Tensor, negative: torch.Tensor, carries: torch.Tensor) -> torch.Tensor:
