@@ -34,7 +34,7 @@ from core import BACKBONE_NAMES, DISPLAY_NAMES, SERVED  # noqa: E402
 from core.assets import ensure_assets  # noqa: E402
 from core.engine import Engine, Recommendation, as_flag, best_reading, percent, readings, share_cores  # noqa: E402
 from core.errors import SteerRecError, one_line_warnings  # noqa: E402
-from core.prompts import MAX_PROMPT_CHARS, split_phrases  # noqa: E402
+from core.prompts import MAX_PROMPT_CHARS  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -166,7 +166,6 @@ def rankings(source: dict, want: str, avoid: str, backbone: str, k, strict_avoid
     backbone = str(backbone).strip().lower()
     if backbone not in BACKBONE_NAMES:
         raise SteerRecError(f"unknown backbone {backbone[:20]!r}: expected one of {', '.join(BACKBONE_NAMES)}")
-    want, avoid = split_phrases(want), split_phrases(avoid)
     strict_avoid = as_flag(strict_avoid, "strict_avoid")  # the DPR column's only, as the checkbox says
     _, history = engine.resolve(**source)  # a bad user or history is an error even if no model is available
     results = {}
@@ -212,8 +211,8 @@ def recommend(model: str, user: str = "", want: str = "", avoid: str = "", backb
 
     `model` is sasrec, gru4rec, dpr or mixrec (`backbone` picks DPR's); the answer is the object that
     `python -m core recommend --json` prints."""
-    return get_engine().recommend(model, want=split_phrases(want), avoid=split_phrases(avoid), k=k,
-                                  backbone=backbone, strict_avoid=strict_avoid, **api_source(user, history)).to_dict()
+    return get_engine().recommend(model, want=want, avoid=avoid, k=k, backbone=backbone, strict_avoid=strict_avoid,
+                                  **api_source(user, history)).to_dict()
 
 
 def as_json(column: str, result, backbone: str) -> dict:

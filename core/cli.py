@@ -156,11 +156,11 @@ def parser() -> argparse.ArgumentParser:
 def run_recommend(args) -> int:
     from core.data import load_dataset
     from core.engine import Engine, check_k, percent, resolve
-    from core.prompts import build_prompts, negating_titles
+    from core.prompts import build_prompts, protected_titles
 
     # the request read as the engine reads it (titles included), so a bad one is refused before any model loads
     dataset = load_dataset(args.data)
-    build_prompts(args.want, args.avoid, negating_titles(dataset.titles[1:]))
+    build_prompts(args.want, args.avoid, protected_titles(dataset.titles[1:]))
     resolve(dataset, args.user, args.history)
     check_k(args.k, dataset)
     engine = Engine(data=dataset, checkpoints=args.checkpoints, models=[args.model])  # a missing model stops here

@@ -27,7 +27,7 @@ from core.data import Dataset, load_dataset
 from core.errors import SteerRecError
 from core.evaluate import pad_left
 from core.index import ItemIndex
-from core.prompts import Prompt, attribute_matrix, build_prompts, instruction, negating_titles, steerable_vocabulary
+from core.prompts import Prompt, attribute_matrix, build_prompts, instruction, protected_titles, steerable_vocabulary
 from core.train import load_backbone
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -81,7 +81,7 @@ class Engine:
         if unknown:
             raise SteerRecError(f"unknown model {', '.join(map(repr, unknown))}: choose from {', '.join(MODEL_NAMES)}")
         self.dataset: Dataset = load_dataset(data)
-        self.negating_titles = negating_titles(self.dataset.titles[1:])  # "Tomorrow Never Dies" negates nothing
+        self.protected_titles = protected_titles(self.dataset.titles[1:])  # "Tomorrow Never Dies" negates nothing
         self.checkpoints = Path(checkpoints) if checkpoints else DEFAULT_CHECKPOINTS / self.dataset.name
         check_checkpoint_folder(self.checkpoints, self.dataset.name)
         self.index_kind = index_kind
@@ -230,7 +230,7 @@ class Engine:
         if backbone not in BACKBONE_NAMES:
             raise SteerRecError(f"unknown backbone {backbone!r}: expected one of {', '.join(BACKBONE_NAMES)}")
         k, strict_avoid = check_k(k, self.dataset), as_flag(strict_avoid, "strict_avoid")
-        prompts = build_prompts(want, avoid, self.negating_titles)
+        prompts = build_prompts(want, avoid, self.protected_titles)
         user_id, items = self.resolve(user, history)
         reason = self.unavailable_reason(model, backbone)
         if reason:

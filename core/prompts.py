@@ -86,26 +86,31 @@ NEGATION = re.compile(
     r"stop (?:showing|recommending|suggesting)|enough (?:with|of)|(?:stay|keep) away from|do without)\b",
     re.IGNORECASE)
 # negation words that ask for more, not less: "nothing but comedies", "I never get tired of westerns", "I don't
-# mind horror", "I have nothing against horror"
+# mind horror", "I have nothing against horror", "I wouldn't say no to a western", "I don't hate horror"
 EMPHASIS = re.compile(r"\b(nothing but|only|can'?t get enough of|never (get |grow )?(tired|bored|sick) of|"
-                      r"(don'?t|do not|wouldn'?t|would not) mind|nothing against|never miss|not bad)\b",
+                      r"(don'?t|do not|wouldn'?t|would not) mind|nothing against|never miss|not bad|"
+                      r"(wouldn'?t|would not|never|can'?t|couldn'?t) say no to|(don'?t|do not) hate)\b",
                       re.IGNORECASE)
 # a piece after a comma that starts "but no ..." or "and ..." is read without the conjunction
 LEADING_CONJUNCTION = re.compile(r"^(?:(?:but|and|or|yet)\s+)+(?=\S)", re.IGNORECASE)  # all of them: "and but x"
 # typographic apostrophes (phone and Mac keyboards) read as the plain one, so "don’t" is a negation too
 APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u02bc": "'", "`": "'"})
 # the start of a new request: "give me ...", "I want ...", "I'd like ..."
-NEW_REQUEST = r"(?:give|show|find|get)\s+me\b|i\s+(?:want|need)\b|i'd\s+like\b"
+NEW_REQUEST = r"(?:give|show|find|get)\s+me\b|i\s+(?:want|need|love|like|prefer)\b|i'd\s+(?:like|love|prefer)\b"
 # where a want phrase turns into an avoid ("comedies without romance", "action but no gore", "comedies and no
 # horror", "comedies with no romance", "westerns except ...") or an avoid into a new request ("skip the musicals
 # and give me westerns"); "I could do without musicals" is one avoid, not a want "I could do" and an exception
 EXCEPTION = re.compile(r"(?<!\bdo)\s+(?:(?:but|and|with)\s+(?=(?:no|not|never|nothing)\b)|(?=(?:without|except)\b)|"
                        rf"(?:but|and)\s+(?={NEW_REQUEST}))", re.IGNORECASE)
-# where an avoid turns into a want with no conjunction between them: "no horror only comedies", "nothing scary
-# just cartoons", "I don't want horror I want comedies", "no horror give me westerns" (split only after an avoid,
-# so "I only want comedies" stays one want)
-TURN_TO_WANT = re.compile(rf"\s+(?=(?:only|just)\s+\S|{NEW_REQUEST})", re.IGNORECASE)
+# where an avoid turns into a want: "no horror only comedies", "nothing scary just cartoons", "I don't want horror
+# I want comedies", "no horror give me westerns", "no horror but comedies" (split only after an avoid, so "I only
+# want comedies" stays one want; "nothing but", "anything but" and "all but" are cues, not a turn)
+TURN_TO_WANT = re.compile(rf"\s+(?=(?:only|just)\s+\S|{NEW_REQUEST})|(?<!\bnothing)(?<!\banything)(?<!\ball)"
+                          r"\s+but\s+(?!(?:no|not|never|nothing)\b)(?=\S)", re.IGNORECASE)
 LATIN_LETTER = re.compile(r"[a-z]", re.IGNORECASE)
+# words that name what a phrase is about: each genre, and the last word of each of its wordings ("comedies")
+NAMING_WORDS = ({genre.lower() for genre in GENRE_WORDS}
+                | {wording.split()[-1].lower() for parts in GENRE_WORDS.values() for part in parts for wording in part})
 # a piece left with nothing but the exception's cue ("comedies without") asks for nothing
 CUE_WORDS = {"without", "except", "no", "not", "never", "nothing", "but", "and"}
 # words that carry no request on their own, so "comedies, please" is one phrase, "anything except horror" one
@@ -150,12 +155,13 @@ def title_spans(text: str, titles: tuple[str, ...]) -> list[tuple[int, int]]:
     return [match.span() for title in titles for match in re.finditer(rf"\b{re.escape(title)}\b", lowered)]
 
 
-def negating_titles(titles) -> tuple[str, ...]:
+def protected_titles(titles) -> tuple[str, ...]:
     """The catalogue's titles of two words or more that hold a negation cue ("tomorrow never dies", "rebel
-    without a cause"), lower-cased, without an alternate title in brackets: in a prompt they name a film, they
-    do not negate. A one-word title ("Hate") is left out, or "I hate horror" would read as a want."""
+    without a cause") or a comma ("sex, lies, and videotape"), lower-cased, without an alternate title in
+    brackets: in a prompt they name a film, they neither negate nor separate phrases. A one-word title ("Hate")
+    is left out, or "I hate horror" would read as a want."""
     names = {re.sub(r"\s*\(.*\)\s*$", "", str(title)).strip().lower() for title in titles}
-    return tuple(sorted(name for name in names if len(name.split()) >= 2 and NEGATION.search(name)))
+    return tuple(sorted(name for name in names if len(name.split()) >= 2 and (NEGATION.search(name) or "," in name)))
 
 
 def clean_prompt(text) -> str:
@@ -170,17 +176,54 @@ def clean_prompt(text) -> str:
     return text
 
 
-def split_phrases(text) -> list[str]:
+def split_phrases(text, titles: tuple[str, ...] = ()) -> list[str]:
     """A box may hold several phrases, separated by commas, semicolons or new lines (or a list of such).
-    Pieces made only of filler words ("please", "thanks") are dropped when the box says something else."""
+    Pieces made only of filler words ("please", "thanks") are dropped when the box says something else. A
+    separator inside one of `titles` ("Sex, Lies, and Videotape") or inside a negation cue ("keep creepy,
+    spine-chilling films away from me") separates nothing."""
     if text is None:
         return []
     if isinstance(text, (list, tuple)):
-        return [phrase for part in text for phrase in split_phrases(part)]
+        return [phrase for part in text for phrase in split_phrases(part, titles)]
     if not isinstance(text, str):
         raise SteerRecError(f"a prompt must be text, got {type(text).__name__}")
-    pieces = (LEADING_CONJUNCTION.sub("", clean_prompt(part)) for part in re.split(r"[,;\n]+", text))
+    held = title_spans(text, titles) + [cue.span() for cue in NEGATION.finditer(text)]
+    cuts = [cut.span() for cut in re.finditer(r"[,;\n]+", text)
+            if not any(start <= cut.start() < end for start, end in held)]
+    bounds = [0, *(edge for cut in cuts for edge in cut), len(text)]
+    pieces = (LEADING_CONJUNCTION.sub("", clean_prompt(text[a:b])) for a, b in zip(bounds[::2], bounds[1::2]))
     return without_filler([piece for piece in pieces if piece])
+
+
+def ends_with_a_noun(phrase: str) -> bool:
+    """Whether a phrase ends in a word that names something ("horror", "musicals", "violence") rather than
+    describing it ("scary", "heavy", "serious"): the genres' own wordings, plurals and the endings of abstract
+    nouns count as names."""
+    words = re.findall(r"[a-z'-]+", phrase.lower())
+    return bool(words) and (words[-1] in NAMING_WORDS or re.search(r"(?:[^su]s|nce|ion|ment|ness|ity|ism)$",
+                                                                   words[-1]) is not None)
+
+
+def continues_an_avoid(phrases: list[str], titles: tuple[str, ...] = ()) -> list[bool]:
+    """Which phrases of a box go on with an avoid before them, split from it by a comma: "no heavy, serious
+    films" and "nothing violent, scary or depressing" avoid what follows the comma too. The phrases after an
+    avoid that carry no cue of their own count when the avoid ends in a describing word or their run ends in
+    "or", as such a list does; "no horror, comedies" is an avoid and a want."""
+    def own_cue(phrase):  # a cue, or the start of a request of its own ("something light", "just comedies")
+        return bool(NEGATION.search(phrase) or EMPHASIS.search(phrase)
+                    or re.match(rf"(?:{NEW_REQUEST}|(?:something|some|only|just|instead)\b)", phrase, re.I))
+
+    continued, start = [False] * len(phrases), 0
+    while start < len(phrases):
+        end = start + 1
+        if infer_negative(phrases[start], titles):
+            while end < len(phrases) and not own_cue(phrases[end]):
+                end += 1
+            run_is_a_list = re.search(r"\bor\b", phrases[end - 1], re.IGNORECASE)
+            if end > start + 1 and (run_is_a_list or not ends_with_a_noun(phrases[start])):
+                continued[start + 1:end] = [True] * (end - start - 1)
+        start = end
+    return continued
 
 
 def split_exceptions(phrase: str, titles: tuple[str, ...] = ()) -> list[str]:
@@ -227,8 +270,9 @@ def without_filler(pieces: list[str]) -> list[str]:
 
 
 def as_phrase_list(value) -> list:
-    """None, one phrase or a list of phrases, as a list (anything else is a clear error)."""
-    if value is None:
+    """None, one phrase or a list of phrases, as a list (anything else is a clear error). A box left empty or
+    blank asks for nothing; blank phrases in a list are a mistake that `build_prompts` reports."""
+    if value is None or isinstance(value, str) and not value.strip():
         return []
     if isinstance(value, str):
         return [value]
@@ -250,11 +294,15 @@ def build_prompts(want=(), avoid=(), titles: tuple[str, ...] = ()) -> Prompts:
     """The prompts of a request, each box split into its phrases (as `split_phrases` does, so the app, the API
     and the CLI read a box alike). A want phrase that is phrased negatively ("no horror") is an avoid, and one
     with an exception ("comedies without romance") is a want and an avoid; a negation inside one of `titles`
-    (from `negating_titles`) does not count. A box that holds only filler is left out."""
+    (from `protected_titles`) does not count, and a comma inside one separates nothing. A box that holds only
+    filler is left out."""
     given_want, given_avoid = as_phrase_list(want), as_phrase_list(avoid)
-    want = [part for phrase in split_phrases(given_want) for part in split_exceptions(phrase, titles)]
-    avoid = split_phrases(given_avoid)
-    prompts = [Prompt(text, infer_negative(text, titles)) for text in want] + [Prompt(text, True) for text in avoid]
+    phrases = split_phrases(given_want, titles)
+    prompts = []
+    for phrase, continued in zip(phrases, continues_an_avoid(phrases, titles)):
+        parts = [phrase] if continued else split_exceptions(phrase, titles)
+        prompts += [Prompt(part, continued or infer_negative(part, titles)) for part in parts]
+    prompts += [Prompt(text, True) for text in split_phrases(given_avoid, titles)]
     prompts.sort(key=lambda prompt: prompt.negative)  # wants first, as a Recommendation lists them
     if (given_want or given_avoid) and not prompts:
         raise SteerRecError("the prompt is empty: type what you want or want to avoid, e.g. 'something funny'")

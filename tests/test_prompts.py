@@ -4,7 +4,7 @@ import pytest
 from core.errors import SteerRecError
 from core.prompt_tasks import rule_attribute
 from core.prompts import (GENRE_WORDS, NEGATIVE_TEMPLATES, POSITIVE_TEMPLATES, attribute_matrix,
-                          attribute_vocabulary, build_prompts, infer_negative, negating_titles, phrasings,
+                          attribute_vocabulary, build_prompts, infer_negative, protected_titles, phrasings,
                           pick_phrasing, split_phrases, wordings)
 
 
@@ -122,6 +122,23 @@ def test_filler_without_a_hedge_is_still_read(box):
     ("comedies without", [("comedies", False)]),  # a dangling cue asks for nothing
     ("song and dance", [("song and dance", False)]),  # "and" alone splits nothing
     ("I don't like horror and musicals", [("I don't like horror and musicals", True)]),
+    # an avoid that turns to a want with "but", or with a new request ("I love ...")
+    ("no horror but comedies", [("comedies", False), ("no horror", True)]),
+    ("I don't like horror but I love thrillers", [("I love thrillers", False), ("I don't like horror", True)]),
+    ("nothing but comedies", [("nothing but comedies", False)]),
+    ("I hate horror I like westerns", [("I like westerns", False), ("I hate horror", True)]),
+    # a negation that says yes
+    ("I wouldn't say no to a western", [("I wouldn't say no to a western", False)]),
+    ("I never say no to a good comedy", [("I never say no to a good comedy", False)]),
+    ("I don't hate horror", [("I don't hate horror", False)]),
+    # a comma inside an avoid: what follows it is avoided too, unless it names a request of its own
+    ("nothing violent, scary or depressing", [("nothing violent", True), ("scary or depressing", True)]),
+    ("no heavy, serious films", [("no heavy", True), ("serious films", True)]),
+    ("keep creepy, spine-chilling films away from me", [("keep creepy, spine-chilling films away from me", True)]),
+    ("no horror, comedies", [("comedies", False), ("no horror", True)]),
+    ("no violence, comedies", [("comedies", False), ("no violence", True)]),
+    ("nothing dark, something light", [("something light", False), ("nothing dark", True)]),
+    ("funny, romantic", [("funny", False), ("romantic", False)]),
 ])
 def test_a_want_with_an_exception_is_a_want_and_an_avoid(want, expected):
     assert [(p.text, p.negative) for p in build_prompts(want=want)] == expected
@@ -161,8 +178,8 @@ def test_task_construction_follows_the_protocol(real_dataset):
         assert not matrix[negative, target] and counts[negative] == counts[lacking].max()
 
 
-def test_a_title_that_holds_a_negation_names_a_film_and_negates_nothing():
-    titles = negating_titles(["Tomorrow Never Dies", "Rebel Without a Cause (1955)", "Hate (Haine, La)",
+def test_a_title_that_holds_a_negation_or_a_comma_names_a_film_and_cuts_nothing():
+    titles = protected_titles(["Tomorrow Never Dies", "Rebel Without a Cause (1955)", "Hate (Haine, La)",
                               "Toy Story", "Maybe, Maybe Not (Bewegte Mann, Der)"])
     assert titles == ("maybe, maybe not", "rebel without a cause", "tomorrow never dies")  # "Hate": one word
 
@@ -174,6 +191,17 @@ def test_a_title_that_holds_a_negation_names_a_film_and_negates_nothing():
         ("westerns like Rebel Without a Cause", False), ("no horror", True)]
     assert read("I hate horror") == [("I hate horror", True)]
     assert read("no Tomorrow Never Dies please") == [("no Tomorrow Never Dies please", True)]  # the cue is outside
+    assert read("films like Maybe, Maybe Not") == [("films like Maybe, Maybe Not", False)]  # its comma splits nothing
+
+
+def test_every_phrasing_typed_into_the_want_box_keeps_its_polarity():
+    """What the app and the CLI read from a box: a training or evaluation phrasing is never turned around, even
+    where it holds a comma ("I don't want heavy, serious films")."""
+    for genre in GENRE_WORDS:
+        for negative in (False, True):
+            for phrasing in phrasings(genre, negative, "train") + phrasings(genre, negative, "eval"):
+                read = build_prompts(want=phrasing)
+                assert read and all(prompt.negative == negative for prompt in read), (phrasing, read)
 
 
 def test_a_prompt_as_long_as_the_limit_and_as_many_as_the_limit_are_read():
