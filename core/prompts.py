@@ -126,7 +126,7 @@ FILLER = {"please", "pls", "thanks", "thank", "you", "ok", "okay", "hmm", "so", 
 
 
 # the filler words that say "no wish" (or only "thank you") when a box holds nothing else
-HEDGES = {"none", "nothing", "no", "nope", "nah", "n", "idk", "dunno", "know", "idea", "sure", "whatever", "anything",
+HEDGES = {"none", "nothing", "no", "nope", "doubt", "nah", "n", "idk", "dunno", "know", "idea", "sure", "whatever", "anything",
           "preference", "preferences", "matter", "care", "mind", "picky", "thanks", "thank", "please", "pls", "ok",
           "okay", "hmm", "um", "uh", "yes", "yeah", "yep", "lol", "haha", "hi", "hey", "else", "exceptions", "hello"}
 # a piece of nothing but these names nothing either: an article alone, or a matter of degree ("not too long")
@@ -264,9 +264,18 @@ def says_nothing(piece: str) -> bool:
 
 def without_filler(pieces: list[str]) -> list[str]:
     """The pieces that say something beside filler ones ("comedies, please"), or all of them where every piece is
-    filler (then `build_prompts` leaves out those that only hedge, with a note)."""
-    meaningful = [p for p in pieces if filler_words(p) is None]
+    filler (then `build_prompts` leaves out those that only hedge, with a note). A negation of filler words that
+    neither hedges nor states a degree ("I don't want long" in "I don't want long, slow dramas") is kept, for the
+    piece after it to take its negation."""
+    meaningful = [p for p in pieces if filler_words(p) is None or lends_a_negation(p)]
     return meaningful or pieces
+
+
+def lends_a_negation(piece: str) -> bool:
+    """A piece of filler words with a negation cue that is neither a hedge ("I don't know") nor a degree ("not too
+    long"): it says "not" about what comes after it."""
+    words = filler_words(piece)
+    return words is not None and bool(NEGATION.search(piece)) and not words & HEDGES and not words <= DEGREE
 
 
 def as_phrase_list(value) -> list:
@@ -298,8 +307,10 @@ def build_prompts(want=(), avoid=(), titles: tuple[str, ...] = ()) -> Prompts:
     filler is left out."""
     given_want, given_avoid = as_phrase_list(want), as_phrase_list(avoid)
     phrases = split_phrases(given_want, titles)
-    prompts = []
-    for phrase, continued in zip(phrases, continues_an_avoid(phrases, titles)):
+    prompts, continued_by = [], continues_an_avoid(phrases, titles) + [False]
+    for phrase, continued, lends in zip(phrases, continued_by, continued_by[1:]):
+        if lends and lends_a_negation(phrase):  # "I don't want long, slow dramas": one avoid, "slow dramas"
+            continue
         parts = [phrase] if continued else split_exceptions(phrase, titles)
         prompts += [Prompt(part, continued or infer_negative(part, titles)) for part in parts]
     prompts += [Prompt(text, True) for text in split_phrases(given_avoid, titles)]

@@ -139,6 +139,8 @@ def test_filler_without_a_hedge_is_still_read(box):
     ("no violence, comedies", [("comedies", False), ("no violence", True)]),
     ("nothing dark, something light", [("something light", False), ("nothing dark", True)]),
     ("funny, romantic", [("funny", False), ("romantic", False)]),
+    ("I don't want long, slow dramas", [("slow dramas", True)]),  # a negation of filler lends its "not"
+    ("not too long, comedies", [("comedies", False)]),  # a matter of degree lends nothing
 ])
 def test_a_want_with_an_exception_is_a_want_and_an_avoid(want, expected):
     assert [(p.text, p.negative) for p in build_prompts(want=want)] == expected
