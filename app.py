@@ -190,7 +190,7 @@ def api_source(user, history) -> dict:
 
 
 @api_errors
-def compare(user: str = "", want: str = "", avoid: str = "", backbone: str = "sasrec", k: int = 10,
+def compare(user: str = "", want: str = "", avoid: str = "", backbone: str = "sasrec", k: int | None = None,
             strict_avoid: bool = False, history: str = "") -> tuple[dict, dict, dict]:
     """The rankings of the backbone, DPR and MixRec for a dataset user, or for a made-up history (item ids
     separated by commas, or a JSON list of them, with the user empty or left out); this is the API endpoint
@@ -204,8 +204,8 @@ def compare(user: str = "", want: str = "", avoid: str = "", backbone: str = "sa
 
 
 @api_errors
-def recommend(model: str, user: str = "", want: str = "", avoid: str = "", backbone: str = "sasrec", k: int = 10,
-              strict_avoid: bool = False, history: str = "") -> dict:
+def recommend(model: str, user: str = "", want: str = "", avoid: str = "", backbone: str = "sasrec",
+              k: int | None = None, strict_avoid: bool = False, history: str = "") -> dict:
     """One model's ranking for a dataset user or a made-up history (as in /compare); this is the API endpoint
     /recommend.
 
@@ -639,7 +639,8 @@ def build_demo() -> gr.Blocks:
                                    elem_id="avoid", info="what to leave out, e.g. 'horror, musicals'")
                 with gr.Column():
                     backbone = gr.Radio(backbones, value=backbones[0][1], label="Backbone", elem_id="backbone")
-                    k = gr.Slider(1, 50, value=10, step=1, label="How many items (k)", elem_id="k")
+                    most = min(50, engine.dataset.num_items)  # a small catalogue of your own holds fewer
+                    k = gr.Slider(1, most, value=min(10, most), step=1, label="How many items (k)", elem_id="k")
                     strict = gr.Checkbox(False, label="Strict avoid (DPR)", elem_id="strict-avoid",
                                          info="also drop every item of the genre DPR read in an avoid phrase "
                                               "(unless it is unsure of it)")

@@ -289,7 +289,7 @@ def run_train(args) -> int:
 
     from core.data import load_dataset
     from core.engine import DEFAULT_CHECKPOINTS, usable_cores
-    from core.train import backbone_train_config, train_backbone
+    from core.train import backbone_train_config, resume_folder, train_backbone
     from core.train_dpr import dpr_folder
 
     check_train_flags(args)
@@ -305,8 +305,11 @@ def run_train(args) -> int:
     if args.model in BACKBONE_NAMES:
         config = backbone_train_config(args.model, device=args.device, seed=args.seed,
                                        **({"epochs": args.epochs} if args.epochs else {}))
-        _, record = train_backbone(args.model, dataset, out, config, data_path=args.data, max_len=args.max_len,
-                                   progress=progress, resume=args.resume)
+        try:
+            _, record = train_backbone(args.model, dataset, out, config, data_path=args.data, max_len=args.max_len,
+                                       progress=progress, resume=args.resume)
+        except KeyboardInterrupt:
+            raise InterruptedTraining(resume_folder(out, args.model).exists()) from None
         if os.environ.get("RANK", "0") == "0":  # one line, also under a multi-process launcher
             print(f"{args.model}: best epoch {record['best_epoch']} after {record['seconds_to_best']} s; "
                   f"test ndcg@10 {record['test']['ndcg@10']:.4f} recall@10 {record['test']['recall@10']:.4f}; "
@@ -369,6 +372,14 @@ def run_evaluate(args) -> int:
     return 0
 
 
+class InterruptedTraining(KeyboardInterrupt):
+    """Ctrl-C while a backbone trains, knowing whether a completed epoch was saved for --resume."""
+
+    def __init__(self, kept: bool):
+        super().__init__()
+        self.kept = kept
+
+
 def main(argv=None) -> int:
     one_line_warnings()
     if hasattr(sys.stdout, "reconfigure"):  # "Les Misérables" on an ASCII-only terminal: no traceback
@@ -381,10 +392,10 @@ def main(argv=None) -> int:
     except SteerRecError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        resumable = args.command == "train" and args.model in BACKBONE_NAMES
-        print("interrupted" + ("; the last completed epoch is kept: run the command again with --resume to go on"
-                               if resumable else ""), file=sys.stderr)
+    except KeyboardInterrupt as stop:
+        print("interrupted" + (("; the last completed epoch is kept: run the command again with --resume to go on"
+                                if stop.kept else "; no epoch was complete, so there is nothing to resume from")
+                               if isinstance(stop, InterruptedTraining) else ""), file=sys.stderr)
         return 130
     except BrokenPipeError:  # the output went into e.g. `head`, which has read enough: stop quietly, as ls does
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing more reaches the closed pipe

@@ -266,6 +266,11 @@ class Engine:
         if prompts and model == "mixrec" and not self.mixrec_read_prompts_in_training:
             said.append("MixRec reads the prompts as text before the history but was never trained on prompts, so "
                         "they barely change its list; DPR is trained to follow them")
+        if prompts and model == "mixrec":
+            mixrec, read = self.mixrec[0], instruction(prompts)
+            if len(mixrec.tokenize([read])[0]) > mixrec.config.prompt_tokens:  # what encode_prompt keeps
+                said.append(f"MixRec reads the first {mixrec.config.prompt_tokens} tokens of {read!r} and not the "
+                            "rest, where the avoids come last: shorter prompts are read whole")
         if strict_avoid and model != "dpr":
             said.append(f"a strict avoid applies to DPR only: {name}'s list is not filtered")
         return said

@@ -317,6 +317,24 @@ def test_the_app_serves_your_own_data_and_checkpoints(tmp_path, monkeypatch, eng
     assert app.data_line(engine).startswith("The data is MovieLens-100K (943 users, 1,682 items)")
 
 
+def test_a_catalogue_smaller_than_the_default_k_is_served(tmp_path, monkeypatch):
+    """Nine items: the slider offers at most nine, and an API call without k gets them all (less the history)."""
+    from core.data import load_dataset
+    from core.engine import Engine
+    from core.train import TrainConfig, train_backbone
+    from tests.conftest import write_csv
+
+    folder = write_csv(tmp_path / "small", items=9)
+    train_backbone("sasrec", load_dataset(folder), tmp_path / "ckpt", TrainConfig(epochs=1), progress=False)
+    small = Engine(data=folder, checkpoints=tmp_path / "ckpt", models=["sasrec"])
+    monkeypatch.setattr(app, "get_engine", lambda: small)
+    slider = next(block for block in app.build_demo().blocks.values() if getattr(block, "elem_id", None) == "k")
+    assert (slider.minimum, slider.maximum, slider.value) == (1, 9, 9)
+    user = next(u for u in small.dataset.user_ids[1:] if len(set(small.resolve(user=u)[1])) < 9)
+    backbone, _, _ = app.compare(user=user)
+    assert backbone["available"] and 1 <= len(backbone["items"]) <= 9
+
+
 def test_data_without_genres_or_ratings_reads_as_such(tmp_path, monkeypatch):
     from core.data import load_dataset
     from core.engine import Engine

@@ -225,14 +225,31 @@ def test_an_output_folder_that_cannot_hold_checkpoints_is_refused_before_trainin
         assert words in capsys.readouterr().err
 
 
-def test_an_interrupted_backbone_training_says_how_to_go_on(monkeypatch, capsys):
+def test_an_interrupted_backbone_training_says_how_to_go_on(monkeypatch, capsys, tiny_atomic, tmp_path):
+    """Ctrl-C in the first epoch leaves nothing to resume; in a later one, the epochs before it."""
     import core.cli
+    import core.train
 
-    def interrupted(args):
-        raise KeyboardInterrupt
-    monkeypatch.setattr(core.cli, "run_train", interrupted)
-    assert core.cli.main(["train", "--model", "gru4rec", "--quiet"]) == 130
-    assert "run the command again with --resume" in capsys.readouterr().err
+    evaluate, calls = core.train.evaluate_sequential, {"n": 0}
+
+    def stopped_at(call):
+        def validate(*args, **kwargs):
+            calls["n"] += 1
+            if calls["n"] == call:
+                raise KeyboardInterrupt
+            return evaluate(*args, **kwargs)
+        return validate
+
+    command = ["train", "--model", "sasrec", "--data", str(tiny_atomic), "--out", str(tmp_path / "out"),
+               "--epochs", "3", "--max-len", "10", "--quiet"]
+    monkeypatch.setattr(core.train, "evaluate_sequential", stopped_at(1))
+    assert core.cli.main(command) == 130
+    assert capsys.readouterr().err == "interrupted; no epoch was complete, so there is nothing to resume from\n"
+    calls["n"] = 0
+    monkeypatch.setattr(core.train, "evaluate_sequential", stopped_at(2))
+    assert core.cli.main(command) == 130
+    assert "the last completed epoch is kept: run the command again with --resume" in capsys.readouterr().err
+    monkeypatch.setattr(core.cli, "run_train", lambda args: (_ for _ in ()).throw(KeyboardInterrupt))
     assert core.cli.main(["train", "--model", "mixrec", "--quiet"]) == 130  # no state to resume from
     assert capsys.readouterr().err == "interrupted\n"
 

@@ -258,6 +258,12 @@ def test_mixrec_matches_its_own_full_ranking_and_reads_prompts(engine):
     assert engine.recommend("mixrec", user=196, k=10).to_dict()["items"] == result.to_dict()["items"]
     made_up = engine.recommend("mixrec", history=["50", "172", "133"], k=5)
     assert len(made_up.items) == 5 and not {"50", "172", "133"} & {i.item_id for i in made_up.items}
+    assert not any("tokens" in note for note in steered.notes)
+    wish = ("a slow quiet film about two old friends who travel across the whole country by night train and talk "
+            "about their lives and their families and their old jobs and find a gentle and hopeful ending on the "
+            "long way home to the small town by the sea")  # one phrase under 300 characters, past MixRec's 48 tokens
+    cut = engine.recommend("mixrec", user=196, want=wish, avoid="horror", k=10)
+    assert any(f"MixRec reads the first {model.config.prompt_tokens} tokens" in note for note in cut.notes)
 
 
 def test_mixrec_keeps_prompt_encodings_and_answers_and_gives_the_same_lists(engine):
