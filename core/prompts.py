@@ -126,9 +126,10 @@ FILLER = {"please", "pls", "thanks", "thank", "you", "ok", "okay", "hmm", "so", 
 
 
 # the filler words that say "no wish" (or only "thank you") when a box holds nothing else
-HEDGES = {"none", "nothing", "no", "nope", "doubt", "nah", "n", "idk", "dunno", "know", "idea", "sure", "whatever", "anything",
-          "preference", "preferences", "matter", "care", "mind", "picky", "thanks", "thank", "please", "pls", "ok",
-          "okay", "hmm", "um", "uh", "yes", "yeah", "yep", "lol", "haha", "hi", "hey", "else", "exceptions", "hello"}
+HEDGES = {"none", "nothing", "no", "nope", "nah", "n", "idk", "dunno", "know", "idea", "sure", "whatever", "anything",
+          "doubt", "preference", "preferences", "matter", "care", "mind", "picky", "thanks", "thank", "please", "pls",
+          "ok", "okay", "hmm", "um", "uh", "yes", "yeah", "yep", "lol", "haha", "hi", "hey", "else", "exceptions",
+          "hello"}
 # a piece of nothing but these names nothing either: an article alone, or a matter of degree ("not too long")
 DEGREE = {"a", "an", "the", "not", "too", "much", "long", "bit", "little", "lot", "very"}
 
@@ -307,9 +308,9 @@ def build_prompts(want=(), avoid=(), titles: tuple[str, ...] = ()) -> Prompts:
     filler is left out."""
     given_want, given_avoid = as_phrase_list(want), as_phrase_list(avoid)
     phrases = split_phrases(given_want, titles)
-    prompts, continued_by = [], continues_an_avoid(phrases, titles) + [False]
-    for phrase, continued, lends in zip(phrases, continued_by, continued_by[1:]):
-        if lends and lends_a_negation(phrase):  # "I don't want long, slow dramas": one avoid, "slow dramas"
+    prompts, continues = [], continues_an_avoid(phrases, titles)
+    for phrase, continued, next_continues in zip(phrases, continues, continues[1:] + [False]):
+        if next_continues and lends_a_negation(phrase):  # "I don't want long, slow dramas": one avoid, "slow dramas"
             continue
         parts = [phrase] if continued else split_exceptions(phrase, titles)
         prompts += [Prompt(part, continued or infer_negative(part, titles)) for part in parts]
