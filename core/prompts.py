@@ -107,6 +107,8 @@ EXCEPTION = re.compile(r"(?<!\bdo)\s+(?:(?:but|and|with)\s+(?=(?:no|not|never|no
 # want comedies" stays one want; "nothing but", "anything but" and "all but" are cues, not a turn)
 TURN_TO_WANT = re.compile(rf"\s+(?=(?:only|just)\s+\S|{NEW_REQUEST})|(?<!\bnothing)(?<!\banything)(?<!\ball)"
                           r"\s+but\s+(?!(?:no|not|never|nothing)\b)(?=\S)", re.IGNORECASE)
+# a want that turns into an avoid with no conjunction: split there when what comes before names something
+BARE_TURN = re.compile(r"\s+(?=(?:not|less|fewer)\s+\S)", re.IGNORECASE)
 LATIN_LETTER = re.compile(r"[a-z]", re.IGNORECASE)
 # words that name what a phrase is about: each genre, and the last word of each of its wordings ("comedies")
 NAMING_WORDS = ({genre.lower() for genre in GENRE_WORDS}
@@ -231,11 +233,14 @@ def split_exceptions(phrase: str, titles: tuple[str, ...] = ()) -> list[str]:
     """A want phrase with an exception, as the want and the avoid it holds: "comedies without romance" ->
     ["comedies", "without romance"]; "action but no gore" -> ["action", "no gore"]; "skip the musicals and give me
     westerns" -> ["skip the musicals", "give me westerns"]; "no horror only comedies" -> ["no horror", "only
-    comedies"]. A dangling cue ("comedies without") is dropped, and a title is never split ("Rebel Without a
-    Cause")."""
+    comedies"]; "westerns not musicals" -> ["westerns", "not musicals"]. A dangling cue ("comedies without") is
+    dropped, and a title is never split ("Rebel Without a Cause")."""
     named = title_spans(phrase, titles)
-    cuts = [cut for cut in EXCEPTION.finditer(phrase) if not any(start <= cut.start() < end for start, end in named)]
-    bounds = [0, *(edge for cut in cuts for edge in cut.span()), len(phrase)]
+    cuts = [cut.span() for cut in EXCEPTION.finditer(phrase)]
+    cuts += [cut.span() for cut in BARE_TURN.finditer(phrase)  # "westerns not musicals", "more comedy less drama"
+             if ends_with_a_noun(phrase[:cut.start()]) and not infer_negative(phrase[:cut.start()], titles)]
+    cuts = sorted(cut for cut in cuts if not any(start <= cut[0] < end for start, end in named))
+    bounds = [0, *(edge for cut in cuts for edge in cut), len(phrase)]
     pieces = [phrase[a:b].strip() for a, b in zip(bounds[::2], bounds[1::2]) if phrase[a:b].strip()]
     pieces = [part for piece in pieces for part in split_turn_to_want(piece)]
     said = [piece for piece in pieces if not set(re.findall(r"[\w']+", piece.lower())) <= CUE_WORDS]

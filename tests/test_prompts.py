@@ -141,6 +141,11 @@ def test_filler_without_a_hedge_is_still_read(box):
     ("funny, romantic", [("funny", False), ("romantic", False)]),
     ("I don't want long, slow dramas", [("slow dramas", True)]),  # a negation of filler lends its "not"
     ("not too long, comedies", [("comedies", False)]),  # a matter of degree lends nothing
+    # a want that turns to an avoid with a bare "not" or "less", where what comes before names something
+    ("westerns not musicals", [("westerns", False), ("not musicals", True)]),
+    ("more comedy less drama", [("more comedy", False), ("less drama", True)]),
+    ("I'd rather not watch horror", [("I'd rather not watch horror", True)]),
+    ("comedies not too long", [("comedies", False)]),
 ])
 def test_a_want_with_an_exception_is_a_want_and_an_avoid(want, expected):
     assert [(p.text, p.negative) for p in build_prompts(want=want)] == expected
