@@ -96,7 +96,8 @@ LEADING_CONJUNCTION = re.compile(r"^(?:(?:but|and|or|yet)\s+)+(?=\S)", re.IGNORE
 # typographic apostrophes (phone and Mac keyboards) read as the plain one, so "don’t" is a negation too
 APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u02bc": "'", "`": "'"})
 # the start of a new request: "give me ...", "I want ...", "I'd like ..."
-NEW_REQUEST = r"(?:give|show|find|get)\s+me\b|i\s+(?:want|need|love|like|prefer)\b|i'd\s+(?:like|love|prefer)\b"
+NEW_REQUEST = (r"(?:give|show|find|get)\s+me\b|i\s+(?:want|need)\b|i'd\s+(?:like|love|prefer)\b"
+               r"|i\s+(?:love|like|prefer)\s+(?=\w)")  # "I love thrillers", not "films my wife and I like"
 # where a want phrase turns into an avoid ("comedies without romance", "action but no gore", "comedies and no
 # horror", "comedies with no romance", "westerns except ...") or an avoid into a new request ("skip the musicals
 # and give me westerns"); "I could do without musicals" is one avoid, not a want "I could do" and an exception
@@ -104,9 +105,13 @@ EXCEPTION = re.compile(r"(?<!\bdo)\s+(?:(?:but|and|with)\s+(?=(?:no|not|never|no
                        rf"(?:but|and)\s+(?={NEW_REQUEST}))", re.IGNORECASE)
 # where an avoid turns into a want: "no horror only comedies", "nothing scary just cartoons", "I don't want horror
 # I want comedies", "no horror give me westerns", "no horror but comedies" (split only after an avoid, so "I only
-# want comedies" stays one want; "nothing but", "anything but" and "all but" are cues, not a turn)
+# want comedies" stays one want; "nothing but", "anything but" and "all but" are cues, not a turn, and "but my
+# kids do" turns to no request)
 TURN_TO_WANT = re.compile(rf"\s+(?=(?:only|just)\s+\S|{NEW_REQUEST})|(?<!\bnothing)(?<!\banything)(?<!\ball)"
-                          r"\s+but\s+(?!(?:no|not|never|nothing)\b)(?=\S)", re.IGNORECASE)
+                          r"\s+but\s+(?!(?:no|not|never|nothing|my|his|her|their|our|your|he|she|they|we|it)\b)"
+                          r"(?=\S)", re.IGNORECASE)
+# a refused wish: "I don't want ...", "I do not like ..."
+REFUSED_WISH = re.compile(r"\b(?:don'?t|do not|doesn'?t|does not)\s+(?:want|like|need)\b", re.IGNORECASE)
 # a want that turns into an avoid with no conjunction: split there when what comes before names something
 BARE_TURN = re.compile(r"\s+(?=(?:not|less|fewer)\s+\S)", re.IGNORECASE)
 LATIN_LETTER = re.compile(r"[a-z]", re.IGNORECASE)
@@ -162,9 +167,11 @@ def protected_titles(titles) -> tuple[str, ...]:
     """The catalogue's titles of two words or more that hold a negation cue ("tomorrow never dies", "rebel
     without a cause") or a comma ("sex, lies, and videotape"), lower-cased, without an alternate title in
     brackets: in a prompt they name a film, they neither negate nor separate phrases. A one-word title ("Hate")
-    is left out, or "I hate horror" would read as a want."""
+    is left out, or "I hate horror" would read as a want, and so is a comma before a trailing article ("promise,
+    the"), or "a broken promise, the kind ..." would not split."""
     names = {re.sub(r"\s*\(.*\)\s*$", "", str(title)).strip().lower() for title in titles}
-    return tuple(sorted(name for name in names if len(name.split()) >= 2 and (NEGATION.search(name) or "," in name)))
+    return tuple(sorted(name for name in names if len(name.split()) >= 2
+                        and (NEGATION.search(name) or "," in re.sub(r",\s*(?:the|a|an)$", "", name))))
 
 
 def clean_prompt(text) -> str:
@@ -205,28 +212,6 @@ def ends_with_a_noun(phrase: str) -> bool:
     words = re.findall(r"[a-z'-]+", phrase.lower())
     return bool(words) and (words[-1] in NAMING_WORDS or re.search(r"(?:[^su]s|nce|ion|ment|ness|ity|ism)$",
                                                                    words[-1]) is not None)
-
-
-def continues_an_avoid(phrases: list[str], titles: tuple[str, ...] = ()) -> list[bool]:
-    """Which phrases of a box go on with an avoid before them, split from it by a comma: "no heavy, serious
-    films" and "nothing violent, scary or depressing" avoid what follows the comma too. The phrases after an
-    avoid that carry no cue of their own count when the avoid ends in a describing word or their run ends in
-    "or", as such a list does; "no horror, comedies" is an avoid and a want."""
-    def own_cue(phrase):  # a cue, or the start of a request of its own ("something light", "just comedies")
-        return bool(NEGATION.search(phrase) or EMPHASIS.search(phrase)
-                    or re.match(rf"(?:{NEW_REQUEST}|(?:something|some|only|just|instead)\b)", phrase, re.I))
-
-    continued, start = [False] * len(phrases), 0
-    while start < len(phrases):
-        end = start + 1
-        if infer_negative(phrases[start], titles):
-            while end < len(phrases) and not own_cue(phrases[end]):
-                end += 1
-            run_is_a_list = re.search(r"\bor\b", phrases[end - 1], re.IGNORECASE)
-            if end > start + 1 and (run_is_a_list or not ends_with_a_noun(phrases[start])):
-                continued[start + 1:end] = [True] * (end - start - 1)
-        start = end
-    return continued
 
 
 def split_exceptions(phrase: str, titles: tuple[str, ...] = ()) -> list[str]:
@@ -270,18 +255,22 @@ def says_nothing(piece: str) -> bool:
 
 def without_filler(pieces: list[str]) -> list[str]:
     """The pieces that say something beside filler ones ("comedies, please"), or all of them where every piece is
-    filler (then `build_prompts` leaves out those that only hedge, with a note). A negation of filler words that
-    neither hedges nor states a degree ("I don't want long" in "I don't want long, slow dramas") is kept, for the
-    piece after it to take its negation."""
+    filler (then `build_prompts` leaves out those that only hedge, with a note). Filler that refuses a wish ("I
+    don't want long" in "I don't want long, slow dramas") is kept, for the phrase after it to take its "not"."""
     meaningful = [p for p in pieces if filler_words(p) is None or lends_a_negation(p)]
     return meaningful or pieces
 
 
+def has_its_own_cue(phrase: str) -> bool:
+    """A negation or insistence of its own, or the start of a request ("just comedies", "something light")."""
+    return bool(NEGATION.search(phrase) or EMPHASIS.search(phrase)
+                or re.match(rf"(?:{NEW_REQUEST}|(?:something|some|only|just|instead)\b)", phrase, re.IGNORECASE))
+
+
 def lends_a_negation(piece: str) -> bool:
-    """A piece of filler words with a negation cue that is neither a hedge ("I don't know") nor a degree ("not too
-    long"): it says "not" about what comes after it."""
-    words = filler_words(piece)
-    return words is not None and bool(NEGATION.search(piece)) and not words & HEDGES and not words <= DEGREE
+    """A piece of filler words that refuses a wish ("I don't want long" in "I don't want long, slow dramas"): it
+    says "not" about the phrase after it. Other filler with a cue ("not really", "not tonight") says nothing."""
+    return filler_words(piece) is not None and REFUSED_WISH.search(piece) is not None
 
 
 def as_phrase_list(value) -> list:
@@ -313,12 +302,12 @@ def build_prompts(want=(), avoid=(), titles: tuple[str, ...] = ()) -> Prompts:
     filler is left out."""
     given_want, given_avoid = as_phrase_list(want), as_phrase_list(avoid)
     phrases = split_phrases(given_want, titles)
-    prompts, continues = [], continues_an_avoid(phrases, titles)
-    for phrase, continued, next_continues in zip(phrases, continues, continues[1:] + [False]):
-        if next_continues and lends_a_negation(phrase):  # "I don't want long, slow dramas": one avoid, "slow dramas"
-            continue
-        parts = [phrase] if continued else split_exceptions(phrase, titles)
-        prompts += [Prompt(part, continued or infer_negative(part, titles)) for part in parts]
+    prompts = []
+    for index, phrase in enumerate(phrases):
+        if lends_a_negation(phrase) and len(phrases) > 1:
+            continue  # "I don't want long, slow dramas": "slow dramas" is the avoid
+        lent = index > 0 and lends_a_negation(phrases[index - 1]) and not has_its_own_cue(phrase)
+        prompts += [Prompt(part, lent or infer_negative(part, titles)) for part in split_exceptions(phrase, titles)]
     prompts += [Prompt(text, True) for text in split_phrases(given_avoid, titles)]
     prompts.sort(key=lambda prompt: prompt.negative)  # wants first, as a Recommendation lists them
     if (given_want or given_avoid) and not prompts:
