@@ -87,7 +87,7 @@ NEGATION = re.compile(
     re.IGNORECASE)
 # negation words that ask for more, not less: "nothing but comedies", "I never get tired of westerns", "I don't
 # mind horror", "I have nothing against horror", "I wouldn't say no to a western", "I don't hate horror"
-EMPHASIS = re.compile(r"\b(nothing but|only|can'?t get enough of|never (get |grow )?(tired|bored|sick) of|"
+EMPHASIS = re.compile(r"\b(nothing but|no one but|only|can'?t get enough of|never (get |grow )?(tired|bored|sick) of|"
                       r"(don'?t|do not|wouldn'?t|would not) mind|nothing against|never miss|not bad|"
                       r"(wouldn'?t|would not|never|can'?t|couldn'?t) say no to|(don'?t|do not) hate)\b",
                       re.IGNORECASE)
@@ -107,9 +107,10 @@ EXCEPTION = re.compile(r"(?<!\bdo)\s+(?:(?:but|and|with)\s+(?=(?:no|not|never|no
 # I want comedies", "no horror give me westerns", "no horror but comedies" (split only after an avoid, so "I only
 # want comedies" stays one want; "nothing but", "anything but" and "all but" are cues, not a turn, and "but my
 # kids do" turns to no request)
-TURN_TO_WANT = re.compile(rf"\s+(?=(?:only|just)\s+\S|{NEW_REQUEST})|(?<!\bnothing)(?<!\banything)(?<!\ball)"
-                          r"\s+but\s+(?!(?:no|not|never|nothing|my|his|her|their|our|your|he|she|they|we|it)\b)"
-                          r"(?=\S)", re.IGNORECASE)
+TURN_TO_WANT = re.compile(rf"\s+(?=(?:only|just)\s+\S|{NEW_REQUEST})"
+                          r"|(?<!\bnothing)(?<!\banything)(?<!\ball)(?<!\bno one)\s+but\s+"
+                          r"(?!(?:no|not|never|nothing|my|his|her|their|our|your|he|she|they|we|it)\b)(?=\S)",
+                          re.IGNORECASE)
 # a refused wish: "I don't want ...", "I do not like ..."
 REFUSED_WISH = re.compile(r"\b(?:don'?t|do not|doesn'?t|does not)\s+(?:want|like|need)\b", re.IGNORECASE)
 # a want that turns into an avoid with no conjunction: split there when what comes before names something
@@ -227,16 +228,16 @@ def split_exceptions(phrase: str, titles: tuple[str, ...] = ()) -> list[str]:
     cuts = sorted(cut for cut in cuts if not any(start <= cut[0] < end for start, end in named))
     bounds = [0, *(edge for cut in cuts for edge in cut), len(phrase)]
     pieces = [phrase[a:b].strip() for a, b in zip(bounds[::2], bounds[1::2]) if phrase[a:b].strip()]
-    pieces = [part for piece in pieces for part in split_turn_to_want(piece)]
+    pieces = [part for piece in pieces for part in split_turn_to_want(piece, titles)]
     said = [piece for piece in pieces if not set(re.findall(r"[\w']+", piece.lower())) <= CUE_WORDS]
     return without_filler(said or pieces)
 
 
-def split_turn_to_want(phrase: str) -> list[str]:
+def split_turn_to_want(phrase: str, titles: tuple[str, ...] = ()) -> list[str]:
     """An avoid followed by a want with no conjunction ("no horror only comedies", "I don't want horror I want
     comedies") as the avoid and the want; anything else unchanged."""
     head, *rest = TURN_TO_WANT.split(phrase, maxsplit=1)
-    return [head, *rest] if rest and infer_negative(head) else [phrase]
+    return [head, *rest] if rest and infer_negative(head, titles) else [phrase]
 
 
 def filler_words(piece: str) -> set[str] | None:

@@ -133,6 +133,7 @@ def test_filler_without_a_hedge_is_still_read(box):
     ("I don't hate horror", [("I don't hate horror", False)]),
     ("I don't like horror but my kids do", [("I don't like horror but my kids do", True)]),  # no request after it
     ("movies my wife and I like", [("movies my wife and I like", False)]),  # "I like" with nothing after it
+    ("no one but Tom Hanks", [("no one but Tom Hanks", False)]),
     # a comma: a cue around it does not split; filler that refuses a wish lends its "not" to the next phrase
     ("keep creepy, spine-chilling films away from me", [("keep creepy, spine-chilling films away from me", True)]),
     ("no horror, comedies", [("comedies", False), ("no horror", True)]),
@@ -198,6 +199,8 @@ def test_a_title_that_holds_a_negation_or_a_comma_names_a_film_and_cuts_nothing(
     assert read("I hate horror") == [("I hate horror", True)]
     assert read("no Tomorrow Never Dies please") == [("no Tomorrow Never Dies please", True)]  # the cue is outside
     assert read("films like Maybe, Maybe Not") == [("films like Maybe, Maybe Not", False)]  # its comma splits nothing
+    assert read("something like Rebel Without a Cause but in color") == [
+        ("something like Rebel Without a Cause but in color", False)]  # "but" after a title turns nothing
 
 
 def test_every_phrasing_typed_into_the_want_box_keeps_its_polarity():
