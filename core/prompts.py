@@ -113,12 +113,17 @@ TURN_TO_WANT = re.compile(rf"\s+(?=(?:only|just)\s+\S|{NEW_REQUEST})"
                           re.IGNORECASE)
 # a refused wish: "I don't want ...", "I do not like ..."
 REFUSED_WISH = re.compile(r"\b(?:don'?t|do not|doesn'?t|does not)\s+(?:want|like|need)\b", re.IGNORECASE)
-# a want that turns into an avoid with no conjunction: split there when what comes before names something
-BARE_TURN = re.compile(r"\s+(?=(?:not|less|fewer)\s+\S)", re.IGNORECASE)
+# a want that turns into an avoid with no conjunction ("westerns not musicals", "comedies that are not romantic"):
+# split there when what comes before names something
+BARE_TURN = re.compile(r"\s+(?=(?:not|less|fewer)\s+\S|(?:that|which)\s+(?:(?:is|are)\s+not|isn'?t|aren'?t)\s+\S)",
+                       re.IGNORECASE)
 LATIN_LETTER = re.compile(r"[a-z]", re.IGNORECASE)
 # words that name what a phrase is about: each genre, and the last word of each of its wordings ("comedies")
 NAMING_WORDS = ({genre.lower() for genre in GENRE_WORDS}
                 | {wording.split()[-1].lower() for parts in GENRE_WORDS.values() for part in parts for wording in part})
+# words that end like a plural but name nothing ("something that is not scary")
+FUNCTION_WORDS = {"is", "as", "us", "was", "has", "does", "this", "his", "its", "hers", "ours", "yours", "theirs",
+                  "always", "perhaps", "unless", "towards", "whereas", "sometimes", "yes", "less", "else"}
 # a piece left with nothing but the exception's cue ("comedies without") asks for nothing
 CUE_WORDS = {"without", "except", "no", "not", "never", "nothing", "but", "and"}
 # words that carry no request on their own, so "comedies, please" is one phrase, "anything except horror" one
@@ -211,8 +216,9 @@ def ends_with_a_noun(phrase: str) -> bool:
     describing it ("scary", "heavy", "serious"): the genres' own wordings, plurals and the endings of abstract
     nouns count as names."""
     words = re.findall(r"[a-z'-]+", phrase.lower())
-    return bool(words) and (words[-1] in NAMING_WORDS or re.search(r"(?:[^su]s|nce|ion|ment|ness|ity|ism)$",
-                                                                   words[-1]) is not None)
+    if not words or words[-1] in FUNCTION_WORDS:
+        return False
+    return words[-1] in NAMING_WORDS or re.search(r"\w\w(?:[^su]s|nce|ion|ment|ness|ity|ism)$", words[-1]) is not None
 
 
 def split_exceptions(phrase: str, titles: tuple[str, ...] = ()) -> list[str]:

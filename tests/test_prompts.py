@@ -146,6 +146,8 @@ def test_filler_without_a_hedge_is_still_read(box):
     ("more comedy less drama", [("more comedy", False), ("less drama", True)]),
     ("I'd rather not watch horror", [("I'd rather not watch horror", True)]),
     ("comedies not too long", [("comedies", False)]),
+    ("comedies that are not romantic", [("comedies", False), ("that are not romantic", True)]),
+    ("something that is not scary", [("something that is not scary", True)]),  # "is" names nothing
 ])
 def test_a_want_with_an_exception_is_a_want_and_an_avoid(want, expected):
     assert [(p.text, p.negative) for p in build_prompts(want=want)] == expected
