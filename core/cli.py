@@ -373,11 +373,12 @@ def run_evaluate(args) -> int:
 
 
 class InterruptedTraining(KeyboardInterrupt):
-    """Ctrl-C while a backbone trains, knowing whether a completed epoch was saved for --resume."""
+    """Ctrl-C while a backbone trains, with what to do next: --resume where a completed epoch was saved."""
 
     def __init__(self, kept: bool):
         super().__init__()
-        self.kept = kept
+        self.advice = ("; the last completed epoch is kept: run the command again with --resume to go on" if kept
+                       else "; no epoch was complete, so there is nothing to resume from")
 
 
 def main(argv=None) -> int:
@@ -393,9 +394,7 @@ def main(argv=None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as stop:
-        print("interrupted" + (("; the last completed epoch is kept: run the command again with --resume to go on"
-                                if stop.kept else "; no epoch was complete, so there is nothing to resume from")
-                               if isinstance(stop, InterruptedTraining) else ""), file=sys.stderr)
+        print("interrupted" + getattr(stop, "advice", ""), file=sys.stderr)
         return 130
     except BrokenPipeError:  # the output went into e.g. `head`, which has read enough: stop quietly, as ls does
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing more reaches the closed pipe

@@ -121,9 +121,9 @@ LATIN_LETTER = re.compile(r"[a-z]", re.IGNORECASE)
 # words that name what a phrase is about: each genre, and the last word of each of its wordings ("comedies")
 NAMING_WORDS = ({genre.lower() for genre in GENRE_WORDS}
                 | {wording.split()[-1].lower() for parts in GENRE_WORDS.values() for part in parts for wording in part})
-# words that end like a plural but name nothing ("something that is not scary")
-FUNCTION_WORDS = {"is", "as", "us", "was", "has", "does", "this", "his", "its", "hers", "ours", "yours", "theirs",
-                  "always", "perhaps", "unless", "towards", "whereas", "sometimes", "yes", "less", "else"}
+# words of four letters or more that end like a plural but name nothing ("something this is not")
+FUNCTION_WORDS = {"does", "this", "hers", "ours", "yours", "theirs", "always", "perhaps", "unless", "towards",
+                  "whereas", "sometimes"}
 # a piece left with nothing but the exception's cue ("comedies without") asks for nothing
 CUE_WORDS = {"without", "except", "no", "not", "never", "nothing", "but", "and"}
 # words that carry no request on their own, so "comedies, please" is one phrase, "anything except horror" one
@@ -204,11 +204,20 @@ def split_phrases(text, titles: tuple[str, ...] = ()) -> list[str]:
     if not isinstance(text, str):
         raise SteerRecError(f"a prompt must be text, got {type(text).__name__}")
     held = title_spans(text, titles) + [cue.span() for cue in NEGATION.finditer(text)]
-    cuts = [cut.span() for cut in re.finditer(r"[,;\n]+", text)
-            if not any(start <= cut.start() < end for start, end in held)]
-    bounds = [0, *(edge for cut in cuts for edge in cut), len(text)]
-    pieces = (LEADING_CONJUNCTION.sub("", clean_prompt(text[a:b])) for a, b in zip(bounds[::2], bounds[1::2]))
+    separators = [separator.span() for separator in re.finditer(r"[,;\n]+", text)]
+    pieces = (LEADING_CONJUNCTION.sub("", clean_prompt(piece)) for piece in split_outside(text, separators, held))
     return without_filler([piece for piece in pieces if piece])
+
+
+def split_outside(text: str, cuts: list[tuple[int, int]], held: list[tuple[int, int]]) -> list[str]:
+    """`text` cut out at each (start, end) of `cuts` that starts neither inside a `held` span (a title, a cue)
+    nor inside the cut before it: the pieces between."""
+    pieces, position = [], 0
+    for start, end in sorted(cuts):
+        if start >= position and not any(a <= start < b for a, b in held):
+            pieces.append(text[position:start])
+            position = end
+    return pieces + [text[position:]]
 
 
 def ends_with_a_noun(phrase: str) -> bool:
@@ -227,13 +236,10 @@ def split_exceptions(phrase: str, titles: tuple[str, ...] = ()) -> list[str]:
     westerns" -> ["skip the musicals", "give me westerns"]; "no horror only comedies" -> ["no horror", "only
     comedies"]; "westerns not musicals" -> ["westerns", "not musicals"]. A dangling cue ("comedies without") is
     dropped, and a title is never split ("Rebel Without a Cause")."""
-    named = title_spans(phrase, titles)
     cuts = [cut.span() for cut in EXCEPTION.finditer(phrase)]
     cuts += [cut.span() for cut in BARE_TURN.finditer(phrase)  # "westerns not musicals", "more comedy less drama"
              if ends_with_a_noun(phrase[:cut.start()]) and not infer_negative(phrase[:cut.start()], titles)]
-    cuts = sorted(cut for cut in cuts if not any(start <= cut[0] < end for start, end in named))
-    bounds = [0, *(edge for cut in cuts for edge in cut), len(phrase)]
-    pieces = [phrase[a:b].strip() for a, b in zip(bounds[::2], bounds[1::2]) if phrase[a:b].strip()]
+    pieces = [piece.strip() for piece in split_outside(phrase, cuts, title_spans(phrase, titles)) if piece.strip()]
     pieces = [part for piece in pieces for part in split_turn_to_want(piece, titles)]
     said = [piece for piece in pieces if not set(re.findall(r"[\w']+", piece.lower())) <= CUE_WORDS]
     return without_filler(said or pieces)
